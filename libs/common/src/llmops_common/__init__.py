@@ -1,0 +1,1 @@
+"""Shared plumbing of the LLMOps services. No business logic lives here."""

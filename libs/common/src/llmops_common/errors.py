@@ -1,0 +1,90 @@
+"""Errors in the OpenAI error body ``{"error": {"message", "type", "code"}}``, for every service."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from llmops_common.responses import OrjsonResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class APIError(Exception):
+    """An error a client should see. Raise it from views or service functions."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.type = type or _TYPES.get(status, "api_error" if status < 500 else "server_error")
+        self.headers = headers
+
+
+def error_body(message: str, *, type: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "code": code, "param": param}}
+
+
+def error_response(error: APIError) -> OrjsonResponse:
+    return OrjsonResponse(
+        error_body(error.message, type=error.type, code=error.code), status_code=error.status, headers=error.headers
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts, param = [], None
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        param = param or loc or None
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request", param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> OrjsonResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
+        message, param = _describe_validation(exc)
+        return OrjsonResponse(
+            error_body(message, type="invalid_request_error", code="invalid_request", param=param), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        status = exc.status_code
+        return OrjsonResponse(
+            error_body(str(exc.detail), type=_TYPES.get(status, "api_error"), code=None),
+            status_code=status,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+        # Never a traceback to the client; the log has it.
+        logger.exception("unhandled error")
+        return OrjsonResponse(error_body("internal error", type="server_error", code="internal_error"), status_code=500)

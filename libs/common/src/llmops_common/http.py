@@ -1,0 +1,28 @@
+"""Pooled HTTP client factory. aiohttp: its connection pool holds up under concurrency where httpx's does not."""
+
+import aiohttp
+
+
+def make_http_session(
+    *,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 60.0,
+    total_timeout_s: float | None = None,
+    max_connections: int = 1000,
+    max_connections_per_host: int = 0,
+    keepalive_timeout_s: float = 30.0,
+) -> aiohttp.ClientSession:
+    """One session per process (made in a lifespan, closed with it): keep-alive connections are reused."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=max_connections_per_host,
+        keepalive_timeout=keepalive_timeout_s,
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,  # bytes pass through as the upstream sent them
+        skip_auto_headers=("User-Agent",),
+    )

@@ -1,0 +1,23 @@
+"""Prometheus helpers: a registry per app and the ``/metrics`` route."""
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
+from starlette.responses import Response
+
+# The *_created series double the output and nobody graphs them.
+disable_created_metrics()
+
+# Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)
+
+
+def metrics_router(registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,35 @@
+"""Settings base: every service subclasses it with its own env prefix (GATEWAY_, RETRIEVER_, ...)."""
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set ``model_config = service_config("GATEWAY_")``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Dev mode accepts built-in development secrets; outside it a service refuses to start without real ones.
+    dev_mode: bool = False
+
+
+def service_config(env_prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", env_file=None)
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised at start-up when a secret is missing or a known development default outside dev mode."""
+
+
+def require_secret(value: str | None, *, name: str, dev_mode: bool, dev_default: str, min_length: int = 16) -> str:
+    """Return the secret to use; refuse weak or default secrets unless in dev mode."""
+    if dev_mode:
+        return value or dev_default
+    if not value:
+        raise InsecureSettingsError(f"{name} is not set (set it, or enable dev mode for local use)")
+    if value == dev_default or len(value) < min_length:
+        raise InsecureSettingsError(f"{name} is a development default or shorter than {min_length} characters")
+    return value

@@ -1,0 +1,179 @@
+"""A small OpenAI-compatible server on loopback for tests where inference is not the subject.
+
+Plain asyncio HTTP/1.1 with keep-alive; every response (and every SSE event) goes out in one write
+with TCP_NODELAY, so it adds no delayed-ACK stalls to what a benchmark measures. It runs on its own
+event loop in a thread, so synchronous tests, subprocess gateways and benchmarks can all reach it.
+"""
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+
+@dataclass
+class Behaviour:
+    """What the fake does; tests change it between requests."""
+
+    status: int = 200  # answer this status instead of a completion
+    delay_s: float = 0.0  # before the status line
+    chunks: int = 5  # content chunks in a streamed answer
+    chunk_delay_s: float = 0.0
+    prompt_tokens: int = 11
+    close_mid_stream: bool = False  # drop the connection after half the chunks
+
+
+@dataclass
+class Stats:
+    requests: list[dict] = field(default_factory=list)
+    streams_started: int = 0
+    streams_finished: int = 0
+    streams_cancelled: int = 0  # the client went away before the end
+
+
+class FakeUpstream:
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.behaviour = Behaviour()
+        self.stats = Stats()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "FakeUpstream":
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name=f"fake-upstream-{self.name}", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def shutdown() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop = None
+
+    def reset(self) -> None:
+        self.behaviour, self.stats = Behaviour(), Stats()
+
+    # --- HTTP ---
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = request_line.split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if not await self._respond(method, path, body, writer):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _respond(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Returns False when the connection must close."""
+        behaviour = self.behaviour
+        if path.endswith("/models"):
+            self._write_json(writer, 200, {"object": "list", "data": [{"id": self.name, "object": "model"}]})
+            return True
+        payload = orjson.loads(body) if body else {}
+        self.stats.requests.append(payload)
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        if behaviour.status != 200:
+            error = {"error": {"message": f"{self.name} fails on purpose", "type": "server_error", "code": None}}
+            self._write_json(writer, behaviour.status, error)
+            return True
+        chat = path.endswith("/chat/completions")
+        if payload.get("stream"):
+            return await self._stream(writer, payload, chat, behaviour)
+        completion_tokens = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
+        text = self._answer(payload, completion_tokens)
+        choice = {"index": 0, "finish_reason": "stop"}
+        choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+        self._write_json(writer, 200, {
+            "id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+            "model": payload.get("model"), "choices": [choice], "usage": self._usage(behaviour, completion_tokens),
+        })
+        return True
+
+    async def _stream(self, writer: asyncio.StreamWriter, payload: dict, chat: bool, behaviour: Behaviour) -> bool:
+        self.stats.streams_started += 1
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        count = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
+        try:
+            for i in range(count):
+                if behaviour.close_mid_stream and i == count // 2:
+                    writer.transport.abort()
+                    return False
+                piece = f"{self.name}:{payload.get('model')}:{i} " if i == 0 else f"tok{i} "
+                delta = {"content": piece}
+                choice = {"index": 0, "delta": delta} if chat else {"index": 0, "text": piece}
+                self._write_event(writer, {"id": "cmpl-fake", "model": payload.get("model"), "choices": [choice]})
+                await writer.drain()
+                if behaviour.chunk_delay_s:
+                    await asyncio.sleep(behaviour.chunk_delay_s)
+            if (payload.get("stream_options") or {}).get("include_usage"):
+                self._write_event(writer, {"id": "cmpl-fake", "choices": [], "usage": self._usage(behaviour, count)})
+            writer.write(self._chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+            self.stats.streams_finished += 1
+            return True
+        except (ConnectionError, asyncio.CancelledError):
+            self.stats.streams_cancelled += 1
+            raise
+
+    def _answer(self, payload: dict, tokens: int) -> str:
+        return f"{self.name}:{payload.get('model')}:0 " + " ".join(f"tok{i}" for i in range(1, tokens))
+
+    @staticmethod
+    def _usage(behaviour: Behaviour, completion_tokens: int) -> dict:
+        return {
+            "prompt_tokens": behaviour.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": behaviour.prompt_tokens + completion_tokens,
+        }
+
+    @staticmethod
+    def _chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def _write_event(self, writer: asyncio.StreamWriter, event: dict) -> None:
+        writer.write(self._chunk(b"data: " + orjson.dumps(event) + b"\n\n"))
+
+    @staticmethod
+    def _write_json(writer: asyncio.StreamWriter, status: int, document: dict) -> None:
+        body = orjson.dumps(document)
+        head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        writer.write(head.encode() + body)

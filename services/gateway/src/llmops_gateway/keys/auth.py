@@ -1,0 +1,111 @@
+"""Authenticating a request's API key on the hot path, with a short-lived cache in front of SQL."""
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from llmops_common.errors import APIError
+from llmops_gateway.db import utcnow
+from llmops_gateway.keys import service
+from llmops_gateway.keys.models import ApiKey
+from llmops_gateway.limits import Limits
+
+logger = logging.getLogger(__name__)
+
+_MAX_CACHED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKey:
+    id: str
+    name: str
+    limits: Limits
+    allowed_routes: frozenset[str] | None
+
+    def may_use(self, route: str) -> bool:
+        return self.allowed_routes is None or route in self.allowed_routes
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    key_hash: str
+    key: AuthenticatedKey | None  # None: no such key, or revoked
+    expires_at: datetime | None
+    fetched_at: float
+
+
+def _unauthorized(message: str, code: str) -> APIError:
+    return APIError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class KeyAuthenticator:
+    """Resolves ``Authorization: Bearer sk-llmops-...`` to a key.
+
+    Each entry (found or not) lives ``ttl_s`` seconds, so a revocation written by any replica is
+    seen by every replica within that time, while the database sees at most one query per key
+    and replica per TTL.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, key_secret: str, ttl_s: float) -> None:
+        self._sessions = sessions
+        self._key_secret = key_secret
+        self._ttl_s = ttl_s
+        self._cache: dict[str, _Entry] = {}
+
+    @property
+    def key_secret(self) -> str:
+        return self._key_secret
+
+    async def authenticate(self, authorization: str | None) -> AuthenticatedKey:
+        if not authorization:
+            raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret.startswith(service.KEY_PREFIX) or len(secret) > 200:
+            raise _unauthorized("invalid API key", "invalid_api_key")
+        key_hash = service.hash_key(secret, key_secret=self._key_secret)
+        entry = self._cache.get(key_hash)
+        if entry is None or time.monotonic() - entry.fetched_at > self._ttl_s:
+            try:
+                entry = await self._fetch(key_hash)
+            except Exception as exc:
+                # Key store down: a key seen recently keeps working; an unknown one cannot be checked.
+                logger.warning("key store unreachable", extra={"error": repr(exc)})
+                if entry is None:
+                    raise APIError(503, "key store unavailable", code="key_store_unavailable") from exc
+        # The lookup matched on the hash; compare again in constant time so no path leaks timing.
+        if entry.key is None or not hmac.compare_digest(entry.key_hash, key_hash):
+            raise _unauthorized("invalid or revoked API key", "invalid_api_key")
+        if entry.expires_at is not None and entry.expires_at <= utcnow():
+            raise _unauthorized("API key expired", "expired_api_key")
+        return entry.key
+
+    async def _fetch(self, key_hash: str) -> _Entry:
+        async with self._sessions() as session:
+            row = await service.get_by_hash(session, key_hash=key_hash)
+        entry = _to_entry(key_hash, row)
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()  # bounded memory under a flood of random keys
+        self._cache[key_hash] = entry
+        return entry
+
+    def forget(self) -> None:
+        """Drop the cache (this replica sees its own admin changes at once)."""
+        self._cache.clear()
+
+
+def _to_entry(key_hash: str, row: ApiKey | None) -> _Entry:
+    now = time.monotonic()
+    if row is None or row.revoked_at is not None:
+        return _Entry(key_hash=key_hash, key=None, expires_at=None, fetched_at=now)
+    key = AuthenticatedKey(
+        id=row.id,
+        name=row.name,
+        limits=Limits(rpm=row.rpm, tpm=row.tpm, tpd=row.tpd),
+        allowed_routes=frozenset(row.allowed_routes) if row.allowed_routes is not None else None,
+    )
+    return _Entry(key_hash=row.key_hash, key=key, expires_at=row.expires_at, fetched_at=now)

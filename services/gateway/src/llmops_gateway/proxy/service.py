@@ -1,0 +1,240 @@
+"""One proxied completion: authenticate, validate, route, reserve quota, call upstream, relay, account."""
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmops_common.errors import APIError
+from llmops_gateway.keys.auth import AuthenticatedKey
+from llmops_gateway.proxy import tokens
+from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
+from llmops_gateway.proxy.sse import StreamTap
+from llmops_gateway.proxy.streaming import DisconnectAwareStream
+from llmops_gateway.proxy.upstream import UpstreamResponse, send
+from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaStoreUnavailable, Reservation
+from llmops_gateway.routing import selection
+from llmops_gateway.routing.schemas import RouteSpec
+from llmops_gateway.settings import QuotaFailureMode
+from llmops_gateway.state import GatewayState
+
+logger = logging.getLogger(__name__)
+
+PATHS = {"chat": "/chat/completions", "text": "/completions"}
+MODELS = {"chat": ChatCompletionRequest, "text": CompletionRequest}
+
+
+@dataclass(slots=True)
+class Call:
+    """What is known about a request by the time it reaches the upstream."""
+
+    request_id: str
+    kind: str
+    key: AuthenticatedKey
+    route: str
+    parsed: ChatCompletionRequest | CompletionRequest
+    reservation: Reservation | None
+    started: float  # perf_counter
+    started_wall: float  # time.time
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
+    return bytes(body)
+
+
+def parse(body: bytes, kind: str) -> tuple[dict, ChatCompletionRequest | CompletionRequest]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    try:
+        parsed = MODELS[kind].model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise APIError(422, f"{where}: {first['msg']}" if where else first["msg"], code="invalid_request") from None
+    if "rag" in payload:
+        raise APIError(400, "RAG is not available: no retriever is configured", code="rag_unavailable")
+    return payload, parsed
+
+
+async def reserve(gw: GatewayState, key: AuthenticatedKey, route: str, spec: RouteSpec, parsed) -> Reservation | None:
+    cost = tokens.estimate_prompt_tokens(parsed) + tokens.completion_budget(
+        parsed, default=gw.settings.default_max_tokens_reserve
+    )
+    try:
+        return await gw.limiter.reserve(
+            key_id=key.id, key_limits=key.limits, route=route, route_limits=spec.limits, tokens=cost
+        )
+    except QuotaExceeded as exc:
+        gw.metrics.quota_refusals.labels(exc.scope, exc.kind).inc()
+        retry_after = max(1, math.ceil(exc.retry_after_s))
+        headers = {"retry-after": str(retry_after), **_limit_headers(exc.kind, exc.limit, 0, exc.retry_after_s)}
+        message = f"{exc.scope} limit reached: {exc.kind} {exc.limit}; retry after {retry_after}s"
+        if exc.cost > exc.limit:
+            message = f"request needs {exc.cost} tokens, over the {exc.scope} {exc.kind} limit of {exc.limit}; lower max_tokens"
+        raise APIError(429, message, code=f"{exc.kind}_limit_exceeded", headers=headers) from None
+    except QuotaStoreUnavailable as exc:
+        mode = gw.settings.quota_failure_mode
+        gw.metrics.quota_store_errors.labels(mode.value).inc()
+        logger.error("quota store unreachable", extra={"mode": mode.value, "error": str(exc)})
+        if mode is QuotaFailureMode.closed:
+            raise APIError(503, "quota store unavailable", code="quota_store_unavailable") from None
+        return None
+
+
+async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response:
+    started, started_wall = time.perf_counter(), time.time()
+    request_id = request.scope["state"]["request_id"]
+    key = await gw.authenticator.authenticate(request.headers.get("authorization"))
+    payload, parsed = parse(await read_body(request, max_bytes=gw.settings.max_body_bytes), kind)
+    route = parsed.model
+    spec = await gw.routes.get(route)
+    if spec is None:
+        raise APIError(404, f"The model '{route}' does not exist", code="model_not_found")
+    if not key.may_use(route):
+        raise APIError(403, f"this key may not use model '{route}'", code="model_not_allowed")
+    reservation = await reserve(gw, key, route, spec, parsed)
+    call = Call(request_id, kind, key, route, parsed, reservation, started, started_wall)
+    if parsed.stream:
+        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    try:
+        upstream = await send(
+            http=gw.http, breakers=gw.breakers, metrics=gw.metrics, route=route,
+            variants=selection.candidates(route, spec, user=parsed.user or key.id),
+            path=PATHS[kind], payload=payload, request_id=request_id,
+        )
+    except APIError as exc:
+        finish(gw, call, variant="-", status=exc.status, usage=None, answer=None, upstream_s=0.0, error=exc.message)
+        raise
+    headers = upstream.passthrough_headers()
+    headers["x-llmops-variant"] = upstream.variant.name
+    headers.update(_reservation_headers(reservation))
+    if parsed.stream and upstream.response.status == 200:
+        return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
+    return await respond_whole(gw, call, upstream, headers)
+
+
+async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse, headers: dict) -> Response:
+    response = upstream.response
+    try:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        finish(gw, call, variant=upstream.variant.name, status=502, usage=None, answer=None,
+               upstream_s=time.perf_counter() - upstream.sent_at, error=repr(exc))
+        raise APIError(502, f"upstream {upstream.variant.name!r} failed mid-response", code="upstream_error") from None
+    finally:
+        response.release()
+    upstream_s = time.perf_counter() - upstream.sent_at
+    usage, answer = None, None
+    if response.status == 200:
+        try:
+            document = orjson.loads(body)
+            usage = document.get("usage")
+            choice = (document.get("choices") or [{}])[0]
+            answer = (choice.get("message") or {}).get("content") if call.kind == "chat" else choice.get("text")
+        except (orjson.JSONDecodeError, AttributeError, IndexError):
+            logger.warning("upstream answer is not OpenAI JSON", extra={"variant": upstream.variant.name})
+    finish(gw, call, variant=upstream.variant.name, status=response.status, usage=usage, answer=answer, upstream_s=upstream_s)
+    return Response(body, status_code=response.status, headers=headers)
+
+
+async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):
+    """Yields the upstream's SSE bytes as they arrive, unbuffered; accounts for them when the stream ends."""
+    tap, ttft, status, error = StreamTap(), None, 200, None
+    try:
+        async for data in upstream.response.content.iter_any():
+            yield data
+            tap.feed(data)
+            if ttft is None and tap.chunks:
+                ttft = time.perf_counter() - call.started
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        status, error = 502, repr(exc)
+        logger.warning("upstream stream broke", extra={"variant": upstream.variant.name, "error": error})
+        yield b'data: {"error": {"message": "upstream stream interrupted", "type": "server_error", "code": "upstream_error"}}\n\n'
+    except (asyncio.CancelledError, GeneratorExit):
+        status, error = 499, "client disconnected"  # 499: nginx's "client closed request"
+        raise
+    finally:
+        if tap.done:
+            upstream.response.release()
+        else:
+            upstream.response.close()  # closing the connection is what tells the upstream to stop generating
+        usage = tap.usage or {"completion_tokens": tap.chunks}
+        finish(gw, call, variant=upstream.variant.name, status=status, usage=usage, answer=tap.answer,
+               upstream_s=time.perf_counter() - upstream.sent_at, ttft=ttft, error=error)
+
+
+def finish(
+    gw: GatewayState, call: Call, *, variant: str, status: int, usage: dict | None, answer: str | None,
+    upstream_s: float, ttft: float | None = None, error: str | None = None,
+) -> None:
+    """Metrics, quota reconciliation and the request log record; nothing here delays the client."""
+    total_s = time.perf_counter() - call.started
+    usage = dict(usage or {})
+    prompt_tokens = usage.get("prompt_tokens")
+    if prompt_tokens is None:
+        prompt_tokens = tokens.estimate_prompt_tokens(call.parsed) if status == 200 else 0
+    completion_tokens = usage.get("completion_tokens") or 0
+    usage.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens)
+    m = gw.metrics
+    m.requests.labels(call.route, variant, str(status)).inc()
+    m.latency.labels(call.route, variant).observe(total_s)
+    m.added_latency.labels(call.route, variant).observe(max(0.0, total_s - upstream_s))
+    if ttft is not None:
+        m.ttft.labels(call.route, variant).observe(ttft)
+    m.tokens.labels(call.route, variant, "prompt").inc(prompt_tokens)
+    m.tokens.labels(call.route, variant, "completion").inc(completion_tokens)
+    if call.reservation is not None:
+        gw.spawn(gw.limiter.reconcile(call.reservation, actual_tokens=usage["total_tokens"]))
+    record = {
+        "request_id": call.request_id, "key_id": call.key.id, "route": call.route, "variant": variant,
+        "kind": call.kind, "stream": call.parsed.stream, "status": status,
+        "prompt": tokens.prompt_text(call.parsed), "answer": answer, "usage": usage,
+        "latency_ms": round(total_s * 1000, 3), "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+        "started_at": call.started_wall, "finished_at": time.time(), "retrieved_ids": [], "error": error,
+    }
+    if not gw.request_log.emit(record):
+        m.request_log_dropped.inc()
+        logger.error("request log queue full; record dropped", extra={"route": call.route})
+
+
+def _limit_headers(kind: str, limit: int, remaining: int, reset_s: float) -> dict[str, str]:
+    suffix = {"rpm": "requests", "tpm": "tokens", "tpd": "tokens-day"}[kind]
+    return {
+        f"x-ratelimit-limit-{suffix}": str(limit),
+        f"x-ratelimit-remaining-{suffix}": str(max(0, remaining)),
+        f"x-ratelimit-reset-{suffix}": f"{reset_s:.3f}s",
+    }
+
+
+def _reservation_headers(reservation: Reservation | None) -> dict[str, str]:
+    """The tightest state of each limit kind, in OpenAI's ``x-ratelimit-*`` header names."""
+    if reservation is None:
+        return {}
+    tightest = {}
+    for state in reservation.states:
+        if state.kind not in tightest or state.remaining < tightest[state.kind].remaining:
+            tightest[state.kind] = state
+    headers = {}
+    for state in tightest.values():
+        headers.update(_limit_headers(state.kind, state.limit, state.remaining, state.reset_s))
+    return headers

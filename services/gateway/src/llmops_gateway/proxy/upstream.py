@@ -1,0 +1,109 @@
+"""Sending a request to a route's variants in order, with fallbacks and circuit breakers."""
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from llmops_common.errors import APIError
+from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.routing.breaker import CircuitBreakers
+from llmops_gateway.routing.schemas import Variant
+
+logger = logging.getLogger(__name__)
+
+# Statuses after which the next fallback is tried; 5xx also count against the variant's circuit.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"})
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    variant: Variant
+    response: aiohttp.ClientResponse
+    sent_at: float  # perf_counter when the request went out
+    headers_at: float  # perf_counter when the status line arrived
+
+    def passthrough_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.response.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def _upstream_headers(variant: Variant, request_id: str) -> dict[str, str]:
+    headers = {"content-type": "application/json", "x-request-id": request_id}
+    if variant.api_key_env:
+        api_key = os.environ.get(variant.api_key_env)
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+async def send(
+    *,
+    http: aiohttp.ClientSession,
+    breakers: CircuitBreakers,
+    metrics: GatewayMetrics,
+    route: str,
+    variants: list[Variant],
+    path: str,
+    payload: dict,
+    request_id: str,
+) -> UpstreamResponse:
+    """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``."""
+    last_error: APIError | None = None
+    for variant in variants:
+        if not breakers.allow(route, variant.name):
+            metrics.upstream_errors.labels(route, variant.name, "circuit_open").inc()
+            last_error = last_error or APIError(503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open")
+            continue
+        payload["model"] = variant.model
+        sent_at = time.perf_counter()
+        try:
+            response = await http.post(
+                variant.base_url + path, data=orjson.dumps(payload), headers=_upstream_headers(variant, request_id)
+            )
+        except asyncio.CancelledError:
+            breakers.record_abandoned(route, variant.name)
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            last_error = _failed(breakers, metrics, route, variant, "timeout", exc, 504)
+            continue
+        except (aiohttp.ClientError, OSError) as exc:
+            last_error = _failed(breakers, metrics, route, variant, "connect", exc, 502)
+            continue
+        if response.status in _RETRY_STATUSES:
+            body = await _read_quietly(response)
+            kind = "overloaded" if response.status == 429 else "status_5xx"
+            if response.status >= 500:
+                breakers.record_failure(route, variant.name)
+            else:
+                breakers.record_success(route, variant.name)
+            metrics.upstream_errors.labels(route, variant.name, kind).inc()
+            logger.warning(
+                "upstream answered %s", response.status, extra={"route": route, "variant": variant.name, "body": body[:300]}
+            )
+            last_error = APIError(502 if response.status >= 500 else 429, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
+            continue
+        breakers.record_success(route, variant.name)
+        return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())
+    raise last_error or APIError(503, "no variant available", code="no_variant")
+
+
+def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: BaseException, status: int) -> APIError:
+    breakers.record_failure(route, variant.name)
+    metrics.upstream_errors.labels(route, variant.name, kind).inc()
+    logger.warning("upstream %s failed", kind, extra={"route": route, "variant": variant.name, "error": repr(exc)})
+    word = "timed out" if kind == "timeout" else "unreachable"
+    return APIError(status, f"upstream {variant.name!r} {word}", code=f"upstream_{kind}")
+
+
+async def _read_quietly(response: aiohttp.ClientResponse) -> str:
+    try:
+        return (await response.read()).decode(errors="replace")
+    except Exception:
+        return ""
+    finally:
+        response.release()

@@ -1,0 +1,93 @@
+"""Quotas and budgets in Redis: every limit of a request checked and reserved in one atomic script call."""
+
+import logging
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from llmops_gateway.limits import Limits
+
+logger = logging.getLogger(__name__)
+
+_RESERVE = files(__package__).joinpath("reserve.lua").read_text()
+_RECONCILE = files(__package__).joinpath("reconcile.lua").read_text()
+
+_WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    scope: str  # "key" or "route"
+    kind: str  # "rpm", "tpm" or "tpd"
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+@dataclass(slots=True)
+class Reservation:
+    tokens: int
+    token_counters: list[str] = field(default_factory=list)
+    states: list[LimitState] = field(default_factory=list)
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, *, scope: str, kind: str, limit: int, retry_after_s: float, cost: int) -> None:
+        super().__init__(f"{scope} {kind} limit {limit} reached")
+        self.scope, self.kind, self.limit, self.retry_after_s, self.cost = scope, kind, limit, retry_after_s, cost
+
+
+class QuotaStoreUnavailable(Exception):
+    pass
+
+
+class QuotaLimiter:
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._reserve = client.register_script(_RESERVE)
+        self._reconcile = client.register_script(_RECONCILE)
+
+    async def reserve(self, *, key_id: str, key_limits: Limits, route: str, route_limits: Limits, tokens: int) -> Reservation:
+        """Count one request and ``tokens`` against every limit that is set, or raise ``QuotaExceeded``."""
+        plan: list[tuple[str, str, int, int]] = []  # (scope, kind, limit, cost)
+        args: list = []
+        for scope, limits, base in (
+            ("key", key_limits, f"{self._prefix}{{{key_id}}}"),
+            ("route", route_limits, f"{self._prefix}{{{key_id}}}:r:{route}"),
+        ):
+            for kind in ("rpm", "tpm", "tpd"):
+                limit = getattr(limits, kind)
+                if limit is None:
+                    continue
+                cost = 1 if kind == "rpm" else tokens
+                plan.append((scope, kind, limit, cost))
+                args += [f"{base}:{kind}", _WINDOWS[kind], limit, cost]
+        if not plan:
+            return Reservation(tokens=tokens)
+        try:
+            result = await self._reserve(args=[len(plan), *args])
+        except (RedisError, OSError) as exc:
+            raise QuotaStoreUnavailable(repr(exc)) from exc
+        if result[0] == 0:
+            scope, kind, limit, cost = plan[result[1] - 1]
+            raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
+        reservation = Reservation(tokens=tokens)
+        for i, (scope, kind, limit, _) in enumerate(plan):
+            counter, remaining, reset_ms = result[3 + 3 * i : 6 + 3 * i]
+            reservation.states.append(LimitState(scope, kind, limit, int(remaining), reset_ms / 1000))
+            if kind != "rpm":
+                reservation.token_counters.append(counter.decode() if isinstance(counter, bytes) else counter)
+        return reservation
+
+    async def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
+        """Replace the reserved token estimate by the real usage (after the response, off the hot path)."""
+        delta = actual_tokens - reservation.tokens
+        if delta == 0 or not reservation.token_counters:
+            return
+        try:
+            await self._reconcile(keys=reservation.token_counters, args=[delta])
+        except (RedisError, OSError) as exc:
+            logger.warning("quota reconciliation failed", extra={"error": repr(exc), "delta": delta})

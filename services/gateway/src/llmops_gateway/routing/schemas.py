@@ -1,0 +1,69 @@
+from datetime import datetime
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmops_gateway.limits import Limits
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
+
+
+class Variant(BaseModel):
+    """One upstream a route can send traffic to: an OpenAI-compatible base URL and the model (or adapter) there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    upstream: AnyHttpUrl = Field(description="OpenAI-compatible base URL, e.g. http://inference:8002/v1")
+    model: str = Field(min_length=1, max_length=256, description="model or adapter name at the upstream")
+    weight: float = Field(default=1.0, ge=0, description="share of traffic, relative to the other variants")
+    api_key_env: str | None = Field(
+        default=None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable holding the upstream's API key"
+    )
+
+    @property
+    def base_url(self) -> str:
+        return str(self.upstream).rstrip("/")
+
+
+class RouteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[Variant] = Field(min_length=1, max_length=32)
+    sticky: bool = Field(default=True, description="the same user always gets the same variant (while weights stay)")
+    fallbacks: list[str | Variant] = Field(
+        default_factory=list,
+        max_length=8,
+        description="tried in order when the chosen variant fails: a variant name of this route, or a variant",
+    )
+    limits: Limits = Field(default_factory=Limits, description="limits per key on this route, on top of the key's own")
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if sum(v.weight for v in variants) <= 0:
+            raise ValueError("at least one variant needs a positive weight")
+        return variants
+
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> "RouteSpec":
+        names = {v.name for v in self.variants}
+        for fallback in self.fallbacks:
+            if isinstance(fallback, str) and fallback not in names:
+                raise ValueError(f"fallback {fallback!r} names no variant of this route")
+        return self
+
+    def fallback_variants(self) -> list[Variant]:
+        by_name = {v.name: v for v in self.variants}
+        return [by_name[f] if isinstance(f, str) else f for f in self.fallbacks]
+
+
+class RoutePublic(RouteSpec):
+    name: str
+    updated_at: datetime
+
+
+class RouteList(BaseModel):
+    data: list[RoutePublic]

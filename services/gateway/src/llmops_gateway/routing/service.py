@@ -1,0 +1,88 @@
+"""Routes: CRUD in SQL, and the table every request reads, refreshed from SQL every few hundred milliseconds."""
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from llmops_common.errors import APIError
+from llmops_gateway.db import utcnow
+from llmops_gateway.routing.models import Route
+from llmops_gateway.routing.schemas import RoutePublic, RouteSpec
+
+logger = logging.getLogger(__name__)
+
+
+def to_public(route: Route) -> RoutePublic:
+    return RoutePublic(name=route.name, updated_at=route.updated_at, **route.spec)
+
+
+async def put(session: AsyncSession, *, name: str, spec: RouteSpec) -> Route:
+    route = await session.get(Route, name)
+    document = spec.model_dump(mode="json")
+    if route is None:
+        route = Route(name=name, spec=document, updated_at=utcnow())
+        session.add(route)
+    else:
+        route.spec, route.updated_at = document, utcnow()
+    await session.commit()
+    return route
+
+
+async def list_all(session: AsyncSession) -> list[Route]:
+    return list((await session.scalars(select(Route).order_by(Route.name))).all())
+
+
+async def get(session: AsyncSession, *, name: str) -> Route:
+    route = await session.get(Route, name)
+    if route is None:
+        raise APIError(404, f"route {name!r} not found", code="route_not_found")
+    return route
+
+
+async def delete(session: AsyncSession, *, name: str) -> None:
+    route = await get(session, name=name)
+    await session.delete(route)
+    await session.commit()
+
+
+class RouteTable:
+    """The routes as the hot path sees them: one query loads all, at most once per ``ttl_s``.
+
+    Weight changes made through any replica apply everywhere within ``ttl_s``, without a restart.
+    If SQL is unreachable the last table keeps serving.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl_s: float) -> None:
+        self._sessions = sessions
+        self._ttl_s = ttl_s
+        self._routes: dict[str, RouteSpec] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self, name: str) -> RouteSpec | None:
+        await self._refresh_if_stale()
+        return self._routes.get(name)
+
+    async def names(self) -> list[str]:
+        await self._refresh_if_stale()
+        return sorted(self._routes)
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    async def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at <= self._ttl_s:
+            return
+        async with self._lock:  # one reload at a time; the others wait for it
+            if time.monotonic() - self._loaded_at <= self._ttl_s:
+                return
+            try:
+                async with self._sessions() as session:
+                    rows = await list_all(session)
+                self._routes = {row.name: RouteSpec.model_validate(row.spec) for row in rows}
+            except Exception as exc:
+                logger.warning("route store unreachable; serving the last routes", extra={"error": repr(exc)})
+            self._loaded_at = time.monotonic()

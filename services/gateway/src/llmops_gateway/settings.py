@@ -1,0 +1,59 @@
+"""Gateway settings, all from ``GATEWAY_*`` environment variables."""
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from llmops_common.settings import ServiceSettings, require_secret, service_config
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_KEY_SECRET = "dev-key-hash-secret"
+
+
+class QuotaFailureMode(StrEnum):
+    closed = "closed"  # refuse requests that have limits when Redis is unreachable (503)
+    open = "open"  # serve them unmetered, logged and counted
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = service_config("GATEWAY_")
+
+    port: int = 8000
+
+    # Secrets. Outside dev mode both must be set and not the development defaults.
+    admin_token: str | None = None
+    key_secret: str | None = Field(default=None, description="HMAC secret for hashing API keys at rest")
+
+    database_url: str = "sqlite+aiosqlite:///./.llmops/gateway.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "llmops:gw:"
+    quota_failure_mode: QuotaFailureMode = QuotaFailureMode.closed
+
+    # A key or route change is seen by every replica within these many seconds.
+    key_cache_ttl_s: float = 0.5
+    route_cache_ttl_s: float = 1.0
+
+    # Token reservation: prompt estimate + max_tokens, or this when the client gives no max_tokens.
+    default_max_tokens_reserve: int = 512
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 120.0  # longest silence allowed between upstream bytes
+    upstream_max_connections: int = 1000
+
+    breaker_failure_threshold: int = 5  # consecutive failures that open a variant's circuit
+    breaker_cooldown_s: float = 30.0  # how long it stays open before one trial request
+
+    request_log_sink: str = "jsonl"  # jsonl | none
+    request_log_path: str = "./.llmops/request-log.jsonl"
+    request_log_queue_size: int = 10000
+
+    def admin_token_value(self) -> str:
+        return require_secret(
+            self.admin_token, name="GATEWAY_ADMIN_TOKEN", dev_mode=self.dev_mode, dev_default=DEV_ADMIN_TOKEN
+        )
+
+    def key_secret_value(self) -> str:
+        return require_secret(
+            self.key_secret, name="GATEWAY_KEY_SECRET", dev_mode=self.dev_mode, dev_default=DEV_KEY_SECRET
+        )

@@ -1,0 +1,39 @@
+"""Everything one gateway process holds, built in the lifespan and reached through ``request.app.state.gateway``."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+import redis.asyncio as redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from llmops_gateway.keys.auth import KeyAuthenticator
+from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.quotas.limiter import QuotaLimiter
+from llmops_gateway.requestlog.sinks import RequestLogSink
+from llmops_gateway.routing.breaker import CircuitBreakers
+from llmops_gateway.routing.service import RouteTable
+from llmops_gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    admin_token: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: redis.Redis
+    http: aiohttp.ClientSession
+    authenticator: KeyAuthenticator
+    routes: RouteTable
+    limiter: QuotaLimiter
+    breakers: CircuitBreakers
+    metrics: GatewayMetrics
+    request_log: RequestLogSink
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, coro) -> None:
+        """Run work after the response (quota reconciliation); kept referenced and awaited at shutdown."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
