@@ -10,7 +10,11 @@ from llmops_common.middleware import RequestIdMiddleware
 
 
 def install_common(
-    app: FastAPI, *, registry: CollectorRegistry, readiness: dict[str, ReadinessCheck]
+    app: FastAPI,
+    *,
+    registry: CollectorRegistry,
+    readiness: dict[str, ReadinessCheck],
+    degraded_by: dict[str, ReadinessCheck] | None = None,
 ) -> None:
     """Adds request ids, OpenAI-format errors, ``/healthz``, ``/readyz`` and ``/metrics``.
 
@@ -18,5 +22,5 @@ def install_common(
     """
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    app.include_router(health_router(readiness))
+    app.include_router(health_router(readiness, degraded_by=degraded_by))
     app.include_router(metrics_router(registry))

@@ -13,8 +13,13 @@ logger = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def health_router(checks: dict[str, ReadinessCheck], *, timeout_s: float = 2.0) -> APIRouter:
-    """``/healthz`` answers while the process lives; ``/readyz`` is 200 only when every check passes."""
+def health_router(
+    checks: dict[str, ReadinessCheck], *, degraded_by: dict[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
+) -> APIRouter:
+    """``/healthz`` answers while the process lives. ``/readyz`` is 503 when a check in ``checks`` fails;
+    a failing check in ``degraded_by`` only marks the service "degraded" (still 200): it can serve part of
+    its traffic, and pulling every replica out of the load balancer would turn that into a full outage."""
+    degraded_by = degraded_by or {}
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=False)
@@ -31,8 +36,14 @@ def health_router(checks: dict[str, ReadinessCheck], *, timeout_s: float = 2.0) 
                 logger.warning("readiness check failed", extra={"check": name, "error": repr(exc)})
                 return name, f"error: {exc!r}"[:300]
 
-        results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
-        ready = all(v == "ok" for v in results.values())
-        return OrjsonResponse({"status": "ready" if ready else "not ready", "checks": results}, status_code=200 if ready else 503)
+        everything = {**checks, **degraded_by}
+        results = dict(await asyncio.gather(*(run(n, c) for n, c in everything.items())))
+        if any(results[name] != "ok" for name in checks):
+            status, code = "not ready", 503
+        elif any(results[name] != "ok" for name in degraded_by):
+            status, code = "degraded", 200
+        else:
+            status, code = "ready", 200
+        return OrjsonResponse({"status": status, "checks": results}, status_code=code)
 
     return router

@@ -72,6 +72,7 @@ class FakeUpstream:
             self._server.close()
             for writer in list(self._writers):
                 writer.transport.abort()
+            await asyncio.sleep(0.05)  # let the connection handlers see it and end
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -93,7 +94,7 @@ class FakeUpstream:
                 method, path, _ = request_line.split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if not await self._respond(method, path, body, writer):
+                if not await self._respond(method, path, body, reader, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -101,7 +102,9 @@ class FakeUpstream:
             self._writers.discard(writer)
             writer.close()
 
-    async def _respond(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(
+        self, method: str, path: str, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         """Returns False when the connection must close."""
         behaviour = self.behaviour
         if path.endswith("/models"):
@@ -117,7 +120,7 @@ class FakeUpstream:
             return True
         chat = path.endswith("/chat/completions")
         if payload.get("stream"):
-            return await self._stream(writer, payload, chat, behaviour)
+            return await self._stream(reader, writer, payload, chat, behaviour)
         completion_tokens = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
         text = self._answer(payload, completion_tokens)
         choice = {"index": 0, "finish_reason": "stop"}
@@ -128,7 +131,9 @@ class FakeUpstream:
         })
         return True
 
-    async def _stream(self, writer: asyncio.StreamWriter, payload: dict, chat: bool, behaviour: Behaviour) -> bool:
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: dict, chat: bool, behaviour: Behaviour
+    ) -> bool:
         self.stats.streams_started += 1
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         count = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
@@ -142,8 +147,8 @@ class FakeUpstream:
                 choice = {"index": 0, "delta": delta} if chat else {"index": 0, "text": piece}
                 self._write_event(writer, {"id": "cmpl-fake", "model": payload.get("model"), "choices": [choice]})
                 await writer.drain()
-                if behaviour.chunk_delay_s:
-                    await asyncio.sleep(behaviour.chunk_delay_s)
+                if behaviour.chunk_delay_s and await self._client_left_during(reader, behaviour.chunk_delay_s):
+                    raise ConnectionResetError("client closed the stream")
             if (payload.get("stream_options") or {}).get("include_usage"):
                 self._write_event(writer, {"id": "cmpl-fake", "choices": [], "usage": self._usage(behaviour, count)})
             writer.write(self._chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
@@ -153,6 +158,14 @@ class FakeUpstream:
         except (ConnectionError, asyncio.CancelledError):
             self.stats.streams_cancelled += 1
             raise
+
+    @staticmethod
+    async def _client_left_during(reader: asyncio.StreamReader, seconds: float) -> bool:
+        """Waits, noticing at once if the client closes the connection (as a real server does)."""
+        try:
+            return await asyncio.wait_for(reader.read(1), seconds) == b""
+        except TimeoutError:
+            return False
 
     def _answer(self, payload: dict, tokens: int) -> str:
         return f"{self.name}:{payload.get('model')}:0 " + " ".join(f"tok{i}" for i in range(1, tokens))

@@ -89,7 +89,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def redis_ready() -> None:
         await app.state.gateway.redis.ping()
 
-    install_common(app, registry=registry, readiness={"database": database_ready, "redis": redis_ready})
+    # Without Redis only keys with limits are refused (or served unmetered, by setting): degraded, not down.
+    install_common(app, registry=registry, readiness={"database": database_ready}, degraded_by={"redis": redis_ready})
     app.include_router(proxy_router)
     app.include_router(keys_router)
     app.include_router(routes_router)

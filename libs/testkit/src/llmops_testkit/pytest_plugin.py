@@ -1,0 +1,113 @@
+"""Fixtures on real infrastructure, for every test directory of the project.
+
+Redis and PostgreSQL are the machine's own where they run (CI), or private instances started
+from Debian's binaries where they do not (a fresh laptop).
+"""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from llmops_cli.infra import find_or_start_postgres, find_or_start_redis
+from llmops_testkit.fake_upstream import FakeUpstream
+from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
+
+
+@pytest.fixture(scope="session")
+def llmops_state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("llmops")
+
+
+@pytest.fixture(scope="session")
+def redis_url(llmops_state_dir):
+    handle = find_or_start_redis(llmops_state_dir / "infra", die_with_parent=True)
+    yield handle.url
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(llmops_state_dir):
+    handle = find_or_start_postgres(llmops_state_dir / "infra", die_with_parent=True)
+    yield handle
+    handle.stop()
+
+
+async def _create_database(server_url: str) -> str:
+    name = f"llmops_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url(postgres_server):
+    """A fresh database on the PostgreSQL server, as a SQLAlchemy asyncpg URL; dropped at the end."""
+    name = asyncio.run(_create_database(postgres_server.url))
+    base = postgres_server.async_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(_drop_database(postgres_server.url, name))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def sql_url(request, llmops_state_dir):
+    """Each test that uses it runs on both SQL backends."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{llmops_state_dir / f'gateway-{uuid.uuid4().hex[:6]}.db'}"
+    return request.getfixturevalue("postgres_database_url")
+
+
+@pytest.fixture(scope="session")
+def _fake_upstreams():
+    upstreams = {name: FakeUpstream(name).start() for name in ("alpha", "beta", "gamma")}
+    yield upstreams
+    for upstream in upstreams.values():
+        upstream.stop()
+
+
+@pytest.fixture
+def upstreams(_fake_upstreams):
+    """Three fake OpenAI upstreams, reset before each test."""
+    for upstream in _fake_upstreams.values():
+        upstream.reset()
+    return _fake_upstreams
+
+
+@pytest.fixture(scope="session")
+def make_gateway(llmops_state_dir, redis_url):
+    """Starts gateways (one or more replicas on one database and Redis); all stopped at the end."""
+    started: list[Gateway] = []
+
+    def make(*, sql_url: str, replicas: int = 1, **overrides: str) -> Gateway:
+        state_dir = llmops_state_dir / f"gw-{uuid.uuid4().hex[:6]}"
+        admin_token, key_secret = new_secrets()
+        env = gateway_env(
+            sql_url=sql_url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
+        )
+        env.update(overrides)
+        gateway = Gateway(env=env, state_dir=state_dir, replicas=replicas)
+        started.append(gateway)
+        return gateway.start()
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(make_gateway, sql_url) -> Gateway:
+    """The shared gateway of a test session, once per SQL backend."""
+    return make_gateway(sql_url=sql_url)
