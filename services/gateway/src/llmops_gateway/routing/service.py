@@ -52,8 +52,12 @@ class RouteTable:
     """The routes as the hot path sees them: one query loads all, at most once per ``ttl_s``.
 
     Weight changes made through any replica apply everywhere within ``ttl_s``, without a restart.
+    An unknown name reloads sooner (a route just created through another replica), but at most once
+    per ``MISS_RELOAD_S``, so requests for made-up models cannot hammer SQL.
     If SQL is unreachable the last table keeps serving.
     """
+
+    MISS_RELOAD_S = 0.1
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl_s: float) -> None:
         self._sessions = sessions
@@ -63,21 +67,25 @@ class RouteTable:
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> RouteSpec | None:
-        await self._refresh_if_stale()
-        return self._routes.get(name)
+        await self._refresh_if_older_than(self._ttl_s)
+        spec = self._routes.get(name)
+        if spec is None:
+            await self._refresh_if_older_than(self.MISS_RELOAD_S)
+            spec = self._routes.get(name)
+        return spec
 
     async def names(self) -> list[str]:
-        await self._refresh_if_stale()
+        await self._refresh_if_older_than(self._ttl_s)
         return sorted(self._routes)
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
 
-    async def _refresh_if_stale(self) -> None:
-        if time.monotonic() - self._loaded_at <= self._ttl_s:
+    async def _refresh_if_older_than(self, max_age_s: float) -> None:
+        if time.monotonic() - self._loaded_at <= max_age_s:
             return
         async with self._lock:  # one reload at a time; the others wait for it
-            if time.monotonic() - self._loaded_at <= self._ttl_s:
+            if time.monotonic() - self._loaded_at <= max_age_s:
                 return
             try:
                 async with self._sessions() as session:
