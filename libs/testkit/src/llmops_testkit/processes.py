@@ -46,6 +46,12 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout_s: float = 30.0) -> "ServiceProcess":
+        self.launch()
+        self.wait(timeout_s=timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -53,12 +59,13 @@ class ServiceProcess:
              "--no-access-log", "--log-level", "warning"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def wait(self, *, timeout_s: float = 30.0) -> None:
         try:
             wait_ready(f"{self.url}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
             self.stop()
             raise RuntimeError(f"{self.name} did not start: {self.log_tail()}") from exc
-        return self
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
-from llmops_gateway import db
+from llmops_gateway import db, migrate
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
@@ -40,7 +40,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         engine = db.make_engine(settings.database_url)
-        await db.create_schema(engine)
+        await migrate.upgrade_to_head(engine)
         sessions = db.make_sessionmaker(engine)
         redis_client = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         http = make_http_session(

@@ -49,18 +49,6 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def create_schema(engine: AsyncEngine) -> None:
-    # Import the models so their tables are on Base.metadata.
-    from llmops_gateway.keys import models as _keys  # noqa: F401
-    from llmops_gateway.routing import models as _routing  # noqa: F401
-
-    async with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            # WAL lets several gateway replicas on one machine share the file.
-            await conn.execute(text("PRAGMA journal_mode=WAL"))
-        await conn.run_sync(Base.metadata.create_all)
-
-
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
