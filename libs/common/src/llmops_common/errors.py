@@ -4,8 +4,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from llmops_common.responses import OrjsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmops_common.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import orjson
 class StreamTap:
     """Fed the raw bytes exactly as they go to the client; never changes them."""
 
-    __slots__ = ("_buffer", "parts", "usage", "chunks", "done")
+    __slots__ = ("_buffer", "chunks", "done", "parts", "usage")
 
     def __init__(self) -> None:
         self._buffer = b""

@@ -57,7 +57,9 @@ async def send(
     for variant in variants:
         if not breakers.allow(route, variant.name):
             metrics.upstream_errors.labels(route, variant.name, "circuit_open").inc()
-            last_error = last_error or APIError(503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open")
+            last_error = last_error or APIError(
+                503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open"
+            )
             continue
         payload["model"] = variant.model
         sent_at = time.perf_counter()
@@ -85,11 +87,20 @@ async def send(
             logger.warning(
                 "upstream answered %s", response.status, extra={"route": route, "variant": variant.name, "body": body[:300]}
             )
-            last_error = APIError(502 if response.status >= 500 else 429, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
+            if response.status == 429:
+                retry_after = response.headers.get("retry-after", "1")
+                last_error = APIError(
+                    429, f"upstream {variant.name!r} is overloaded", code="upstream_overloaded",
+                    headers={"retry-after": retry_after if retry_after.isdigit() else "1"},
+                )
+            else:
+                last_error = APIError(502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
             continue
         breakers.record_success(route, variant.name)
         return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())
-    raise last_error or APIError(503, "no variant available", code="no_variant")
+    error = last_error or APIError(503, "no variant available", code="no_variant")
+    error.headers = {**(error.headers or {}), "x-llmops-variant": variants[-1].name}  # the last one tried
+    raise error
 
 
 def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: BaseException, status: int) -> APIError:
@@ -103,7 +114,7 @@ def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: Bas
 async def _read_quietly(response: aiohttp.ClientResponse) -> str:
     try:
         return (await response.read()).decode(errors="replace")
-    except Exception:
+    except (aiohttp.ClientError, TimeoutError):
         return ""
     finally:
         response.release()

@@ -15,10 +15,10 @@ class RequestLogSink(ABC):
     def emit(self, record: dict) -> bool:
         """Queue a record; False if it could not be queued."""
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         pass
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         pass
 
 

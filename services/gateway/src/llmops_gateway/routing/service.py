@@ -5,6 +5,7 @@ import logging
 import time
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.errors import APIError
@@ -91,6 +92,6 @@ class RouteTable:
                 async with self._sessions() as session:
                     rows = await list_all(session)
                 self._routes = {row.name: RouteSpec.model_validate(row.spec) for row in rows}
-            except Exception as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 logger.warning("route store unreachable; serving the last routes", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()
