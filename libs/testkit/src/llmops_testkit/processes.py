@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from llmops_cli.procs import spawn
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,12 +54,11 @@ class ServiceProcess:
 
     def launch(self) -> None:
         """Start the process without waiting for it to be ready."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        # Tied to the test process: a killed test run leaves no services behind.
+        self.process = spawn(
             [sys.executable, "-m", "uvicorn", self.app, "--factory", "--host", "127.0.0.1", "--port", str(self.port),
              "--no-access-log", "--log-level", "warning"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            log_path=self.log_path, env=self.env, die_with_parent=True,
         )
 
     def wait(self, *, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,22 @@
+"""The ``llmops`` command."""
+
+import typer
+
+from llmops_cli import keys, routes
+from llmops_cli.status import status
+from llmops_cli.up import up
+
+app = typer.Typer(
+    name="llmops",
+    help="LLMOps platform: run it locally and administer it.",
+    no_args_is_help=True,
+    # Locals in a traceback could include the admin token or a freshly created key secret.
+    pretty_exceptions_show_locals=False,
+)
+app.command()(up)
+app.command()(status)
+app.add_typer(keys.app, name="keys")
+app.add_typer(routes.app, name="routes")
+
+if __name__ == "__main__":
+    app()

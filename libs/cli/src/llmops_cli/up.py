@@ -1,0 +1,94 @@
+"""``llmops up``: run the whole platform locally as supervised processes until Ctrl-C or SIGTERM."""
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llmops_cli.infra import find_or_start_redis
+from llmops_cli.procs import port_in_use
+from llmops_cli.services import PlatformContext, platform_services, resolve_ports
+from llmops_cli.state import load_secrets, state_dir
+from llmops_cli.supervisor import StartupError, Supervisor
+
+console = Console(stderr=True)
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    # Ctrl-C, SIGTERM (systemd, docker, kill) and a closed terminal all mean: shut down in order, exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def up(
+    port: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--port",
+            metavar="NAME=PORT",
+            help="Override a service's port, e.g. --port gateway=8100 (repeatable; env LLMOPS_<NAME>_PORT works too).",
+        ),
+    ] = None,
+) -> None:
+    """Start every platform service locally, wait until all are ready, keep them running until Ctrl-C."""
+    try:
+        ports = resolve_ports(port)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    busy = [f"{name} ({p})" for name, p in ports.items() if port_in_use(p)]
+    if busy:
+        console.print(
+            f"[red]error:[/red] port in use: {', '.join(busy)}. Is the platform already running? "
+            "Choose other ports with --port NAME=PORT."
+        )
+        raise typer.Exit(1)
+
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    state = state_dir()
+    secrets = load_secrets(state)
+    with console.status("Finding Redis (or starting a private one)..."):
+        try:
+            redis = find_or_start_redis(state, die_with_parent=True)
+        except RuntimeError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+    console.print(f"Redis: {redis.url}" + (" (private, stopped on exit)" if redis.process else ""))
+
+    ctx = PlatformContext(state=state, secrets=secrets, redis_url=redis.url, ports=ports)
+    specs = platform_services(ctx)
+    supervisor = Supervisor(specs, log_dir=state / "logs", stop=stop, on_event=lambda msg: console.print(escape(msg)))
+    exit_code = 0
+    try:
+        supervisor.start_all()
+        with console.status("Starting services...") as status:
+            ready = supervisor.wait_ready(lambda names: status.update(f"Waiting for {', '.join(names)} to be ready..."))
+        if ready:
+            _print_ready(specs, state, secrets.path)
+            supervisor.watch()
+        console.print("Stopping...")
+    except StartupError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        exit_code = 1
+    finally:
+        supervisor.stop_all()
+        redis.stop()
+    if exit_code:
+        raise typer.Exit(exit_code)
+    console.print("All services stopped.")
+
+
+def _print_ready(specs, state, secrets_path) -> None:
+    table = Table(title="LLMOps platform")
+    for column in ("service", "URL", "log"):
+        table.add_column(column)
+    for spec in specs:
+        table.add_row(spec.name, spec.url, str(state / "logs" / f"{spec.name}.log"))
+    console.print(table)
+    urls = ", ".join(f"{spec.name} {spec.url}" for spec in specs)
+    # A plain, unwrapped line on stdout that scripts and tests wait for.
+    print(f"LLMOps platform ready: {urls} (admin token in {secrets_path})", flush=True)
