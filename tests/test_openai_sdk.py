@@ -31,7 +31,10 @@ def test_chat_completion(client, route):
 
 def test_streaming_with_usage(client, route):
     stream = client.chat.completions.create(
-        model=route, messages=[{"role": "user", "content": "Say hi"}], stream=True, stream_options={"include_usage": True}
+        model=route,
+        messages=[{"role": "user", "content": "Say hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

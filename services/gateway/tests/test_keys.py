@@ -63,7 +63,10 @@ def test_bad_keys_are_refused(gateway, route, authorization, code):
     response = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat_body(route), headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == {
-        "message": response.json()["error"]["message"], "type": "authentication_error", "code": code, "param": None,
+        "message": response.json()["error"]["message"],
+        "type": "authentication_error",
+        "code": code,
+        "param": None,
     }
     assert response.headers["x-request-id"]
 
@@ -101,8 +104,13 @@ def test_limits_and_routes_can_be_changed(gateway, upstreams, route):
 @pytest.mark.parametrize("token", [None, "wrong-token", DEV_ADMIN_TOKEN])
 def test_admin_api_needs_the_admin_token(gateway, token):
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    for method, path in [("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/routes"),
-                         ("PUT", "/admin/routes/x"), ("DELETE", "/admin/keys/key_x")]:
+    for method, path in [
+        ("GET", "/admin/keys"),
+        ("POST", "/admin/keys"),
+        ("GET", "/admin/routes"),
+        ("PUT", "/admin/routes/x"),
+        ("DELETE", "/admin/keys/key_x"),
+    ]:
         response = httpx.request(method, f"{gateway.url}{path}", headers=headers, json={"name": "x"})
         assert response.status_code == 401, (method, path)
         assert response.json()["error"]["code"] == "invalid_admin_token"
@@ -149,7 +157,7 @@ def test_secret_never_reaches_logs_or_metrics(gateway, route):
     time.sleep(0.3)  # the request log is written off the request path
     assert secret not in gateway.logs() and secret not in metrics
     assert secret not in gateway.request_log_path.read_text()
-    assert secret[len("sk-llmops-"):] not in gateway.logs()
+    assert secret[len("sk-llmops-") :] not in gateway.logs()
 
 
 def test_no_default_secrets_outside_dev_mode(tmp_path):

@@ -31,8 +31,9 @@ def test_replicas_starting_at_once_on_a_fresh_database(llmops_state_dir, redis_u
     for url in (f"sqlite+aiosqlite:///{llmops_state_dir / f'fresh-{uuid.uuid4().hex[:6]}.db'}", postgres_database_url):
         state_dir = llmops_state_dir / f"fresh-{uuid.uuid4().hex[:6]}"
         admin_token, key_secret = new_secrets()
-        env = gateway_env(sql_url=url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token,
-                          key_secret=key_secret)
+        env = gateway_env(
+            sql_url=url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
+        )
         gateway = Gateway(env=env, state_dir=state_dir, replicas=3)
         for replica in gateway.replicas:  # launch all three before waiting for any
             replica.launch()

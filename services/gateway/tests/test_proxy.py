@@ -119,7 +119,8 @@ def test_disconnect_while_upstream_is_silent_cancels_it(gateway, upstreams, rout
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            + f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+            + f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         received = b""
         while b"alpha:a-model:0" not in received:
@@ -128,6 +129,28 @@ def test_disconnect_while_upstream_is_silent_cancels_it(gateway, upstreams, rout
     while upstream.stats.streams_cancelled == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream.stats.streams_cancelled == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_disconnect_before_the_upstream_answers_cancels_it(gateway, upstreams, route, key, stream):
+    """A client that leaves while the upstream is still queueing/thinking (no byte sent yet) cancels it."""
+    upstream = upstreams["alpha"]
+    upstream.behaviour.delay_s = 1.9  # under the test gateway's 2 s read timeout, which would also cancel it
+    body = orjson.dumps(chat_body(route, stream=stream))
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 2
+        while not upstream.stats.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+    deadline = time.monotonic() + 1.0  # well before the upstream would answer
+    while upstream.stats.abandoned_before_answer == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.stats.abandoned_before_answer == 1
 
 
 BAD_BODIES = [

@@ -4,6 +4,7 @@ The test gateway runs with breaker threshold 3, cooldown 1.0 s and upstream read
 ``llmops_testkit.gateway.gateway_env``); the route cache TTL is the default 1.0 s.
 """
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -67,7 +68,9 @@ def test_non_sticky_split_matches_weights(gateway, upstreams, client):
     # 300 ± 39 for "a": a 50/50 (or sticky) split is far outside, a fair 75/25 one inside but for 1 run in 10^5.
     assert abs(counts["a"] - 0.75 * n) <= bound(n, 0.75), counts
     assert counts["a"] + counts["b"] == n
-    assert len(upstreams["alpha"].stats.requests) == counts["a"] and len(upstreams["beta"].stats.requests) == counts["b"]
+    assert (
+        len(upstreams["alpha"].stats.requests) == counts["a"] and len(upstreams["beta"].stats.requests) == counts["b"]
+    )
 
 
 def test_sticky_users_keep_their_variant_and_split_by_weight(gateway, upstreams, client):
@@ -99,10 +102,13 @@ def test_without_user_the_key_is_the_sticky_identity(gateway, upstreams):
 
 
 def test_weight_change_applies_without_restart(gateway, upstreams, client):
-    route = gateway.put_route(variants=[variant("a", upstreams["alpha"]), variant("b", upstreams["beta"])], sticky=False)
+    route = gateway.put_route(
+        variants=[variant("a", upstreams["alpha"]), variant("b", upstreams["beta"])], sticky=False
+    )
     assert {served_by(client, route) for _ in range(40)} == {"a", "b"}
-    gateway.put_route(route, variants=[variant("a", upstreams["alpha"]), variant("b", upstreams["beta"], weight=0)],
-                      sticky=False)
+    gateway.put_route(
+        route, variants=[variant("a", upstreams["alpha"]), variant("b", upstreams["beta"], weight=0)], sticky=False
+    )
     changed_at = last_b = time.monotonic()
     streak = 0
     while streak < 50:  # 50 "a" in a row under the old 50/50 split: probability 2^-50
@@ -115,6 +121,14 @@ def test_weight_change_applies_without_restart(gateway, upstreams, client):
 
 
 # --- fallbacks ---
+
+
+def burst(gateway, key: str, route: str, n: int) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as c:
+            return await asyncio.gather(*(c.post("/v1/chat/completions", json=chat_body(route)) for _ in range(n)))
+
+    return asyncio.run(run())
 
 
 def test_fallback_on_5xx(gateway, upstreams, client):
@@ -161,6 +175,10 @@ def test_upstream_429_falls_back(gateway, upstreams, client):
     )
     assert served_by(client, route) == "b"
     assert len(upstreams["alpha"].stats.requests) == 1
+    upstreams["beta"].behaviour.status = 429  # every variant overloaded: the client sees a 429 it may retry
+    response = ask(client, route)
+    assert response.status_code == 429 and response.json()["error"]["code"] == "upstream_overloaded"
+    assert int(response.headers["retry-after"]) >= 1
 
 
 def test_all_variants_failing_is_502_in_openai_format(gateway, upstreams, client):
@@ -173,7 +191,7 @@ def test_all_variants_failing_is_502_in_openai_format(gateway, upstreams, client
     assert response.status_code == 502, response.text
     error = response.json()["error"]
     assert error["type"] == "server_error" and error["code"] == "upstream_error" and error["message"]
-    assert response.headers["x-request-id"]
+    assert response.headers["x-request-id"] and response.headers["x-llmops-variant"] == "b"  # the last tried
     assert len(upstreams["alpha"].stats.requests) == 1 and len(upstreams["beta"].stats.requests) == 1
 
 
@@ -208,3 +226,21 @@ def test_circuit_breaker_opens_probes_and_closes(gateway, upstreams, client):
     assert breaker_state(gateway, route, "a") == 0.0
     assert [served_by(client, route) for _ in range(5)] == ["a"] * 5
     assert len(alpha.stats.requests) == 10
+
+
+def test_half_open_lets_exactly_one_trial_through_concurrent_traffic(gateway, upstreams, key, client):
+    alpha = upstreams["alpha"]
+    alpha.behaviour.status = 500
+    route = gateway.put_route(
+        variants=[variant("a", alpha), variant("b", upstreams["beta"], weight=0)], fallbacks=["b"]
+    )
+    for _ in range(3):
+        assert served_by(client, route) == "b"
+    opened_at = time.monotonic()
+    alpha.behaviour.status, alpha.behaviour.delay_s = 200, 0.5  # healed, but slow: the trial stays in flight
+    time.sleep(max(0.0, opened_at + 1.05 - time.monotonic()))
+    responses = burst(gateway, key, route, 8)
+    assert all(r.status_code == 200 for r in responses)
+    assert Counter(r.headers["x-llmops-variant"] for r in responses) == {"a": 1, "b": 7}
+    assert len(alpha.stats.requests) == 4
+    assert breaker_state(gateway, route, "a") == 0.0

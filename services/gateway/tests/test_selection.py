@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from llmops_gateway.routing import breaker as breaker_module
-from llmops_gateway.routing.breaker import BreakerState, CircuitBreakers
+from llmops_gateway.routing.breaker import Admission, BreakerState, CircuitBreakers
 from llmops_gateway.routing.schemas import RouteSpec, Variant
 from llmops_gateway.routing.selection import candidates, choose
 
@@ -124,8 +124,15 @@ def test_candidates_follow_the_sticky_choice():
         {"variants": [{"name": "a", "upstream": "not a url", "model": "m"}]},
         {"variants": [{"name": "a", "upstream": "http://x/v1", "model": "m"}], "limits": {"rpm": 0}},
     ],
-    ids=["duplicate-names", "all-weights-zero", "missing-fallback", "no-variants", "negative-weight", "bad-url",
-         "zero-limit"],
+    ids=[
+        "duplicate-names",
+        "all-weights-zero",
+        "missing-fallback",
+        "no-variants",
+        "negative-weight",
+        "bad-url",
+        "zero-limit",
+    ],
 )
 def test_invalid_route_specs_are_rejected(document):
     with pytest.raises(ValidationError):
@@ -215,18 +222,32 @@ def test_trial_failure_reopens_for_another_cooldown(breakers, clock, changes):
     assert not breakers.allow("r", "a")
     clock.now += 0.2
     assert breakers.allow("r", "a")
-    assert changes == [("r", "a", s) for s in
-                       (BreakerState.open, BreakerState.half_open, BreakerState.open, BreakerState.half_open)]
+    assert changes == [
+        ("r", "a", s) for s in (BreakerState.open, BreakerState.half_open, BreakerState.open, BreakerState.half_open)
+    ]
 
 
 def test_abandoned_trial_frees_the_slot(breakers, clock):
     fail(breakers, 3)
     clock.now += 1.5
+    trial = breakers.allow("r", "a")
+    assert trial is Admission.trial
+    assert not breakers.allow("r", "a")
+    breakers.record_abandoned("r", "a", trial)  # the client went away: proves nothing, someone else may try
     assert breakers.allow("r", "a")
     assert not breakers.allow("r", "a")
-    breakers.record_abandoned("r", "a")  # the client went away: proves nothing, someone else may try
-    assert breakers.allow("r", "a")
-    assert not breakers.allow("r", "a")
+
+
+def test_abandoning_an_older_request_does_not_free_the_trial_slot(breakers, clock):
+    """A request let through while the circuit was still closed (say, stuck on a hung upstream) whose client
+    leaves while the trial runs proves nothing about the trial: it must not let a second trial through."""
+    older = breakers.allow("r", "a")  # request R goes out while the circuit is closed, and hangs
+    assert older is Admission.allowed
+    fail(breakers, 3)  # others fail meanwhile: open
+    clock.now += 1.5
+    assert breakers.allow("r", "a") is Admission.trial  # the trial T
+    breakers.record_abandoned("r", "a", older)  # R's client gives up (the gateway calls this for any cancelled request)
+    assert not breakers.allow("r", "a"), "a second trial while T is still in flight"
 
 
 def test_real_clock_cooldown():

@@ -32,6 +32,7 @@ class Stats:
     streams_started: int = 0
     streams_finished: int = 0
     streams_cancelled: int = 0  # the client went away before the end
+    abandoned_before_answer: int = 0  # the client went away during ``delay_s``
 
 
 class FakeUpstream:
@@ -112,8 +113,9 @@ class FakeUpstream:
             return True
         payload = orjson.loads(body) if body else {}
         self.stats.requests.append(payload)
-        if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)
+        if behaviour.delay_s and await self._client_left_during(reader, behaviour.delay_s):
+            self.stats.abandoned_before_answer += 1
+            return False
         if behaviour.status != 200:
             error = {"error": {"message": f"{self.name} fails on purpose", "type": "server_error", "code": None}}
             self._write_json(writer, behaviour.status, error)

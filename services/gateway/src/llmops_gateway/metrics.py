@@ -12,22 +12,37 @@ class GatewayMetrics:
             "llmops_gateway_requests", "Finished requests", (*route_variant, "status"), registry=registry
         )
         self.latency = Histogram(
-            "llmops_gateway_request_duration_seconds", "Total request time", route_variant,
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "llmops_gateway_request_duration_seconds",
+            "Total request time",
+            route_variant,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.added_latency = Histogram(
-            "llmops_gateway_added_latency_seconds", "Request time spent in the gateway (total minus upstream)",
-            route_variant, buckets=LATENCY_BUCKETS, registry=registry,
+            "llmops_gateway_added_latency_seconds",
+            "Request time spent in the gateway (total minus upstream)",
+            route_variant,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.ttft = Histogram(
-            "llmops_gateway_time_to_first_token_seconds", "Time to the first streamed content chunk",
-            route_variant, buckets=LATENCY_BUCKETS, registry=registry,
+            "llmops_gateway_time_to_first_token_seconds",
+            "Time to the first streamed content chunk",
+            route_variant,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.tokens = Counter(
-            "llmops_gateway_tokens", "Tokens by direction (prompt, completion)", (*route_variant, "kind"), registry=registry
+            "llmops_gateway_tokens",
+            "Tokens by direction (prompt, completion)",
+            (*route_variant, "kind"),
+            registry=registry,
         )
         self.quota_refusals = Counter(
-            "llmops_gateway_quota_refusals", "Requests refused by a quota or budget", ("scope", "limit"), registry=registry
+            "llmops_gateway_quota_refusals",
+            "Requests refused by a quota or budget",
+            ("scope", "limit"),
+            registry=registry,
         )
         self.quota_store_errors = Counter(
             "llmops_gateway_quota_store_errors", "Quota checks that could not reach Redis", ("mode",), registry=registry

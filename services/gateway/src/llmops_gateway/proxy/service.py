@@ -17,7 +17,7 @@ from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
 from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
 from llmops_gateway.proxy.sse import StreamTap
-from llmops_gateway.proxy.streaming import DisconnectAwareStream
+from llmops_gateway.proxy.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
 from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaStoreUnavailable, Reservation
 from llmops_gateway.routing import selection
@@ -85,11 +85,13 @@ async def reserve(gw: GatewayState, key: AuthenticatedKey, route: str, spec: Rou
         )
     except QuotaExceeded as exc:
         gw.metrics.quota_refusals.labels(exc.scope, exc.kind).inc()
-        retry_after = max(1, math.ceil(exc.retry_after_s))
-        headers = {"retry-after": str(retry_after), **_limit_headers(exc.kind, exc.limit, 0, exc.retry_after_s)}
-        message = f"{exc.scope} limit reached: {exc.kind} {exc.limit}; retry after {retry_after}s"
-        if exc.cost > exc.limit:
+        headers = _limit_headers(exc.kind, exc.limit, 0, exc.retry_after_s)
+        if exc.cost > exc.limit:  # waiting never helps, so no Retry-After
             message = f"request needs {exc.cost} tokens, over the {exc.scope} {exc.kind} limit of {exc.limit}; lower max_tokens"
+            raise APIError(429, message, code="request_over_limit", headers=headers) from None
+        retry_after = max(1, math.ceil(exc.retry_after_s))
+        headers["retry-after"] = str(retry_after)
+        message = f"{exc.scope} limit reached: {exc.kind} {exc.limit}; retry after {retry_after}s"
         raise APIError(429, message, code=f"{exc.kind}_limit_exceeded", headers=headers) from None
     except QuotaStoreUnavailable as exc:
         mode = gw.settings.quota_failure_mode
@@ -115,21 +117,35 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
     call = Call(request_id, kind, key, route, parsed, reservation, started, started_wall)
     if parsed.stream:
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    variants = selection.candidates(route, spec, user=parsed.user or key.id)
     try:
-        upstream = await send(
-            http=gw.http, breakers=gw.breakers, metrics=gw.metrics, route=route,
-            variants=selection.candidates(route, spec, user=parsed.user or key.id),
-            path=PATHS[kind], payload=payload, request_id=request_id,
-        )
-    except APIError as exc:
-        finish(gw, call, variant="-", status=exc.status, usage=None, answer=None, upstream_s=0.0, error=exc.message)
-        raise
-    headers = upstream.passthrough_headers()
-    headers["x-llmops-variant"] = upstream.variant.name
-    headers.update(_reservation_headers(reservation))
-    if parsed.stream and upstream.response.status == 200:
-        return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
-    return await respond_whole(gw, call, upstream, headers)
+        async with cancelled_on_disconnect(request):
+            try:
+                upstream = await send(
+                    http=gw.http,
+                    breakers=gw.breakers,
+                    metrics=gw.metrics,
+                    route=route,
+                    variants=variants,
+                    path=PATHS[kind],
+                    payload=payload,
+                    request_id=request_id,
+                )
+            except APIError as exc:
+                finish(
+                    gw, call, variant="-", status=exc.status, usage=None, answer=None, upstream_s=0.0, error=exc.message
+                )
+                raise
+            headers = upstream.passthrough_headers()
+            headers["x-llmops-variant"] = upstream.variant.name
+            headers.update(_reservation_headers(reservation))
+            if parsed.stream and upstream.response.status == 200:
+                # From here the stream response watches the client itself.
+                return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
+            return await respond_whole(gw, call, upstream, headers)
+    except ClientDisconnected:
+        finish(gw, call, variant="-", status=499, usage=None, answer=None, upstream_s=0.0, error="client disconnected")
+        return Response(status_code=499)  # nobody reads it; uvicorn just closes up
 
 
 async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse, headers: dict) -> Response:
@@ -137,8 +153,16 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
     try:
         body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        finish(gw, call, variant=upstream.variant.name, status=502, usage=None, answer=None,
-               upstream_s=time.perf_counter() - upstream.sent_at, error=repr(exc))
+        finish(
+            gw,
+            call,
+            variant=upstream.variant.name,
+            status=502,
+            usage=None,
+            answer=None,
+            upstream_s=time.perf_counter() - upstream.sent_at,
+            error=repr(exc),
+        )
         raise APIError(502, f"upstream {upstream.variant.name!r} failed mid-response", code="upstream_error") from None
     finally:
         response.release()
@@ -152,7 +176,15 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
             answer = (choice.get("message") or {}).get("content") if call.kind == "chat" else choice.get("text")
         except (orjson.JSONDecodeError, AttributeError, IndexError):
             logger.warning("upstream answer is not OpenAI JSON", extra={"variant": upstream.variant.name})
-    finish(gw, call, variant=upstream.variant.name, status=response.status, usage=usage, answer=answer, upstream_s=upstream_s)
+    finish(
+        gw,
+        call,
+        variant=upstream.variant.name,
+        status=response.status,
+        usage=usage,
+        answer=answer,
+        upstream_s=upstream_s,
+    )
     return Response(body, status_code=response.status, headers=headers)
 
 
@@ -177,14 +209,36 @@ async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):
             upstream.response.release()
         else:
             upstream.response.close()  # closing the connection is what tells the upstream to stop generating
-        usage = tap.usage or {"completion_tokens": tap.chunks}
-        finish(gw, call, variant=upstream.variant.name, status=status, usage=usage, answer=tap.answer,
-               upstream_s=time.perf_counter() - upstream.sent_at, ttft=ttft, error=error)
+        # Without the upstream's usage chunk (client left, stream broke) the prompt was still processed:
+        # charge its estimate, or a client could read one chunk of a huge prompt and pay nothing.
+        usage = tap.usage or {
+            "prompt_tokens": tokens.estimate_prompt_tokens(call.parsed),
+            "completion_tokens": tap.chunks,
+        }
+        finish(
+            gw,
+            call,
+            variant=upstream.variant.name,
+            status=status,
+            usage=usage,
+            answer=tap.answer,
+            upstream_s=time.perf_counter() - upstream.sent_at,
+            ttft=ttft,
+            error=error,
+        )
 
 
 def finish(
-    gw: GatewayState, call: Call, *, variant: str, status: int, usage: dict | None, answer: str | None,
-    upstream_s: float, ttft: float | None = None, error: str | None = None,
+    gw: GatewayState,
+    call: Call,
+    *,
+    variant: str,
+    status: int,
+    usage: dict | None,
+    answer: str | None,
+    upstream_s: float,
+    ttft: float | None = None,
+    error: str | None = None,
 ) -> None:
     """Metrics, quota reconciliation and the request log record; nothing here delays the client."""
     total_s = time.perf_counter() - call.started
@@ -193,8 +247,9 @@ def finish(
     if prompt_tokens is None:
         prompt_tokens = tokens.estimate_prompt_tokens(call.parsed) if status == 200 else 0
     completion_tokens = usage.get("completion_tokens") or 0
-    usage.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                 total_tokens=prompt_tokens + completion_tokens)
+    usage.update(
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    )
     m = gw.metrics
     m.requests.labels(call.route, variant, str(status)).inc()
     m.latency.labels(call.route, variant).observe(total_s)
@@ -206,11 +261,22 @@ def finish(
     if call.reservation is not None:
         gw.spawn(gw.limiter.reconcile(call.reservation, actual_tokens=usage["total_tokens"]))
     record = {
-        "request_id": call.request_id, "key_id": call.key.id, "route": call.route, "variant": variant,
-        "kind": call.kind, "stream": call.parsed.stream, "status": status,
-        "prompt": tokens.prompt_text(call.parsed), "answer": answer, "usage": usage,
-        "latency_ms": round(total_s * 1000, 3), "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
-        "started_at": call.started_wall, "finished_at": time.time(), "retrieved_ids": [], "error": error,
+        "request_id": call.request_id,
+        "key_id": call.key.id,
+        "route": call.route,
+        "variant": variant,
+        "kind": call.kind,
+        "stream": call.parsed.stream,
+        "status": status,
+        "prompt": tokens.prompt_text(call.parsed),
+        "answer": answer,
+        "usage": usage,
+        "latency_ms": round(total_s * 1000, 3),
+        "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+        "started_at": call.started_wall,
+        "finished_at": time.time(),
+        "retrieved_ids": [],
+        "error": error,
     }
     if not gw.request_log.emit(record):
         m.request_log_dropped.inc()

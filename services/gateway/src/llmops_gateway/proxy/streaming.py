@@ -1,8 +1,45 @@
-"""A streaming response that notices a client disconnect at once, even while the upstream is silent."""
+"""Noticing a client that leaves, so the upstream stops working for nobody."""
+
+import asyncio
+from contextlib import asynccontextmanager
 
 import anyio
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+@asynccontextmanager
+async def cancelled_on_disconnect(request: Request):
+    """Cancels the body of the ``async with`` if the client disconnects meanwhile (raising ``ClientDisconnected``).
+
+    Starlette does not cancel a handler whose client left; the gateway would wait for the whole
+    upstream answer. Cancelling the upstream call closes its connection, which stops generation.
+    Use it only after the request body has been read.
+    """
+    task = asyncio.current_task()
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if disconnected:
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 class DisconnectAwareStream(StreamingResponse):

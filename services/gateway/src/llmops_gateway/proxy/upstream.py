@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 
 # Statuses after which the next fallback is tried; 5xx also count against the variant's circuit.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"})
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"}
+)
 
 
 @dataclass(slots=True)
@@ -55,7 +57,8 @@ async def send(
     """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``."""
     last_error: APIError | None = None
     for variant in variants:
-        if not breakers.allow(route, variant.name):
+        admission = breakers.allow(route, variant.name)
+        if not admission:
             metrics.upstream_errors.labels(route, variant.name, "circuit_open").inc()
             last_error = last_error or APIError(
                 503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open"
@@ -68,7 +71,7 @@ async def send(
                 variant.base_url + path, data=orjson.dumps(payload), headers=_upstream_headers(variant, request_id)
             )
         except asyncio.CancelledError:
-            breakers.record_abandoned(route, variant.name)
+            breakers.record_abandoned(route, variant.name, admission)
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             last_error = _failed(breakers, metrics, route, variant, "timeout", exc, 504)
@@ -85,16 +88,22 @@ async def send(
                 breakers.record_success(route, variant.name)
             metrics.upstream_errors.labels(route, variant.name, kind).inc()
             logger.warning(
-                "upstream answered %s", response.status, extra={"route": route, "variant": variant.name, "body": body[:300]}
+                "upstream answered %s",
+                response.status,
+                extra={"route": route, "variant": variant.name, "body": body[:300]},
             )
             if response.status == 429:
                 retry_after = response.headers.get("retry-after", "1")
                 last_error = APIError(
-                    429, f"upstream {variant.name!r} is overloaded", code="upstream_overloaded",
+                    429,
+                    f"upstream {variant.name!r} is overloaded",
+                    code="upstream_overloaded",
                     headers={"retry-after": retry_after if retry_after.isdigit() else "1"},
                 )
             else:
-                last_error = APIError(502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
+                last_error = APIError(
+                    502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error"
+                )
             continue
         breakers.record_success(route, variant.name)
         return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())

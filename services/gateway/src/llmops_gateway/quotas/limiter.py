@@ -50,7 +50,9 @@ class QuotaLimiter:
         self._reserve = client.register_script(_RESERVE)
         self._reconcile = client.register_script(_RECONCILE)
 
-    async def reserve(self, *, key_id: str, key_limits: Limits, route: str, route_limits: Limits, tokens: int) -> Reservation:
+    async def reserve(
+        self, *, key_id: str, key_limits: Limits, route: str, route_limits: Limits, tokens: int
+    ) -> Reservation:
         """Count one request and ``tokens`` against every limit that is set, or raise ``QuotaExceeded``."""
         plan: list[tuple[str, str, int, int]] = []  # (scope, kind, limit, cost)
         args: list = []

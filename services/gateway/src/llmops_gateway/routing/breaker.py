@@ -11,6 +11,14 @@ class BreakerState(IntEnum):
     half_open = 2
 
 
+class Admission(IntEnum):
+    """What ``allow`` grants: falsy when refused. Only the trial's own end may free the trial slot."""
+
+    denied = 0
+    allowed = 1
+    trial = 2
+
+
 @dataclass
 class _Circuit:
     failures: int = 0
@@ -36,15 +44,15 @@ class CircuitBreakers:
             return BreakerState.half_open
         return BreakerState.open
 
-    def allow(self, route: str, variant: str) -> bool:
+    def allow(self, route: str, variant: str) -> Admission:
         circuit = self._circuits.get((route, variant))
         if circuit is None or circuit.opened_at is None:
-            return True
+            return Admission.allowed
         if circuit.probing or time.monotonic() - circuit.opened_at < self._cooldown_s:
-            return False
+            return Admission.denied
         circuit.probing = True  # exactly one trial request at a time
         self._on_change(route, variant, BreakerState.half_open)
-        return True
+        return Admission.trial
 
     def record_success(self, route: str, variant: str) -> None:
         circuit = self._circuits.get((route, variant))
@@ -55,10 +63,11 @@ class CircuitBreakers:
         if was_open:
             self._on_change(route, variant, BreakerState.closed)
 
-    def record_abandoned(self, route: str, variant: str) -> None:
-        """The request was cancelled before the upstream answered: it proves nothing either way."""
+    def record_abandoned(self, route: str, variant: str, admission: Admission) -> None:
+        """The request was cancelled before the upstream answered: it proves nothing either way.
+        If it was the trial, the next request may try; any other request leaves the trial running."""
         circuit = self._circuits.get((route, variant))
-        if circuit is not None:
+        if circuit is not None and admission is Admission.trial:
             circuit.probing = False
 
     def record_failure(self, route: str, variant: str) -> None:

@@ -53,6 +53,9 @@ class RouteSpec(BaseModel):
         for fallback in self.fallbacks:
             if isinstance(fallback, str) and fallback not in names:
                 raise ValueError(f"fallback {fallback!r} names no variant of this route")
+            if isinstance(fallback, Variant) and fallback.name in names:
+                # It would share that variant's circuit and be skipped as a repeat: name it instead.
+                raise ValueError(f"fallback variant {fallback.name!r} reuses a variant's name; refer to it by name")
         return self
 
     def fallback_variants(self) -> list[Variant]:
