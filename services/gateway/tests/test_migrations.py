@@ -7,18 +7,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from llmops_gateway import migrate
-from llmops_gateway.db import Base
+from llmops_gateway.db import Base, migrate
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 
 
 async def _migrate_and_diff(url: str) -> list:
     engine = create_async_engine(url)
     try:
-        await migrate.upgrade_to_head(engine)
-        await migrate.upgrade_to_head(engine)  # a second run is a no-op
+        await migrate(engine)
+        await migrate(engine)  # a second run is a no-op
         async with engine.connect() as conn:
-            return await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+            return await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"version_table": "alembic_version_gateway"}), Base.metadata
+                )
+            )
     finally:
         await engine.dispose()
 

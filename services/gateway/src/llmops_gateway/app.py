@@ -8,10 +8,11 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from llmops_common import sql
 from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
-from llmops_gateway import db, migrate
+from llmops_gateway import db
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
@@ -39,9 +40,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = db.make_engine(settings.database_url)
-        await migrate.upgrade_to_head(engine)
-        sessions = db.make_sessionmaker(engine)
+        engine = sql.make_engine(settings.database_url)
+        await db.migrate(engine)
+        sessions = sql.make_sessionmaker(engine)
         redis_client = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         http = make_http_session(
             connect_timeout_s=settings.upstream_connect_timeout_s,
@@ -84,7 +85,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="LLMOps gateway", version="0.1.0", lifespan=lifespan)
 
     async def database_ready() -> None:
-        await db.ping(app.state.gateway.engine)
+        await sql.ping(app.state.gateway.engine)
 
     async def redis_ready() -> None:
         await app.state.gateway.redis.ping()

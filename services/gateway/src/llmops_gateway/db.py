@@ -1,54 +1,25 @@
-"""SQL store: SQLite by default, PostgreSQL by URL. One async engine per app, opened in the lifespan."""
+"""The gateway's SQL store: its declarative base, and its migrations run at start-up."""
 
-from datetime import UTC, datetime
-from pathlib import Path
+from importlib.resources import files
 
-from sqlalchemy import DateTime, TypeDecorator, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
+
+from llmops_common import sql
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# Any constant works; it only has to be the same for every gateway replica.
+_MIGRATION_LOCK_ID = 0x6C6C6D6F7073
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def make_engine(database_url: str) -> AsyncEngine:
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-
-
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+async def migrate(engine: AsyncEngine) -> None:
+    await sql.upgrade_to_head(
+        engine,
+        script_location=str(files("llmops_gateway") / "migrations"),
+        version_table="alembic_version_gateway",
+        lock_id=_MIGRATION_LOCK_ID,
+    )

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.errors import APIError
-from llmops_gateway.db import utcnow
+from llmops_common.sql import utcnow
 from llmops_gateway.keys import service
 from llmops_gateway.keys.models import ApiKey
 from llmops_gateway.limits import Limits

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_common.errors import APIError
-from llmops_gateway.db import utcnow
+from llmops_common.sql import utcnow
 from llmops_gateway.keys.models import ApiKey
 from llmops_gateway.keys.schemas import KeyCreate, KeyPublic, KeyUpdate
 from llmops_gateway.limits import Limits

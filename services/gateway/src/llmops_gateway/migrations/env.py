@@ -1,4 +1,4 @@
-"""Alembic environment. The gateway runs it at start-up on its own connection (see ``llmops_gateway.migrate``);
+"""Alembic environment. The gateway runs it at start-up on its own connection (see ``llmops_gateway.db.migrate``);
 ``alembic -x url=... revision --autogenerate`` works from this directory too."""
 
 from alembic import context
@@ -13,7 +13,12 @@ config = context.config
 
 def _run(connection) -> None:
     # Batch mode lets ALTERs work on SQLite (it rebuilds the table).
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=True,
+        version_table=config.attributes.get("version_table", "alembic_version_gateway"),
+    )
     with context.begin_transaction():
         context.run_migrations()
 

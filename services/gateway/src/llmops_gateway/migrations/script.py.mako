@@ -8,7 +8,7 @@ Create Date: ${create_date}
 import sqlalchemy as sa
 from alembic import op
 
-import llmops_gateway.db
+import llmops_common.sql
 
 ${imports if imports else ""}
 revision = ${repr(up_revision)}

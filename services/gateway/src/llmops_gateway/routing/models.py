@@ -3,7 +3,8 @@ from datetime import datetime
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from llmops_gateway.db import Base, UTCDateTime
+from llmops_common.sql import UTCDateTime
+from llmops_gateway.db import Base
 
 
 class Route(Base):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.errors import APIError
-from llmops_gateway.db import utcnow
+from llmops_common.sql import utcnow
 from llmops_gateway.routing.models import Route
 from llmops_gateway.routing.schemas import RoutePublic, RouteSpec
 

@@ -8,7 +8,7 @@ Create Date: 2026-11-24
 import sqlalchemy as sa
 from alembic import op
 
-import llmops_gateway.db
+import llmops_common.sql
 
 revision = "0001"
 down_revision = None
@@ -27,16 +27,16 @@ def upgrade() -> None:
         sa.Column("tpm", sa.Integer(), nullable=True),
         sa.Column("tpd", sa.Integer(), nullable=True),
         sa.Column("allowed_routes", sa.JSON(), nullable=True),
-        sa.Column("created_at", llmops_gateway.db.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", llmops_gateway.db.UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", llmops_gateway.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", llmops_common.sql.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", llmops_common.sql.UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", llmops_common.sql.UTCDateTime(), nullable=True),
     )
     op.create_index("ix_api_keys_key_hash", "api_keys", ["key_hash"], unique=True)
     op.create_table(
         "routes",
         sa.Column("name", sa.String(128), primary_key=True),
         sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column("updated_at", llmops_gateway.db.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", llmops_common.sql.UTCDateTime(), nullable=False),
     )
 
 
