@@ -44,10 +44,11 @@ def test_bad_variants(text):
 
 def test_ports_from_env_then_options(monkeypatch):
     monkeypatch.delenv("LLMOPS_GATEWAY_PORT", raising=False)
-    assert resolve_ports() == {"gateway": 8000}
+    assert resolve_ports()["gateway"] == 8000
     monkeypatch.setenv("LLMOPS_GATEWAY_PORT", "8100")
-    assert resolve_ports() == {"gateway": 8100}
-    assert resolve_ports(["gateway=8200"]) == {"gateway": 8200}
+    assert resolve_ports()["gateway"] == 8100
+    assert resolve_ports(["gateway=8200"])["gateway"] == 8200
+    assert resolve_ports(["inference=8102"])["inference"] == 8102
     with pytest.raises(ValueError):
         resolve_ports(["nosuch=1"])
 

@@ -2,7 +2,7 @@
 
 import typer
 
-from llmops_cli import keys, routes
+from llmops_cli import keys, models, routes
 from llmops_cli.status import status
 from llmops_cli.up import up
 
@@ -17,6 +17,7 @@ app.command()(up)
 app.command()(status)
 app.add_typer(keys.app, name="keys")
 app.add_typer(routes.app, name="routes")
+app.add_typer(models.app, name="models")
 
 if __name__ == "__main__":
     app()

@@ -12,8 +12,11 @@ from pathlib import Path
 from llmops_cli.state import Secrets
 from llmops_cli.supervisor import ServiceSpec
 
-# The contract's ports: retriever 8001, inference 8002, trainer 8003, feedback 8004, MLflow 5000 join as they land.
-DEFAULT_PORTS: dict[str, int] = {"gateway": 8000}
+# The contract's ports: retriever 8001, trainer 8003, feedback 8004 join as they land. vLLM is the inference
+# service's child; its port is listed so `llmops up` checks it is free and `llmops status` shows the engine.
+DEFAULT_PORTS: dict[str, int] = {"gateway": 8000, "inference": 8002, "mlflow": 5000, "vllm": 8012}
+# Where readiness is asked, for services that are not ours (default /readyz).
+READY_PATHS: dict[str, str] = {"mlflow": "/health", "vllm": "/health"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,45 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
     )
 
 
+def mlflow_argv(state: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """An MLflow tracking server with a SQLite store and artifacts proxied from a local directory."""
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination", str(state / "mlflow-artifacts"),
+        "--host", host, "--port", str(port),
+        "--workers", "1",
+    ]
+
+
+# MLflow's job runner (a pool of consumer processes) serves features the platform does not use.
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def mlflow_spec(ctx: PlatformContext) -> ServiceSpec:
+    port = ctx.ports["mlflow"]
+    return ServiceSpec(name="mlflow", argv=mlflow_argv(ctx.state, port), port=port, env=MLFLOW_ENV,
+                       ready_path=READY_PATHS["mlflow"])
+
+
+def inference_spec(ctx: PlatformContext) -> ServiceSpec:
+    port = ctx.ports["inference"]
+    return ServiceSpec(
+        name="inference",
+        argv=uvicorn_argv("llmops_inference.app:create_app", port),
+        port=port,
+        env={
+            "INFERENCE_HOST": "127.0.0.1",
+            "INFERENCE_PORT": str(port),
+            "INFERENCE_ADMIN_TOKEN": ctx.secrets.admin_token,
+            "INFERENCE_STATE_DIR": str(ctx.state / "inference"),
+            "INFERENCE_VLLM_PORT": str(ctx.ports["vllm"]),
+            "INFERENCE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+        },
+        ready_timeout_s=900.0,  # a first start converts the bundled model, then vLLM loads it (about a minute on CPU)
+    )
+
+
 def platform_services(ctx: PlatformContext) -> list[ServiceSpec]:
     """Every service ``llmops up`` runs, in start order."""
-    return [gateway_spec(ctx)]
+    return [mlflow_spec(ctx), inference_spec(ctx), gateway_spec(ctx)]

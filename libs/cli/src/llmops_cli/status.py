@@ -6,15 +6,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llmops_cli.services import service_urls
+from llmops_cli.services import READY_PATHS, service_urls
 
 console = Console()
 
 
-def probe(url: str, *, timeout_s: float = 3.0) -> tuple[str, str]:
+def probe(url: str, *, path: str = "/readyz", timeout_s: float = 3.0) -> tuple[str, str]:
     """(state, details) of one service from its ``/readyz``: ready, degraded, not ready or unreachable."""
     try:
-        response = httpx.get(f"{url}/readyz", timeout=timeout_s)
+        response = httpx.get(f"{url}{path}", timeout=timeout_s)
     except httpx.HTTPError as exc:
         return "unreachable", f"{exc.__class__.__name__}: {exc}"
     try:
@@ -39,7 +39,7 @@ def status() -> None:
         table.add_column(column)
     all_ready = True
     for name, url in service_urls().items():
-        state, details = probe(url)
+        state, details = probe(url, path=READY_PATHS.get(name, "/readyz"))
         all_ready &= state in ("ready", "degraded")
         colour = {"ready": "green", "degraded": "yellow"}.get(state, "red")
         table.add_row(name, escape(url), f"[{colour}]{state}[/{colour}]", escape(details))

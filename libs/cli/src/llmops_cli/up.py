@@ -4,11 +4,13 @@ import signal
 import threading
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llmops_cli.defaults import ensure_default_route
 from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import port_in_use
 from llmops_cli.services import PlatformContext, platform_services, resolve_ports
@@ -68,6 +70,7 @@ def up(
         with console.status("Starting services...") as status:
             ready = supervisor.wait_ready(lambda names: status.update(f"Waiting for {', '.join(names)} to be ready..."))
         if ready:
+            _register_defaults(ctx)
             _print_ready(specs, state, secrets.path)
             supervisor.watch()
         console.print("Stopping...")
@@ -80,6 +83,19 @@ def up(
     if exit_code:
         raise typer.Exit(exit_code)
     console.print("All services stopped.")
+
+
+def _register_defaults(ctx: PlatformContext) -> None:
+    """The default route to the bundled model; a failure is reported, not fatal (the platform is up)."""
+    try:
+        message = ensure_default_route(
+            gateway_url=f"http://127.0.0.1:{ctx.ports['gateway']}",
+            inference_url=f"http://127.0.0.1:{ctx.ports['inference']}",
+            admin_token=ctx.secrets.admin_token,
+        )
+    except (httpx.HTTPError, StopIteration, KeyError, ValueError) as exc:
+        message = f"[yellow]warning:[/yellow] could not create the default route: {escape(repr(exc))}"
+    console.print(message)
 
 
 def _print_ready(specs, state, secrets_path) -> None:

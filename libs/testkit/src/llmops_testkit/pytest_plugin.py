@@ -13,7 +13,10 @@ import pytest
 
 from llmops_cli.infra import find_or_start_postgres, find_or_start_redis
 from llmops_testkit.fake_upstream import FakeUpstream
+from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
+from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
+from llmops_testkit.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +96,7 @@ def make_gateway(llmops_state_dir, redis_url):
 
     def make(*, sql_url: str, replicas: int = 1, **overrides: str) -> Gateway:
         state_dir = llmops_state_dir / f"gw-{uuid.uuid4().hex[:6]}"
+        overrides.setdefault("GATEWAY_SPOOL_DIR", str(state_dir / "spool"))
         admin_token, key_secret = new_secrets()
         env = gateway_env(
             sql_url=sql_url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
@@ -111,3 +115,57 @@ def make_gateway(llmops_state_dir, redis_url):
 def gateway(make_gateway, sql_url) -> Gateway:
     """The shared gateway of a test session, once per SQL backend."""
     return make_gateway(sql_url=sql_url)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(llmops_state_dir) -> MlflowServer:
+    """A real MLflow tracking server (SQLite store, local artifacts) for the whole session."""
+    server = MlflowServer(llmops_state_dir / "mlflow").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def inference_service(llmops_state_dir, mlflow_server) -> InferenceService:
+    """The inference service with a real vLLM (CPU build here) on the bundled model, syncing adapters from
+    ``mlflow_server``. One per session: vLLM takes about a minute to start on 2 cores."""
+    prepare_bundled_model()
+    state_dir = llmops_state_dir / "inference"
+    env = inference_env(state_dir=state_dir, admin_token=new_secrets()[0], mlflow_uri=mlflow_server.url)
+    service = InferenceService(env=env, state_dir=state_dir).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def make_feedback(llmops_state_dir):
+    """Starts feedback services (on a given SQL URL, with settings overrides); all stopped at the end."""
+    started: list[Feedback] = []
+
+    def make(*, sql_url: str, **overrides: str) -> Feedback:
+        admin_token, ingest_token = new_tokens()
+        env = {**feedback_env(sql_url=sql_url, admin_token=admin_token, ingest_token=ingest_token), **overrides}
+        service = Feedback(env=env, state_dir=llmops_state_dir / f"fb-{uuid.uuid4().hex[:6]}")
+        started.append(service)
+        return service.start()
+
+    yield make
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def feedback_sql_url(request, llmops_state_dir, sql_url):
+    """A database of its own for the feedback service, on the same backend as ``sql_url``."""
+    if sql_url.startswith("sqlite"):
+        return f"sqlite+aiosqlite:///{llmops_state_dir / f'feedback-{uuid.uuid4().hex[:6]}.db'}"
+    server = request.getfixturevalue("postgres_server")
+    name = asyncio.run(_create_database(server.url))
+    request.addfinalizer(lambda: asyncio.run(_drop_database(server.url, name)))
+    return f"{server.async_url.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture(scope="session")
+def feedback(make_feedback, feedback_sql_url) -> Feedback:
+    """The shared feedback service of a test session, once per SQL backend."""
+    return make_feedback(sql_url=feedback_sql_url)

@@ -13,12 +13,13 @@ from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
 from llmops_gateway import db
+from llmops_gateway.feedback.views import router as feedback_router
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
-from llmops_gateway.requestlog.sinks import make_sink
+from llmops_gateway.requestlog.factory import make_sink
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.service import RouteTable
 from llmops_gateway.routing.views import router as routes_router
@@ -49,9 +50,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             read_timeout_s=settings.upstream_read_timeout_s,
             max_connections=settings.upstream_max_connections,
         )
-        request_log = make_sink(
-            settings.request_log_sink, path=settings.request_log_path, queue_size=settings.request_log_queue_size
-        )
+        request_log = make_sink(settings, metrics)
         await request_log.start()
         app.state.gateway = gw = GatewayState(
             settings=settings,
@@ -93,6 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Without Redis only keys with limits are refused (or served unmetered, by setting): degraded, not down.
     install_common(app, registry=registry, readiness={"database": database_ready}, degraded_by={"redis": redis_ready})
     app.include_router(proxy_router)
+    app.include_router(feedback_router)
     app.include_router(keys_router)
     app.include_router(routes_router)
     return app

@@ -56,3 +56,16 @@ class GatewayMetrics:
         self.request_log_dropped = Counter(
             "llmops_gateway_request_log_dropped", "Request log records that could not be queued", registry=registry
         )
+        self.request_log_delivered = Counter(
+            "llmops_gateway_request_log_delivered", "Request records taken by the feedback service", registry=registry
+        )
+        self.request_log_spooled = Gauge(
+            "llmops_gateway_request_log_spooled",
+            "Request records on disk, waiting for the feedback service",
+            registry=registry,
+        )
+        self.request_log_rejected = Counter(
+            "llmops_gateway_request_log_rejected_batches",
+            "Batches the feedback service refused as invalid (kept on disk)",
+            registry=registry,
+        )

@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmops_common.settings import ServiceSettings, require_secret, service_config
 
@@ -13,6 +13,12 @@ DEV_KEY_SECRET = "dev-key-hash-secret"
 class QuotaFailureMode(StrEnum):
     closed = "closed"  # refuse requests that have limits when Redis is unreachable (503)
     open = "open"  # serve them unmetered, logged and counted
+
+
+class RequestLogSinkKind(StrEnum):
+    feedback = "feedback"  # the feedback service, spooled on disk while it is down
+    jsonl = "jsonl"  # a local file
+    none = "none"
 
 
 class GatewaySettings(ServiceSettings):
@@ -44,9 +50,21 @@ class GatewaySettings(ServiceSettings):
     breaker_failure_threshold: int = 5  # consecutive failures that open a variant's circuit
     breaker_cooldown_s: float = 30.0  # how long it stays open before one trial request
 
-    request_log_sink: str = "jsonl"  # jsonl | none
+    request_log_sink: RequestLogSinkKind = RequestLogSinkKind.jsonl
     request_log_path: str = "./.llmops/request-log.jsonl"
     request_log_queue_size: int = 10000
+    # The feedback service: where request records go (sink "feedback") and ratings are forwarded.
+    feedback_url: str | None = None
+    feedback_token: str | None = Field(default=None, description="the feedback service's ingest token")
+    spool_dir: str = "./.llmops/spool"  # request records wait here while the feedback service is down
+
+    @model_validator(mode="after")
+    def _feedback_configured(self) -> "GatewaySettings":
+        if (self.request_log_sink is RequestLogSinkKind.feedback or self.feedback_url) and not (
+            self.feedback_url and self.feedback_token
+        ):
+            raise ValueError("the feedback service needs both GATEWAY_FEEDBACK_URL and GATEWAY_FEEDBACK_TOKEN")
+        return self
 
     def admin_token_value(self) -> str:
         return require_secret(

@@ -27,17 +27,20 @@ class NullSink(RequestLogSink):
         return True
 
 
-class JsonlFileSink(RequestLogSink):
-    """Appends one JSON object per line; batches writes and flushes them in a worker thread."""
+class BatchingSink(RequestLogSink):
+    """Queues records in memory and hands them to ``write_batch`` in batches from one background task.
+    On close, everything queued before is written first."""
 
-    def __init__(self, path: str | Path, *, queue_size: int = 10_000) -> None:
-        self._path = Path(path)
+    def __init__(self, *, queue_size: int, batch_size: int) -> None:
         self._queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
         self._task: asyncio.Task | None = None
 
+    @abstractmethod
+    async def write_batch(self, batch: list[dict]) -> None: ...
+
     async def start(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._task = asyncio.create_task(self._run(), name="request-log-writer")
+        self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__}-writer")
 
     def emit(self, record: dict) -> bool:
         try:
@@ -56,22 +59,14 @@ class JsonlFileSink(RequestLogSink):
                     stopping = True
                     break
                 batch.append(item)
-                if self._queue.empty() or len(batch) >= 1000:
+                if self._queue.empty() or len(batch) >= self._batch_size:
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await self._write(batch)
-
-    async def _write(self, batch: list[dict]) -> None:
-        data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in batch)
-        try:
-            await asyncio.to_thread(self._append, data)
-        except OSError:
-            logger.exception("request log write failed", extra={"records": len(batch)})
-
-    def _append(self, data: bytes) -> None:
-        with self._path.open("ab") as f:
-            f.write(data)
+                try:
+                    await self.write_batch(batch)
+                except Exception:
+                    logger.exception("request log batch lost", extra={"records": len(batch)})
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -80,9 +75,21 @@ class JsonlFileSink(RequestLogSink):
             self._task = None
 
 
-def make_sink(kind: str, *, path: str, queue_size: int) -> RequestLogSink:
-    if kind == "jsonl":
-        return JsonlFileSink(path, queue_size=queue_size)
-    if kind == "none":
-        return NullSink()
-    raise ValueError(f"unknown request log sink {kind!r} (jsonl, none)")
+class JsonlFileSink(BatchingSink):
+    """Appends one JSON object per line, writing in a worker thread."""
+
+    def __init__(self, path: str | Path, *, queue_size: int = 10_000) -> None:
+        super().__init__(queue_size=queue_size, batch_size=1000)
+        self._path = Path(path)
+
+    async def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        await super().start()
+
+    async def write_batch(self, batch: list[dict]) -> None:
+        data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in batch)
+        await asyncio.to_thread(self._append, data)
+
+    def _append(self, data: bytes) -> None:
+        with self._path.open("ab") as f:
+            f.write(data)

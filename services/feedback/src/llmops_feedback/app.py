@@ -1,0 +1,66 @@
+"""The feedback service's app factory: ``uvicorn llmops_feedback.app:create_app --factory``."""
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from llmops_common import sql
+from llmops_common.app import install_common
+from llmops_common.logging import configure_logging
+from llmops_feedback import db
+from llmops_feedback.datasets.views import router as datasets_router
+from llmops_feedback.metrics import FeedbackMetrics
+from llmops_feedback.quality import refresher
+from llmops_feedback.quality.views import router as quality_router
+from llmops_feedback.ratings.views import router as ratings_router
+from llmops_feedback.records.views import router as records_router
+from llmops_feedback.settings import FeedbackSettings
+from llmops_feedback.state import FeedbackState
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
+    settings = settings or FeedbackSettings()
+    configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    admin_token, ingest_token = settings.admin_token_value(), settings.ingest_token_value()
+    if settings.dev_mode:
+        logger.warning("dev mode: development secrets are accepted; never run like this in production")
+    registry = CollectorRegistry()
+    metrics = FeedbackMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = sql.make_engine(settings.database_url)
+        await db.migrate(engine)
+        app.state.feedback = state = FeedbackState(
+            settings=settings,
+            admin_token=admin_token,
+            ingest_token=ingest_token,
+            engine=engine,
+            sessions=sql.make_sessionmaker(engine),
+            metrics=metrics,
+        )
+        refreshing = asyncio.create_task(refresher.run(state), name="quality-refresher")
+        logger.info("feedback service started")
+        try:
+            yield
+        finally:
+            refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refreshing
+            await engine.dispose()
+
+    app = FastAPI(title="LLMOps feedback", version="0.1.0", lifespan=lifespan)
+
+    async def database_ready() -> None:
+        await sql.ping(app.state.feedback.engine)
+
+    install_common(app, registry=registry, readiness={"database": database_ready})
+    for router in (records_router, ratings_router, quality_router, datasets_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,67 @@
+"""The request log: idempotent batch ingest (the gateway delivers at least once) and look-up."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops_common.errors import APIError
+from llmops_common.sql import utcnow
+from llmops_feedback.ratings.models import Rating
+from llmops_feedback.records.models import RequestRecord
+from llmops_feedback.records.schemas import RequestRecordIn
+
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _row(record: RequestRecordIn, *, store_text: bool, received_at: datetime) -> dict:
+    return {
+        "request_id": record.request_id,
+        "key_id": record.key_id,
+        "route": record.route,
+        "variant": record.variant,
+        "model": record.model,
+        "kind": record.kind,
+        "stream": record.stream,
+        "status": record.status,
+        "prompt": record.prompt if store_text else None,
+        "answer": record.answer if store_text else None,
+        "redacted": not store_text,
+        "prompt_tokens": record.usage.prompt_tokens,
+        "completion_tokens": record.usage.completion_tokens,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "retrieved_ids": record.retrieved_ids,
+        "error": record.error,
+        "started_at": datetime.fromtimestamp(record.started_at, UTC),
+        "finished_at": datetime.fromtimestamp(record.finished_at, UTC),
+        "received_at": received_at,
+    }
+
+
+async def ingest(session: AsyncSession, *, records: list[RequestRecordIn], store_text: bool) -> list[RequestRecordIn]:
+    """Inserts records not seen before and returns them; a record delivered again (same request id) changes nothing."""
+    received_at = utcnow()
+    unique = {r.request_id: r for r in records}  # a batch may repeat itself after a partial replay
+    rows = [_row(r, store_text=store_text, received_at=received_at) for r in unique.values()]
+    insert = _INSERT[session.bind.dialect.name]
+    statement = (insert(RequestRecord).values(rows).on_conflict_do_nothing(index_elements=["request_id"])).returning(
+        RequestRecord.request_id
+    )
+    inserted = {row[0] for row in (await session.execute(statement)).all()}
+    await session.commit()
+    return [record for request_id, record in unique.items() if request_id in inserted]
+
+
+async def get(session: AsyncSession, *, request_id: str, key_id: str | None = None) -> RequestRecord:
+    """The record; with ``key_id``, only if that key made the request (else it is as good as unknown)."""
+    record = await session.get(RequestRecord, request_id)
+    if record is None or (key_id is not None and record.key_id != key_id):
+        raise APIError(404, f"request {request_id!r} not found", code="request_not_found")
+    return record
+
+
+async def ratings_of(session: AsyncSession, *, request_id: str) -> list[Rating]:
+    query = select(Rating).where(Rating.request_id == request_id).order_by(Rating.id)
+    return list((await session.scalars(query)).all())

@@ -1,0 +1,35 @@
+"""Feedback settings, all from ``FEEDBACK_*`` environment variables."""
+
+from llmops_common.settings import ServiceSettings, require_secret, service_config
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_INGEST_TOKEN = "dev-ingest-token"
+
+
+class FeedbackSettings(ServiceSettings):
+    model_config = service_config("FEEDBACK_")
+
+    port: int = 8004
+    # The admin token reads everything (summaries, exports) and rates any request. The ingest token is the
+    # gateway's: it writes request records and rates on behalf of the key that made the request.
+    admin_token: str | None = None
+    ingest_token: str | None = None
+    database_url: str = "sqlite+aiosqlite:///./.llmops/feedback.db"
+
+    # False: prompts and answers are not stored (only their metadata); such requests cannot become training data.
+    store_text: bool = True
+    max_batch: int = 1000
+
+    # The Prometheus quality gauges describe this trailing window, recomputed every refresh.
+    quality_window_s: float = 86_400.0
+    quality_refresh_s: float = 15.0
+
+    def admin_token_value(self) -> str:
+        return require_secret(
+            self.admin_token, name="FEEDBACK_ADMIN_TOKEN", dev_mode=self.dev_mode, dev_default=DEV_ADMIN_TOKEN
+        )
+
+    def ingest_token_value(self) -> str:
+        return require_secret(
+            self.ingest_token, name="FEEDBACK_INGEST_TOKEN", dev_mode=self.dev_mode, dev_default=DEV_INGEST_TOKEN
+        )

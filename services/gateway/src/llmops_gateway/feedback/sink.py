@@ -1,0 +1,126 @@
+"""The request log sink that delivers to the feedback service, at least once."""
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+import orjson
+
+from llmops_gateway.feedback.spool import Spool
+from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.requestlog.sinks import BatchingSink
+
+logger = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """The feedback service rejected the batch as invalid: sending it again cannot help."""
+
+
+class FeedbackSink(BatchingSink):
+    """Records batch up in memory and go to ``POST /v1/requests``. A batch the service does not take
+    (down, timing out, 5xx) is written to the spool on disk and replayed, oldest first, with back-off,
+    until it is taken. The service ignores request ids it already has, so replaying a batch that in fact
+    arrived is harmless: every record arrives, exactly once. Nothing here runs on the request path."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        spool_dir: str,
+        metrics: GatewayMetrics,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        timeout_s: float = 5.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        super().__init__(queue_size=queue_size, batch_size=batch_size)
+        self._url = url.rstrip("/") + "/v1/requests"
+        self._headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        self._spool = Spool(spool_dir)
+        self._metrics = metrics
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_backoff_s = max_backoff_s
+        self._http: aiohttp.ClientSession | None = None
+        self._replayer: asyncio.Task | None = None
+        self._wake_replayer = asyncio.Event()
+        self._reachable = True  # while False, new batches go straight to the spool
+
+    async def start(self) -> None:
+        self._spool.prepare()
+        self._http = aiohttp.ClientSession(timeout=self._timeout)
+        self._metrics.request_log_spooled.set(self._spool.pending_records())
+        self._replayer = asyncio.create_task(self._replay_forever(), name="request-log-replayer")
+        await super().start()
+
+    async def aclose(self) -> None:
+        await super().aclose()  # the last batches are delivered or spooled
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+        if self._http is not None:
+            await self._http.close()
+
+    async def write_batch(self, batch: list[dict]) -> None:
+        if self._reachable:
+            try:
+                await self._deliver(batch)
+                return
+            except _Refused as exc:
+                self._keep_refused(self._spool.write(batch), exc)
+                return
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self._reachable = False
+                logger.warning("feedback service unreachable; spooling request records", extra={"error": repr(exc)})
+        await asyncio.to_thread(self._spool.write, batch)
+        self._metrics.request_log_spooled.inc(len(batch))
+        self._wake_replayer.set()
+
+    async def _deliver(self, batch: list[dict]) -> None:
+        body = orjson.dumps({"records": batch}, default=str)
+        async with self._http.post(self._url, data=body, headers=self._headers) as response:
+            if response.status in (400, 413, 422):
+                raise _Refused(f"{response.status}: {(await response.text())[:500]}")
+            response.raise_for_status()
+        self._metrics.request_log_delivered.inc(len(batch))
+
+    async def _replay_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            if await self._replay_all():
+                self._reachable, backoff = True, 0.5
+                self._wake_replayer.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_replayer.wait(), timeout=5.0)  # also catch others' leftovers
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+
+    async def _replay_all(self) -> bool:
+        """Sends every spooled batch, oldest first; False at the first failure."""
+        for path in self._spool.files():
+            with self._spool.take(path) as batch:
+                if batch is None:
+                    continue
+                try:
+                    await self._deliver(batch)
+                except _Refused as exc:
+                    self._keep_refused(path, exc)
+                    self._metrics.request_log_spooled.dec(len(batch))
+                    continue
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    return False
+                self._spool.done(path)
+                self._metrics.request_log_spooled.dec(len(batch))
+        return True
+
+    def _keep_refused(self, path, exc: Exception) -> None:
+        kept = self._spool.reject(path)
+        self._metrics.request_log_rejected.inc()
+        logger.error(
+            "feedback service refused a request-log batch; kept for inspection",
+            extra={"path": str(kept), "error": str(exc)},
+        )
