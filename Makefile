@@ -9,7 +9,7 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmops-installed
 
 # Every installable package of the repository; later services add themselves here.
-PACKAGES := libs/common libs/cli libs/testkit services/gateway
+PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback
 INSTALL_INPUTS := Makefile constraints.txt requirements-test.txt scripts/ensure-system-packages.sh scripts/check-python.sh \
 	$(addsuffix /pyproject.toml,$(PACKAGES))
 

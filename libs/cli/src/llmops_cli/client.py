@@ -60,10 +60,13 @@ class AdminClient:
         gateway_url: str | None = None,
         token: str | None = None,
         *,
+        service: str = "gateway",
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (gateway_url or service_url("gateway")).rstrip("/")
+        """An admin client of ``service`` (the gateway unless named); every service takes the platform's admin token."""
+        self.service = service
+        self.base_url = (gateway_url or service_url(service)).rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token or admin_token()}"},
@@ -71,14 +74,8 @@ class AdminClient:
             transport=transport,
         )
 
-    def request(self, method: str, path: str, *, json: Any = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=json)
-        except httpx.HTTPError as exc:
-            fail(
-                f"cannot reach the gateway at {self.base_url} ({exc.__class__.__name__}: {exc}); "
-                "is it running? (llmops up)"
-            )
+    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Any:
+        response = self._send(method, path, json=json, params=params)
         if response.status_code >= 400:
             fail(_error_message(response))
         if not response.content:
@@ -86,10 +83,34 @@ class AdminClient:
         try:
             return response.json()
         except ValueError:
-            fail(f"the gateway answered {method} {path} with something that is not JSON")
+            fail(f"the {self.service} answered {method} {path} with something that is not JSON")
 
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
+    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(
+                f"cannot reach the {self.service} at {self.base_url} ({exc.__class__.__name__}: {exc}); "
+                "is it running? (llmops up)"
+            )
+
+    def download(self, path: str, *, params: dict, into) -> int:
+        """Streams a response body into the binary file ``into``; returns the number of lines."""
+        lines = 0
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    fail(_error_message(response))
+                for chunk in response.iter_bytes():
+                    into.write(chunk)
+                    lines += chunk.count(b"\n")
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the {self.service} at {self.base_url} ({exc.__class__.__name__}: {exc})")
+        return lines
+
+    def get(self, path: str, params: dict | None = None) -> Any:
+        return self.request("GET", path, params=params)
 
     def post(self, path: str, json: Any) -> Any:
         return self.request("POST", path, json=json)

@@ -2,7 +2,7 @@
 
 import typer
 
-from llmops_cli import keys, models, routes
+from llmops_cli import feedback, keys, models, routes
 from llmops_cli.status import status
 from llmops_cli.up import up
 
@@ -18,6 +18,7 @@ app.command()(status)
 app.add_typer(keys.app, name="keys")
 app.add_typer(routes.app, name="routes")
 app.add_typer(models.app, name="models")
+app.add_typer(feedback.app, name="feedback")
 
 if __name__ == "__main__":
     app()

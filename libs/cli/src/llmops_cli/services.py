@@ -12,9 +12,9 @@ from pathlib import Path
 from llmops_cli.state import Secrets
 from llmops_cli.supervisor import ServiceSpec
 
-# The contract's ports: retriever 8001, trainer 8003, feedback 8004 join as they land. vLLM is the inference
+# The contract's ports: retriever 8001 and trainer 8003 join as they land. vLLM is the inference
 # service's child; its port is listed so `llmops up` checks it is free and `llmops status` shows the engine.
-DEFAULT_PORTS: dict[str, int] = {"gateway": 8000, "inference": 8002, "mlflow": 5000, "vllm": 8012}
+DEFAULT_PORTS: dict[str, int] = {"gateway": 8000, "inference": 8002, "feedback": 8004, "mlflow": 5000, "vllm": 8012}
 # Where readiness is asked, for services that are not ours (default /readyz).
 READY_PATHS: dict[str, str] = {"mlflow": "/health", "vllm": "/health"}
 
@@ -74,7 +74,26 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
             "GATEWAY_KEY_SECRET": ctx.secrets.key_secret,
             "GATEWAY_REDIS_URL": ctx.redis_url,
             "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'gateway.db'}",
-            "GATEWAY_REQUEST_LOG_PATH": str(ctx.state / "request-log.jsonl"),
+            "GATEWAY_REQUEST_LOG_SINK": "feedback",
+            "GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{ctx.ports['feedback']}",
+            "GATEWAY_FEEDBACK_TOKEN": ctx.secrets.ingest_token,
+            "GATEWAY_SPOOL_DIR": str(ctx.state / "spool"),
+        },
+    )
+
+
+def feedback_spec(ctx: PlatformContext) -> ServiceSpec:
+    port = ctx.ports["feedback"]
+    return ServiceSpec(
+        name="feedback",
+        argv=uvicorn_argv("llmops_feedback.app:create_app", port),
+        port=port,
+        env={
+            "FEEDBACK_HOST": "127.0.0.1",
+            "FEEDBACK_PORT": str(port),
+            "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
+            "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
+            "FEEDBACK_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'feedback.db'}",
         },
     )
 
@@ -82,11 +101,20 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
 def mlflow_argv(state: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     """An MLflow tracking server with a SQLite store and artifacts proxied from a local directory."""
     return [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
-        "--artifacts-destination", str(state / "mlflow-artifacts"),
-        "--host", host, "--port", str(port),
-        "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(state / "mlflow-artifacts"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
 
 
@@ -96,8 +124,9 @@ MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 def mlflow_spec(ctx: PlatformContext) -> ServiceSpec:
     port = ctx.ports["mlflow"]
-    return ServiceSpec(name="mlflow", argv=mlflow_argv(ctx.state, port), port=port, env=MLFLOW_ENV,
-                       ready_path=READY_PATHS["mlflow"])
+    return ServiceSpec(
+        name="mlflow", argv=mlflow_argv(ctx.state, port), port=port, env=MLFLOW_ENV, ready_path=READY_PATHS["mlflow"]
+    )
 
 
 def inference_spec(ctx: PlatformContext) -> ServiceSpec:
@@ -120,4 +149,4 @@ def inference_spec(ctx: PlatformContext) -> ServiceSpec:
 
 def platform_services(ctx: PlatformContext) -> list[ServiceSpec]:
     """Every service ``llmops up`` runs, in start order."""
-    return [mlflow_spec(ctx), inference_spec(ctx), gateway_spec(ctx)]
+    return [mlflow_spec(ctx), inference_spec(ctx), feedback_spec(ctx), gateway_spec(ctx)]

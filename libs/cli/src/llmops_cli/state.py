@@ -10,12 +10,15 @@ SECRETS_FILE = "secrets.env"
 # Names in secrets.env are the CLI's env names, so `set -a; . .llmops/secrets.env` configures a shell too.
 _ADMIN_TOKEN = "LLMOPS_ADMIN_TOKEN"
 _KEY_SECRET = "LLMOPS_KEY_SECRET"
+_INGEST_TOKEN = "LLMOPS_INGEST_TOKEN"
+_NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN)
 
 
 @dataclass(frozen=True)
 class Secrets:
     admin_token: str  # bearer token of the gateway's admin API
     key_secret: str  # HMAC secret the gateway hashes API keys with; changing it invalidates every key
+    ingest_token: str  # the gateway's token at the feedback service (request records, ratings for a key)
     path: Path
 
 
@@ -70,9 +73,14 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
             if path.stat().st_mode & 0o077:
                 path.chmod(0o600)  # someone loosened it; secrets stay owner-only
             values = _parse(path.read_text())
-            missing = [name for name in (_ADMIN_TOKEN, _KEY_SECRET) if not values.get(name)]
+            missing = [name for name in _NAMES if not values.get(name)]
             if not missing:
-                return Secrets(admin_token=values[_ADMIN_TOKEN], key_secret=values[_KEY_SECRET], path=path)
+                return Secrets(
+                    admin_token=values[_ADMIN_TOKEN],
+                    key_secret=values[_KEY_SECRET],
+                    ingest_token=values[_INGEST_TOKEN],
+                    path=path,
+                )
             if not create:
                 return None
             # An older or hand-edited file: keep what it has, add what it lacks.
@@ -82,5 +90,5 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
         if not create:
             return None
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_new(path, {_ADMIN_TOKEN: secrets.token_urlsafe(32), _KEY_SECRET: secrets.token_urlsafe(32)})
+        _write_new(path, {name: secrets.token_urlsafe(32) for name in _NAMES})
     raise RuntimeError(f"could not read or create {path}")
