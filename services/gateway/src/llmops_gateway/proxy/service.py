@@ -19,6 +19,7 @@ from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionReques
 from llmops_gateway.proxy.sse import StreamTap
 from llmops_gateway.proxy.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
+from llmops_gateway.quotas.headers import limit_headers, reservation_headers
 from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaStoreUnavailable, Reservation
 from llmops_gateway.routing import selection
 from llmops_gateway.routing.schemas import RouteSpec
@@ -85,7 +86,7 @@ async def reserve(gw: GatewayState, key: AuthenticatedKey, route: str, spec: Rou
         )
     except QuotaExceeded as exc:
         gw.metrics.quota_refusals.labels(exc.scope, exc.kind).inc()
-        headers = _limit_headers(exc.kind, exc.limit, 0, exc.retry_after_s)
+        headers = limit_headers(exc.kind, exc.limit, 0, exc.retry_after_s)
         if exc.cost > exc.limit:  # waiting never helps, so no Retry-After
             message = f"request needs {exc.cost} tokens, over the {exc.scope} {exc.kind} limit of {exc.limit}; lower max_tokens"
             raise APIError(429, message, code="request_over_limit", headers=headers) from None
@@ -138,13 +139,15 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
                 raise
             headers = upstream.passthrough_headers()
             headers["x-llmops-variant"] = upstream.variant.name
-            headers.update(_reservation_headers(reservation))
+            headers.update(reservation_headers(reservation))
             if parsed.stream and upstream.response.status == 200:
                 # From here the stream response watches the client itself.
                 return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
             return await respond_whole(gw, call, upstream, headers)
     except ClientDisconnected:
-        finish(gw, call, variant="-", status=499, usage=None, answer=None, upstream_s=0.0, error="client disconnected")
+        # The upstream had the prompt: charge it, as for an abandoned stream.
+        usage = {"prompt_tokens": tokens.estimate_prompt_tokens(parsed)}
+        finish(gw, call, variant="-", status=499, usage=usage, answer=None, upstream_s=0.0, error="client disconnected")
         return Response(status_code=499)  # nobody reads it; uvicorn just closes up
 
 
@@ -286,26 +289,3 @@ def finish(
     if not gw.request_log.emit(record):
         m.request_log_dropped.inc()
         logger.error("request log queue full; record dropped", extra={"route": call.route})
-
-
-def _limit_headers(kind: str, limit: int, remaining: int, reset_s: float) -> dict[str, str]:
-    suffix = {"rpm": "requests", "tpm": "tokens", "tpd": "tokens-day"}[kind]
-    return {
-        f"x-ratelimit-limit-{suffix}": str(limit),
-        f"x-ratelimit-remaining-{suffix}": str(max(0, remaining)),
-        f"x-ratelimit-reset-{suffix}": f"{reset_s:.3f}s",
-    }
-
-
-def _reservation_headers(reservation: Reservation | None) -> dict[str, str]:
-    """The tightest state of each limit kind, in OpenAI's ``x-ratelimit-*`` header names."""
-    if reservation is None:
-        return {}
-    tightest = {}
-    for state in reservation.states:
-        if state.kind not in tightest or state.remaining < tightest[state.kind].remaining:
-            tightest[state.kind] = state
-    headers = {}
-    for state in tightest.values():
-        headers.update(_limit_headers(state.kind, state.limit, state.remaining, state.reset_s))
-    return headers
