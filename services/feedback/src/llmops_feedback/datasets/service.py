@@ -26,11 +26,20 @@ class Filters:
     until: datetime | None = None
 
 
-def _messages(record: RequestRecord) -> list[dict]:
+def _messages(record: RequestRecord) -> list[dict] | None:
+    """The prompt as chat messages, or None when it cannot be training text (redacted, odd shapes, token ids)."""
+    prompt = record.prompt
     if record.kind == "chat":
-        return [{"role": m["role"], "content": m.get("content")} for m in record.prompt]
-    prompt = record.prompt if isinstance(record.prompt, str) else "\n".join(map(str, record.prompt))
-    return [{"role": "user", "content": prompt}]
+        if isinstance(prompt, list) and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+        ):
+            return [{"role": m["role"], "content": m["content"]} for m in prompt]
+        return None
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return [{"role": "user", "content": "\n".join(prompt)}]
+    return None  # token ids: no text to learn from
 
 
 def _meta(record: RequestRecord, source: str) -> dict:
@@ -42,7 +51,7 @@ async def _rated(session: AsyncSession, filters: Filters) -> AsyncIterator[tuple
     query = (
         select(RequestRecord, Rating)
         .join(Rating, and_(Rating.request_id == RequestRecord.request_id, Rating.current.is_(True)))
-        .where(RequestRecord.status == 200, RequestRecord.prompt.is_not(None))
+        .where(RequestRecord.status == 200, RequestRecord.redacted.is_(False), RequestRecord.prompt.is_not(None))
         .order_by(RequestRecord.started_at, RequestRecord.request_id)
     )
     if filters.route is not None:
@@ -65,31 +74,34 @@ async def sft_lines(session: AsyncSession, filters: Filters) -> AsyncIterator[by
             answer, source = record.answer, "thumbs_up"
         else:
             continue
-        messages = [*_messages(record), {"role": "assistant", "content": answer}]
+        prompt = _messages(record)
+        if prompt is None:
+            continue
+        messages = [*prompt, {"role": "assistant", "content": answer}]
         yield orjson.dumps({"messages": messages, "metadata": _meta(record, source)}) + b"\n"
 
 
 async def preference_lines(session: AsyncSession, filters: Filters) -> AsyncIterator[bytes]:
-    liked: dict[bytes, RequestRecord] = {}  # prompt → an answer rated up
-    disliked: dict[bytes, RequestRecord] = {}  # prompt → an answer rated down, not yet paired
+    liked: dict[bytes, RequestRecord] = {}  # prompt → the first answer rated up
+    waiting: dict[bytes, list[RequestRecord]] = {}  # prompt → answers rated down before any up
     async for record, rating in _rated(session, filters):
-        if not record.answer:
-            continue
         messages = _messages(record)
+        if messages is None or not record.answer:
+            continue
         if rating.correction and rating.correction != record.answer:
             yield _pair(messages, rating.correction, record.answer, record, "correction")
             continue
         prompt = orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)
-        if rating.rating == "up":
-            liked.setdefault(prompt, record)
-            other = disliked.pop(prompt, None)
-        else:
-            other = liked.get(prompt)
-            if other is None:
-                disliked.setdefault(prompt, record)
-        if other is not None:
-            good, bad = (record, other) if rating.rating == "up" else (other, record)
-            yield _pair(messages, good.answer, bad.answer, bad, "thumbs")
+        # Every thumbs-down answer pairs with the prompt's first thumbs-up answer, whichever came first.
+        if rating.rating == "down":
+            if prompt in liked:
+                yield _pair(messages, liked[prompt].answer, record.answer, record, "thumbs")
+            else:
+                waiting.setdefault(prompt, []).append(record)
+        elif prompt not in liked:
+            liked[prompt] = record
+            for bad in waiting.pop(prompt, []):
+                yield _pair(messages, record.answer, bad.answer, bad, "thumbs")
 
 
 def _pair(messages: list[dict], chosen: str, rejected: str, record: RequestRecord, source: str) -> bytes:

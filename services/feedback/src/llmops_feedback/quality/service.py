@@ -21,7 +21,7 @@ def wilson_interval(up: int, total: int, z: float = _Z95) -> tuple[float, float]
     denominator = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if up == 0 else max(0.0, centre - half)), (1.0 if up == total else min(1.0, centre + half))
 
 
 def _window(query, *, since: datetime, until: datetime, route: str | None, variant: str | None):

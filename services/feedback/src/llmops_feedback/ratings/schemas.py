@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_COMMENT_CHARS = 2_000
 MAX_CORRECTION_CHARS = 32_000
@@ -9,6 +9,13 @@ MAX_CORRECTION_CHARS = 32_000
 
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("comment", "correction")
+    @classmethod
+    def _no_nul(cls, value):
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
     request_id: str = Field(min_length=1, max_length=128)
     rating: Literal["up", "down"]

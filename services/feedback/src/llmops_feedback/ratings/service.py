@@ -18,7 +18,7 @@ async def rate(
     session: AsyncSession, *, data: RatingIn, key_id: str | None, rated_by: str
 ) -> tuple[Rating, RequestRecord]:
     """``key_id`` scopes the rating to that key's own requests (a client rating through the gateway)."""
-    record = await records.get(session, request_id=data.request_id, key_id=key_id)
+    record = await records.get(session, request_id=data.request_id, key_id=key_id, for_update=True)
     await session.execute(
         update(Rating).where(Rating.request_id == data.request_id, Rating.current.is_(True)).values(current=False)
     )

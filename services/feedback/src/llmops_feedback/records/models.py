@@ -24,7 +24,7 @@ class RequestRecord(Base):
     kind: Mapped[str] = mapped_column(String(16))  # chat | text
     stream: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[int] = mapped_column(Integer)
-    prompt: Mapped[list | str | None] = mapped_column(JSON)  # None when text is not stored
+    prompt: Mapped[list | str | None] = mapped_column(JSON(none_as_null=True))  # None when text is not stored
     answer: Mapped[str | None] = mapped_column(Text)
     redacted: Mapped[bool] = mapped_column(Boolean, default=False)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)

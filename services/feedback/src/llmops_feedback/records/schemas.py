@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops_feedback.ratings.schemas import RatingPublic
 
@@ -16,7 +16,12 @@ class Usage(BaseModel):
 class RequestRecordIn(BaseModel):
     """A request log record as the gateway emits it (unknown fields are ignored, for forward compatibility)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value):
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
     request_id: str = Field(min_length=1, max_length=128)
     key_id: str | None = Field(default=None, max_length=64)
@@ -33,8 +38,8 @@ class RequestRecordIn(BaseModel):
     ttft_ms: float | None = Field(default=None, ge=0)
     retrieved_ids: list[str] = Field(default_factory=list)
     error: str | None = None
-    started_at: float = Field(description="epoch seconds")
-    finished_at: float = Field(description="epoch seconds")
+    started_at: float = Field(ge=0, le=253402300799, description="epoch seconds")
+    finished_at: float = Field(ge=0, le=253402300799, description="epoch seconds")
 
 
 class IngestBatch(BaseModel):

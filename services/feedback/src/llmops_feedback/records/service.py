@@ -54,9 +54,11 @@ async def ingest(session: AsyncSession, *, records: list[RequestRecordIn], store
     return [record for request_id, record in unique.items() if request_id in inserted]
 
 
-async def get(session: AsyncSession, *, request_id: str, key_id: str | None = None) -> RequestRecord:
+async def get(
+    session: AsyncSession, *, request_id: str, key_id: str | None = None, for_update: bool = False
+) -> RequestRecord:
     """The record; with ``key_id``, only if that key made the request (else it is as good as unknown)."""
-    record = await session.get(RequestRecord, request_id)
+    record = await session.get(RequestRecord, request_id, with_for_update=for_update)
     if record is None or (key_id is not None and record.key_id != key_id):
         raise APIError(404, f"request {request_id!r} not found", code="request_not_found")
     return record

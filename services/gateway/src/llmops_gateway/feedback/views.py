@@ -10,7 +10,7 @@ from llmops_gateway.proxy.service import read_body
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
-_MAX_RATING_BYTES = 64 * 1024  # a comment and a corrected answer fit easily
+_MAX_RATING_BYTES = 256 * 1024  # a 32k-character correction in UTF-8, escaped, fits
 _BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
 
 
