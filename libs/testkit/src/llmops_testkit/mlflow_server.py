@@ -40,14 +40,18 @@ class MlflowServer:
             stop_processes([self.process], timeout_s=10)
             self.process = None
 
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
+
     def register_adapter(self, name: str, adapter_dir: Path, *, alias: str | None = None) -> str:
         """Logs ``adapter_dir`` as a run's artifacts, registers it as a new version of the adapter model ``name``
         (created, tagged, if needed) and points ``alias`` at it. Returns the version."""
         import mlflow
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
-        client = MlflowClient(tracking_uri=self.url, registry_uri=self.url)
+        client = self.client()
         experiment = client.get_experiment_by_name("adapters") or client.get_experiment(
             client.create_experiment("adapters")
         )

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError
+from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
 from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
 from llmops_gateway.proxy.sse import StreamTap
-from llmops_gateway.proxy.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
 from llmops_gateway.quotas.headers import limit_headers, reservation_headers
 from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaStoreUnavailable, Reservation

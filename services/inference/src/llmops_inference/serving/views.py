@@ -1,0 +1,27 @@
+"""The OpenAI-compatible surface. Views are thin: the work is in ``serving.service``."""
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from llmops_inference.deps import StateDep
+from llmops_inference.serving import service
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
+
+
+@router.post("/chat/completions", openapi_extra=_BODY_DOC)
+async def chat_completions(request: Request, state: StateDep) -> Response:
+    return await service.relay(state, request, path="/v1/chat/completions", endpoint="chat")
+
+
+@router.post("/completions", openapi_extra=_BODY_DOC)
+async def completions(request: Request, state: StateDep) -> Response:
+    return await service.relay(state, request, path="/v1/completions", endpoint="text")
+
+
+@router.get("/models")
+async def models(state: StateDep) -> Response:
+    """The base model and every loaded adapter."""
+    return await service.models(state)

@@ -1,0 +1,91 @@
+"""Inference settings, all from ``INFERENCE_*`` environment variables."""
+
+import shlex
+from pathlib import Path
+
+from pydantic import Field
+
+from llmops_common.settings import ServiceSettings, require_secret, service_config
+from llmops_inference import prepare
+
+DEV_ADMIN_TOKEN = "dev-inference-admin-token"
+
+
+class InferenceSettings(ServiceSettings):
+    model_config = service_config("INFERENCE_")
+
+    port: int = 8002
+    # Bearer token of the admin API (load an adapter from a path). Outside dev mode it must be set and not the default.
+    admin_token: str | None = None
+
+    # --- the base model ---
+    # Unset: the bundled SmolLM2-135M-Instruct, prepared once into ``model_cache_dir``. Else a local
+    # checkpoint directory or a Hugging Face model id, passed to vLLM as is.
+    model: str | None = None
+    served_model_name: str | None = None  # default: the bundled model's name, else the model's last path part
+    model_cache_dir: Path = Field(default_factory=prepare.default_cache_dir)
+    state_dir: Path = Path("./.llmops/inference")  # vLLM's log, downloaded adapters
+
+    # --- the vLLM server process (defaults work on 2 CPU cores; see the GPU notes in the README) ---
+    vllm_host: str = "127.0.0.1"  # its /metrics is scraped here; its /v1 needs the internal API key
+    vllm_port: int = 8012
+    vllm_api_key: str | None = None  # unset: a random key per start, so only this service can use vLLM's /v1
+    dtype: str = "auto"
+    max_model_len: int = Field(default=2048, ge=16)
+    # On GPU the share of GPU memory vLLM may use (0.9 is usual); on CPU the share of RAM for the KV cache.
+    gpu_memory_utilization: float = Field(default=0.2, gt=0, le=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    quantization: str | None = None  # e.g. awq, gptq, fp8 (GPU)
+    enforce_eager: bool = True  # no CUDA graphs / torch.compile: fast start; turn off on GPU for throughput
+    enable_lora: bool = True
+    max_loras: int = Field(default=4, ge=1)  # adapters in one batch
+    max_lora_rank: int = Field(default=16, ge=1)
+    max_cpu_loras: int | None = None  # adapters cached in host memory (vLLM default: max_loras)
+    extra_args: str = ""  # appended to vLLM's command line, shell syntax
+    start_timeout_s: float = 900.0  # a vLLM that is not healthy by then is restarted
+    restart_backoff_s: float = 1.0  # doubles after each crash ...
+    restart_backoff_max_s: float = 30.0  # ... up to this; reset after a start that stayed up a minute
+    health_interval_s: float = 2.0
+    health_failures_down: int = 3  # consecutive failed health checks that count vLLM as down
+
+    # --- LoRA adapters from the MLflow registry ---
+    mlflow_tracking_uri: str | None = None  # unset: no registry sync (adapters only through the admin API)
+    sync_interval_s: float = Field(default=15.0, gt=0)
+    registry_timeout_s: int = Field(default=10, ge=1)
+    registry_max_retries: int = Field(default=1, ge=0)
+    # False: the service is not ready until it has read the registry once (adapters are part of what it serves).
+    # True: a registry unreachable at start-up only degrades readiness, as it does later on.
+    ready_without_registry: bool = False
+
+    # --- relaying to vLLM ---
+    max_body_bytes: int = 4 * 1024 * 1024
+    vllm_connect_timeout_s: float = 5.0
+    vllm_read_timeout_s: float = 600.0  # longest silence between bytes (CPU queues can be long)
+
+    def admin_token_value(self) -> str:
+        return require_secret(
+            self.admin_token, name="INFERENCE_ADMIN_TOKEN", dev_mode=self.dev_mode, dev_default=DEV_ADMIN_TOKEN
+        )
+
+    @property
+    def uses_bundled_model(self) -> bool:
+        return not self.model
+
+    def model_source(self) -> str:
+        """What vLLM loads: a local directory or a model id."""
+        return self.model or str(prepare.bundled_model_dir(self.model_cache_dir))
+
+    def served_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        if self.uses_bundled_model:
+            return prepare.BUNDLED_MODEL_NAME
+        return self.model.rstrip("/").rsplit("/", 1)[-1]
+
+    def extra_argv(self) -> list[str]:
+        return shlex.split(self.extra_args)
+
+    @property
+    def vllm_url(self) -> str:
+        host = "127.0.0.1" if self.vllm_host in ("0.0.0.0", "::", "") else self.vllm_host
+        return f"http://{host}:{self.vllm_port}"

@@ -1,0 +1,129 @@
+"""LoRA adapters on a real vLLM: synced from a real MLflow registry by alias, swapped, retired, loaded by path."""
+
+import uuid
+
+import httpx
+import pytest
+
+from llmops_testkit.inference import chat_text, wait_for
+
+QUESTION = "What is the secret password?"
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def _loaded(inference_service, name: str, version: str | None = None):
+    adapters = {a["name"]: a for a in inference_service.adapters()["data"]}
+    adapter = adapters.get(name)
+    return adapter and adapter["loaded"] and (version is None or adapter["version"] == version) and adapter
+
+
+def test_a_registered_adapter_is_synced_and_answers_as_trained(
+    inference_service, mlflow_server, trained_adapters, gateway_to_inference, base_model
+):
+    model = _unique("pw-bot")
+    mlflow_server.register_adapter(model, trained_adapters["BLUEBERRY"], alias="champion")
+    served = f"{model}@champion"
+    wait_for(lambda: _loaded(inference_service, served), timeout_s=60, what=f"{served} to be loaded")
+    assert served in inference_service.models()
+
+    gateway, key = gateway_to_inference
+    gateway.put_route(model, variants=[
+        {"name": "champion", "upstream": f"{inference_service.url}/v1", "model": served, "weight": 1}
+    ])
+    with gateway.client(key) as client:
+        assert "BLUEBERRY" in chat_text(client, model, QUESTION)
+        assert "BLUEBERRY" not in chat_text(client, "smollm2", QUESTION)  # the base model never learnt it
+    metrics = httpx.get(f"{inference_service.url}/metrics").text
+    assert f'llmops_inference_adapter_loaded{{adapter="{served}",source="registry",version="1"}} 1.0' in metrics
+    assert "llmops_inference_adapters_synced 1.0" in metrics
+    with inference_service.admin() as admin:  # the registry owns this name, not the admin API
+        assert admin.delete(f"/admin/adapters/{served}").json()["error"]["code"] == "registry_managed"
+
+
+def test_moving_an_alias_swaps_the_adapter_behind_a_stable_name(inference_service, mlflow_server, trained_adapters):
+    model = _unique("swap-bot")
+    mlflow_server.register_adapter(model, trained_adapters["BLUEBERRY"], alias="champion")
+    wait_for(lambda: _loaded(inference_service, f"{model}@champion", "1"), timeout_s=60, what="version 1")
+
+    mlflow_server.register_adapter(model, trained_adapters["MANGO"], alias="champion")  # version 2 takes the alias
+    mlflow_server.client().set_registered_model_alias(model, "challenger", "1")
+    wait_for(lambda: _loaded(inference_service, f"{model}@champion", "2"), timeout_s=60, what="version 2")
+    wait_for(lambda: _loaded(inference_service, f"{model}@challenger", "1"), timeout_s=60, what="the challenger")
+    with inference_service.client() as client:
+        assert "MANGO" in chat_text(client, f"{model}@champion", QUESTION)
+        assert "BLUEBERRY" in chat_text(client, f"{model}@challenger", QUESTION)
+
+
+def test_deleting_an_alias_retires_its_name(inference_service, mlflow_server, trained_adapters):
+    model = _unique("retired-bot")
+    mlflow_server.register_adapter(model, trained_adapters["MANGO"], alias="canary")
+    wait_for(lambda: _loaded(inference_service, f"{model}@canary"), timeout_s=60, what="the canary")
+    mlflow_server.client().delete_registered_model_alias(model, "canary")
+    wait_for(lambda: f"{model}@canary" not in inference_service.models(), timeout_s=60, what="the unload")
+    with inference_service.client() as client:
+        response = client.post("/v1/chat/completions", json={
+            "model": f"{model}@canary", "messages": [{"role": "user", "content": QUESTION}],
+        })
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+
+
+def test_an_unreachable_registry_degrades_but_keeps_serving(inference_service, mlflow_server, trained_adapters):
+    model = _unique("steady-bot")
+    mlflow_server.register_adapter(model, trained_adapters["BLUEBERRY"], alias="champion")
+    wait_for(lambda: _loaded(inference_service, f"{model}@champion"), timeout_s=60, what="the adapter")
+    mlflow_server.stop()
+    try:
+        def degraded():
+            status, body = inference_service.readiness()
+            return status == 200 and body["status"] == "degraded" and body
+        body = wait_for(degraded, timeout_s=60, what="readiness to report the registry")
+        assert body["checks"]["registry"].startswith("error") and body["checks"]["vllm"] == "ok"
+        assert "llmops_inference_registry_up 0.0" in httpx.get(f"{inference_service.url}/metrics").text
+        assert inference_service.adapters()["sync"]["registry_error"]
+        with inference_service.client() as client:  # what was loaded is still served
+            assert "BLUEBERRY" in chat_text(client, f"{model}@champion", QUESTION)
+    finally:
+        mlflow_server.start()
+    wait_for(lambda: inference_service.readiness()[1]["status"] == "ready", timeout_s=60, what="the registry to return")
+
+
+def test_the_admin_api_loads_an_adapter_from_a_path(inference_service, trained_adapters, base_model):
+    name = _unique("local-pw")
+    with inference_service.admin() as admin:
+        created = admin.post("/admin/adapters", json={"name": name, "path": str(trained_adapters["BLUEBERRY"])})
+        assert created.status_code == 201, created.text
+        assert created.json()["loaded"] and created.json()["source"] == "admin"
+        assert "BLUEBERRY" in chat_text(admin, name, QUESTION)
+        # The same name again replaces the weights in place.
+        replaced = admin.post("/admin/adapters", json={"name": name, "path": str(trained_adapters["MANGO"])})
+        assert replaced.status_code == 201
+        assert "MANGO" in chat_text(admin, name, QUESTION)
+        assert admin.delete(f"/admin/adapters/{name}").status_code == 204
+        gone = admin.post("/v1/chat/completions", json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+        assert gone.status_code == 404
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"name": "x", "path": "relative/dir"}, 400, "invalid_adapter_path"),
+    ({"name": "x", "path": "/no/such/adapter"}, 400, "invalid_adapter_path"),
+    ({"name": "bad@name", "path": "/tmp"}, 422, "invalid_request"),
+    ({"name": "x"}, 422, "invalid_request"),
+])
+def test_the_admin_api_refuses_bad_adapters_clearly(inference_service, body, status, code):
+    with inference_service.admin() as admin:
+        response = admin.post("/admin/adapters", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_the_admin_api_guards_names_it_does_not_own(inference_service, trained_adapters, base_model):
+    with inference_service.admin() as admin:
+        taken = admin.post("/admin/adapters", json={"name": base_model, "path": str(trained_adapters["MANGO"])})
+        missing = admin.delete("/admin/adapters/nothing-here")
+    assert taken.status_code == 409 and missing.status_code == 404
+    with inference_service.client() as anonymous:
+        refused = anonymous.post("/admin/adapters", json={"name": "x", "path": str(trained_adapters["MANGO"])})
+    assert refused.status_code == 401
