@@ -163,6 +163,10 @@ def abandon_stream(gateway, upstreams, route, rds, *, content: str) -> tuple[str
             if received == 3:
                 break
     settled = wait_counter(rds, gateway, key_id, "tpm", lambda v: 0 < v != reserved)
+    # The gateway settles as it closes the upstream connection; the upstream notices a moment later.
+    deadline = time.monotonic() + 5
+    while upstreams["alpha"].stats.streams_cancelled == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert upstreams["alpha"].stats.streams_cancelled == 1 and upstreams["alpha"].stats.streams_finished == 0
     return key_id, reserved, settled
 
