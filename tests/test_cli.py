@@ -63,7 +63,7 @@ def test_feedback_summary_export_and_rate(feedback, tmp_path):
     llmops("feedback", "rate", f"{route}-0", "up", env=env)
     llmops("feedback", "rate", f"{route}-1", "down", "--correction", "better", env=env)
     table = llmops("feedback", "summary", "--route", route, env=env).stdout
-    assert route in table and "50.0%" in table
+    assert route in table and "50%" in table
     summary = json.loads(llmops("feedback", "summary", "--route", route, "--json", env=env).stdout)
     assert [(q["requests"], q["up"], q["down"]) for q in summary["variants"]] == [(3, 1, 1)]
     out = tmp_path / "sft.jsonl"

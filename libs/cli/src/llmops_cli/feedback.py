@@ -28,7 +28,7 @@ def _since(text: str) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 @app.command()
@@ -45,22 +45,13 @@ def summary(
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    table = Table(title=f"Quality since {since} ago")
-    for column in (
-        "route",
-        "variant",
-        "requests",
-        "rated",
-        "up",
-        "down",
-        "thumbs-up",
-        "95% interval",
-        "avg latency",
-        "tokens in/out",
-    ):
-        table.add_column(column, justify="left" if column in ("route", "variant") else "right")
+    table = Table(title=f"Quality over the last {since}")
+    table.add_column("route", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    for column in ("reqs", "rated", "up", "down", "up rate", "95% CI", "latency", "tokens in/out"):
+        table.add_column(column, justify="right", no_wrap=True)
     for q in body["variants"]:
-        interval = "-" if q["up_rate"] is None else f"{_percent(q['up_rate_low'])} – {_percent(q['up_rate_high'])}"
+        interval = "-" if q["up_rate"] is None else f"{_percent(q['up_rate_low'])}–{_percent(q['up_rate_high'])}"
         latency = "-" if q["avg_latency_ms"] is None else f"{q['avg_latency_ms']:.0f} ms"
         table.add_row(
             q["route"],
