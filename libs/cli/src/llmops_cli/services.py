@@ -12,9 +12,18 @@ from pathlib import Path
 from llmops_cli.state import Secrets
 from llmops_cli.supervisor import ServiceSpec
 
-# The contract's ports: retriever 8001 and trainer 8003 join as they land. vLLM is the inference
+# The contract's ports. vLLM is the inference
 # service's child; its port is listed so `llmops up` checks it is free and `llmops status` shows the engine.
-DEFAULT_PORTS: dict[str, int] = {"gateway": 8000, "inference": 8002, "feedback": 8004, "mlflow": 5000, "vllm": 8012}
+DEFAULT_PORTS: dict[str, int] = {
+    "gateway": 8000,
+    "retriever": 8001,
+    "inference": 8002,
+    "feedback": 8004,
+    "mlflow": 5000,
+    "vllm": 8012,
+    "trainer": 8003,
+    "trainer_worker": 8013,  # the trainer's Celery worker: its health and metrics endpoints
+}
 # Where readiness is asked, for services that are not ours (default /readyz).
 READY_PATHS: dict[str, str] = {"mlflow": "/health", "vllm": "/health"}
 
@@ -78,7 +87,27 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
             "GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{ctx.ports['feedback']}",
             "GATEWAY_FEEDBACK_TOKEN": ctx.secrets.ingest_token,
             "GATEWAY_SPOOL_DIR": str(ctx.state / "spool"),
+            "GATEWAY_RETRIEVER_URL": f"http://127.0.0.1:{ctx.ports['retriever']}",
+            "GATEWAY_RETRIEVER_TOKEN": ctx.secrets.retriever_token,
         },
+    )
+
+
+def retriever_spec(ctx: PlatformContext) -> ServiceSpec:
+    port = ctx.ports["retriever"]
+    return ServiceSpec(
+        name="retriever",
+        argv=uvicorn_argv("llmops_retriever.app:create_app", port),
+        port=port,
+        env={
+            "RETRIEVER_HOST": "127.0.0.1",
+            "RETRIEVER_PORT": str(port),
+            "RETRIEVER_ADMIN_TOKEN": ctx.secrets.admin_token,
+            "RETRIEVER_READ_TOKEN": ctx.secrets.retriever_token,
+            "RETRIEVER_STORE": "edge",  # Qdrant Edge in-process: the embedded default
+            "RETRIEVER_DATA_DIR": str(ctx.state / "retriever"),
+        },
+        ready_timeout_s=300.0,  # loading torch and the embedding model takes a while on a busy laptop
     )
 
 
@@ -147,6 +176,44 @@ def inference_spec(ctx: PlatformContext) -> ServiceSpec:
     )
 
 
+def _trainer_env(ctx: PlatformContext) -> dict[str, str]:
+    """The trainer's API and its worker read the same settings."""
+    return {
+        "TRAINER_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "TRAINER_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'trainer.db'}",
+        "TRAINER_REDIS_URL": ctx.redis_url,
+        "TRAINER_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+        "TRAINER_FEEDBACK_URL": f"http://127.0.0.1:{ctx.ports['feedback']}",
+        "TRAINER_FEEDBACK_TOKEN": ctx.secrets.admin_token,  # the feedback service's admin token: its exports
+        "TRAINER_WORK_DIR": str(ctx.state / "trainer"),
+        "TRAINER_WORKER_PORT": str(ctx.ports["trainer_worker"]),
+        # vLLM serves on the same CPU cores: half of them for training keeps both from thrashing.
+        "TRAINER_TORCH_THREADS": str(max(1, (os.cpu_count() or 2) // 2)),
+    }
+
+
+def trainer_spec(ctx: PlatformContext) -> ServiceSpec:
+    port = ctx.ports["trainer"]
+    return ServiceSpec(
+        name="trainer",
+        argv=uvicorn_argv("llmops_trainer.app:create_app", port),
+        port=port,
+        env={**_trainer_env(ctx), "TRAINER_HOST": "127.0.0.1", "TRAINER_PORT": str(port)},
+    )
+
+
+def trainer_worker_spec(ctx: PlatformContext) -> ServiceSpec:
+    """One Celery worker, one job at a time; more workers (other machines, GPUs) may join the same Redis queue."""
+    return ServiceSpec(
+        name="trainer_worker",
+        argv=[sys.executable, "-m", "llmops_trainer.worker"],
+        port=ctx.ports["trainer_worker"],
+        env=_trainer_env(ctx),
+        ready_timeout_s=300.0,  # it imports torch and transformers before it consumes
+    )
+
+
 def platform_services(ctx: PlatformContext) -> list[ServiceSpec]:
     """Every service ``llmops up`` runs, in start order."""
-    return [mlflow_spec(ctx), inference_spec(ctx), feedback_spec(ctx), gateway_spec(ctx)]
+    return [mlflow_spec(ctx), inference_spec(ctx), feedback_spec(ctx), retriever_spec(ctx), gateway_spec(ctx),
+            trainer_spec(ctx), trainer_worker_spec(ctx)]

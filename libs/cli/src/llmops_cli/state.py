@@ -11,7 +11,8 @@ SECRETS_FILE = "secrets.env"
 _ADMIN_TOKEN = "LLMOPS_ADMIN_TOKEN"
 _KEY_SECRET = "LLMOPS_KEY_SECRET"
 _INGEST_TOKEN = "LLMOPS_INGEST_TOKEN"
-_NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN)
+_RETRIEVER_TOKEN = "LLMOPS_RETRIEVER_TOKEN"
+_NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN, _RETRIEVER_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Secrets:
     admin_token: str  # bearer token of the gateway's admin API
     key_secret: str  # HMAC secret the gateway hashes API keys with; changing it invalidates every key
     ingest_token: str  # the gateway's token at the feedback service (request records, ratings for a key)
+    retriever_token: str  # the gateway's read token at the retriever (search only)
     path: Path
 
 
@@ -79,6 +81,7 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
                     admin_token=values[_ADMIN_TOKEN],
                     key_secret=values[_KEY_SECRET],
                     ingest_token=values[_INGEST_TOKEN],
+                    retriever_token=values[_RETRIEVER_TOKEN],
                     path=path,
                 )
             if not create:

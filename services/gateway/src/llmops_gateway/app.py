@@ -19,6 +19,7 @@ from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
+from llmops_gateway.rag.client import RetrieverClient
 from llmops_gateway.requestlog.factory import make_sink
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.service import RouteTable
@@ -69,6 +70,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ),
             metrics=metrics,
             request_log=request_log,
+            retriever=RetrieverClient(
+                http, url=settings.retriever_url, token=settings.retriever_token, timeout_s=settings.retriever_timeout_s
+            )
+            if settings.retriever_url
+            else None,
         )
         logger.info("gateway started")
         try:

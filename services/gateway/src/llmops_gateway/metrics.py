@@ -64,6 +64,19 @@ class GatewayMetrics:
             "Request records on disk, waiting for the feedback service",
             registry=registry,
         )
+        self.rag_retrievals = Counter(
+            "llmops_gateway_rag_retrievals",
+            "RAG retrievals by outcome (ok, refused: bad collection or filter, unavailable)",
+            ("route", "outcome"),
+            registry=registry,
+        )
+        self.rag_latency = Histogram(
+            "llmops_gateway_rag_retrieval_duration_seconds",
+            "Time to retrieve a RAG request's context",
+            ("route",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.request_log_rejected = Counter(
             "llmops_gateway_request_log_rejected_batches",
             "Batches the feedback service refused as invalid (kept on disk)",

@@ -57,6 +57,10 @@ class GatewaySettings(ServiceSettings):
     feedback_url: str | None = None
     feedback_token: str | None = Field(default=None, description="the feedback service's ingest token")
     spool_dir: str = "./.llmops/spool"  # request records wait here while the feedback service is down
+    # The retriever: where RAG requests get their context. Unset: a request with "rag" gets 400 rag_unavailable.
+    retriever_url: str | None = None
+    retriever_token: str | None = Field(default=None, description="the retriever's read token")
+    retriever_timeout_s: float = 10.0  # a search embeds the question on CPU first
 
     @model_validator(mode="after")
     def _feedback_configured(self) -> "GatewaySettings":
@@ -64,6 +68,8 @@ class GatewaySettings(ServiceSettings):
             self.feedback_url and self.feedback_token
         ):
             raise ValueError("the feedback service needs both GATEWAY_FEEDBACK_URL and GATEWAY_FEEDBACK_TOKEN")
+        if self.retriever_url and not self.retriever_token:
+            raise ValueError("the retriever needs both GATEWAY_RETRIEVER_URL and GATEWAY_RETRIEVER_TOKEN")
         return self
 
     def admin_token_value(self) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.quotas.limiter import QuotaLimiter
+from llmops_gateway.rag.client import RetrieverClient
 from llmops_gateway.requestlog.sinks import RequestLogSink
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.service import RouteTable
@@ -30,6 +31,7 @@ class GatewayState:
     breakers: CircuitBreakers
     metrics: GatewayMetrics
     request_log: RequestLogSink
+    retriever: RetrieverClient | None = None  # None: no retriever configured, RAG requests are refused
     background: set[asyncio.Task] = field(default_factory=set)
 
     def spawn(self, coro) -> None:

@@ -21,6 +21,9 @@ from llmops_gateway.proxy.sse import StreamTap
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
 from llmops_gateway.quotas.headers import limit_headers, reservation_headers
 from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaStoreUnavailable, Reservation
+from llmops_gateway.rag import service as rag_service
+from llmops_gateway.rag.sources import sse_event
+from llmops_gateway.rag.stream import DoneInjector
 from llmops_gateway.routing import selection
 from llmops_gateway.routing.schemas import RouteSpec
 from llmops_gateway.settings import QuotaFailureMode
@@ -44,6 +47,7 @@ class Call:
     reservation: Reservation | None
     started: float  # perf_counter
     started_wall: float  # time.time
+    rag: rag_service.RagContext | None = None  # set when the prompt was augmented with retrieved context
 
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
@@ -71,14 +75,16 @@ def parse(body: bytes, kind: str) -> tuple[dict, ChatCompletionRequest | Complet
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise APIError(422, f"{where}: {first['msg']}" if where else first["msg"], code="invalid_request") from None
-    if "rag" in payload:
-        raise APIError(400, "RAG is not available: no retriever is configured", code="rag_unavailable")
     return payload, parsed
 
 
-async def reserve(gw: GatewayState, key: AuthenticatedKey, route: str, spec: RouteSpec, parsed) -> Reservation | None:
-    cost = tokens.estimate_prompt_tokens(parsed) + tokens.completion_budget(
-        parsed, default=gw.settings.default_max_tokens_reserve
+async def reserve(
+    gw: GatewayState, key: AuthenticatedKey, route: str, spec: RouteSpec, parsed, *, extra_tokens: int = 0
+) -> Reservation | None:
+    cost = (
+        extra_tokens
+        + tokens.estimate_prompt_tokens(parsed)
+        + tokens.completion_budget(parsed, default=gw.settings.default_max_tokens_reserve)
     )
     try:
         return await gw.limiter.reserve(
@@ -114,8 +120,16 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
         raise APIError(404, f"The model '{route}' does not exist", code="model_not_found")
     if not key.may_use(route):
         raise APIError(403, f"this key may not use model '{route}'", code="model_not_allowed")
-    reservation = await reserve(gw, key, route, spec, parsed)
+    rag = rag_service.plan(gw, payload, spec)  # before quota: validation only
+    reservation = await reserve(gw, key, route, spec, parsed, extra_tokens=rag_service.context_tokens(rag))
     call = Call(request_id, kind, key, route, parsed, reservation, started, started_wall)
+    if rag is not None:
+        try:
+            call.rag = await rag_service.retrieve(gw, rag, payload, kind=kind, route=route, request_id=request_id)
+        except APIError as exc:
+            finish(gw, call, variant="-", status=exc.status, usage=None, answer=None, upstream_s=0.0, error=exc.message)
+            raise
+        call.parsed = parsed = MODELS[kind].model_validate(payload)  # the prompt as the upstream sees it
     if parsed.stream:
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     variants = selection.candidates(route, spec, user=parsed.user or key.id)
@@ -140,6 +154,8 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
             headers = upstream.passthrough_headers()
             headers["x-llmops-variant"] = upstream.variant.name
             headers.update(reservation_headers(reservation))
+            if call.rag is not None:
+                headers["x-llmops-rag"] = "context" if call.rag.context else "no-context"
             if parsed.stream and upstream.response.status == 200:
                 # From here the stream response watches the client itself.
                 return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
@@ -178,7 +194,9 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
             usage = document.get("usage")
             choice = (document.get("choices") or [{}])[0]
             answer = (choice.get("message") or {}).get("content") if call.kind == "chat" else choice.get("text")
-        except (orjson.JSONDecodeError, AttributeError, IndexError):
+            if call.rag is not None:  # the retrieved sources travel with the answer (an extension field)
+                body = orjson.dumps({**document, "sources": call.rag.sources})
+        except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
             logger.warning("upstream answer is not OpenAI JSON", extra={"variant": upstream.variant.name})
     finish(
         gw,
@@ -196,12 +214,21 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
 async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):
     """Yields the upstream's SSE bytes as they arrive, unbuffered; accounts for them when the stream ends."""
     tap, ttft, status, error = StreamTap(), None, 200, None
+    sources = None  # RAG: the sources go out as a last event before [DONE]
+    if call.rag is not None:
+        sources = DoneInjector(
+            sse_event(call.rag.sources, request_id=call.request_id, model=call.route, kind=call.kind)
+        )
     try:
         async for data in upstream.response.content.iter_any():
-            yield data
+            out = sources.feed(data) if sources else data
+            if out:
+                yield out
             tap.feed(data)
             if ttft is None and tap.chunks:
                 ttft = time.perf_counter() - call.started
+        if sources:
+            yield sources.finish()
     except (aiohttp.ClientError, TimeoutError) as exc:
         status, error = 502, repr(exc)
         logger.warning("upstream stream broke", extra={"variant": upstream.variant.name, "error": error})
@@ -283,7 +310,7 @@ def finish(
         "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
         "started_at": call.started_wall,
         "finished_at": time.time(),
-        "retrieved_ids": [],
+        "retrieved_ids": call.rag.retrieved_ids if call.rag is not None else [],
         "error": error,
     }
     if not gw.request_log.emit(record):

@@ -3,6 +3,7 @@ from datetime import datetime
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmops_gateway.limits import Limits
+from llmops_gateway.rag.schemas import RagRoute
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
 
@@ -36,6 +37,9 @@ class RouteSpec(BaseModel):
         description="tried in order when the chosen variant fails: a variant name of this route, or a variant",
     )
     limits: Limits = Field(default_factory=Limits, description="limits per key on this route, on top of the key's own")
+    rag: RagRoute | None = Field(
+        default=None, description="retrieval defaults and policy (prompt template, retriever errors)"
+    )
 
     @field_validator("variants")
     @classmethod

@@ -1,0 +1,176 @@
+"""The trainer under test: its job API and its Celery workers as real processes, and a client for the job API."""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
+from llmops_testkit.processes import ServiceProcess, wait_ready
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def trainer_env(*, sql_url: str, redis_url: str, mlflow_uri: str, state_dir: Path, admin_token: str,
+                **overrides: str) -> dict[str, str]:
+    """Production-like settings (no dev mode), with a private Redis key prefix, and lifecycle timings short enough
+    for tests to see heartbeats go stale and jobs retried within seconds."""
+    env = {
+        "TRAINER_ADMIN_TOKEN": admin_token,
+        "TRAINER_DEV_MODE": "false",
+        "TRAINER_DATABASE_URL": sql_url,
+        "TRAINER_REDIS_URL": redis_url,
+        # Jobs of this trainer never reach another test session's workers, nor theirs ours.
+        "TRAINER_REDIS_KEY_PREFIX": f"test:{uuid.uuid4().hex[:8]}:trainer:",
+        "TRAINER_MLFLOW_TRACKING_URI": mlflow_uri,
+        "TRAINER_WORK_DIR": str(state_dir / "work"),
+        "TRAINER_HEARTBEAT_INTERVAL_S": "0.5",
+        "TRAINER_HEARTBEAT_TIMEOUT_S": "6",
+        "TRAINER_REAPER_INTERVAL_S": "0.5",
+        "TRAINER_RETRY_BACKOFF_S": "3",
+        "TRAINER_MAX_ATTEMPTS": "5",
+        "TRAINER_MLFLOW_MAX_RETRIES": "0",
+        # The suite runs vLLM, MLflow and the services on the same few cores: one training thread does not thrash.
+        "TRAINER_TORCH_THREADS": "1",
+        "TRAINER_LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return env
+
+
+class TrainerWorker:
+    """``python -m llmops_trainer.worker``: a Celery worker (prefork, one slot) with its health port."""
+
+    def __init__(self, *, env: dict[str, str], state_dir: Path, name: str) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "TRAINER_WORKER_PORT": str(self.port)}
+        self.log_path = Path(state_dir) / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout_s: float = 120.0) -> "TrainerWorker":
+        self.process = spawn([sys.executable, "-m", "llmops_trainer.worker"], log_path=self.log_path, env=self.env,
+                             die_with_parent=True)
+        try:
+            wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"trainer worker did not start: {log_tail(self.log_path, 40)}") from exc
+        return self
+
+    def pool_pids(self) -> list[int]:
+        """The worker's pool processes (where jobs train)."""
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in children.split()]
+
+    def kill(self) -> list[int]:
+        """SIGKILL to the worker process alone (not its group), as the OOM killer or a lost node would do. Returns
+        the pool pids it had, so a test can check they died with it."""
+        pool = self.pool_pids()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        return pool
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_processes([self.process], timeout_s=10)
+
+
+class Trainer:
+    def __init__(self, *, env: dict[str, str], state_dir: Path) -> None:
+        self.env, self.state_dir = env, Path(state_dir)
+        self.admin_token = env["TRAINER_ADMIN_TOKEN"]
+        self.api = ServiceProcess("llmops_trainer.app:create_app", env=env, log_dir=state_dir, name="trainer-api")
+        self.workers: list[TrainerWorker] = []
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def start(self, *, workers: int = 1) -> "Trainer":
+        self.api.start(timeout_s=60)
+        for _ in range(workers):
+            self.start_worker()
+        return self
+
+    def start_worker(self) -> TrainerWorker:
+        worker = TrainerWorker(env=self.env, state_dir=self.state_dir, name=f"trainer-worker-{len(self.workers)}")
+        self.workers.append(worker.start())
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.api.stop()
+        self._forget_redis_keys()
+
+    def _forget_redis_keys(self) -> None:
+        """The session's queues, bindings and task results: nothing of it is useful to a later session."""
+        import redis
+
+        client = redis.Redis.from_url(self.env["TRAINER_REDIS_URL"])
+        try:
+            keys = list(client.scan_iter(match=f"{self.env['TRAINER_REDIS_KEY_PREFIX']}*", count=500))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError:
+            pass  # Redis already gone (a private one stopped first): nothing left to clean
+        finally:
+            client.close()
+
+    def logs(self) -> str:
+        paths = [self.api.log_path, *(w.log_path for w in self.workers)]
+        return "\n".join(f"--- {p.name}\n{log_tail(p, 60)}" for p in paths)
+
+    # --- the job API ---
+
+    def admin(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {self.admin_token}"}, timeout=60,
+                            **kwargs)
+
+    def submit(self, **job) -> dict:
+        with self.admin() as client:
+            response = client.post("/jobs", json=job)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def job(self, job_id: str) -> dict:
+        with self.admin() as client:
+            return client.get(f"/jobs/{job_id}").raise_for_status().json()
+
+    def cancel(self, job_id: str) -> dict:
+        with self.admin() as client:
+            return client.delete(f"/jobs/{job_id}").raise_for_status().json()
+
+    def wait(self, job_id: str, predicate=lambda job: job["state"] in FINISHED, *, timeout_s: float = 300.0,
+             what: str = "the job to finish") -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if predicate(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}: {job}\n{self.logs()}")
+            time.sleep(0.25)
+
+
+def chat_jsonl(pairs: list[tuple[str, str]]) -> str:
+    """Chat-format JSONL, one user/assistant exchange per line."""
+    import json
+
+    return "".join(
+        json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+        for q, a in pairs
+    )
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,80 @@
+"""The retriever's search API, as the gateway calls it (with its read token)."""
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from llmops_common.errors import APIError
+
+logger = logging.getLogger(__name__)
+
+
+class RetrieverUnavailable(Exception):
+    """Unreachable, timed out, or failing on its side: the route's ``on_retriever_error`` decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: str
+    document_id: str
+    chunk_index: int
+    score: float
+    text: str
+    metadata: dict
+
+
+class RetrieverClient:
+    def __init__(self, http: aiohttp.ClientSession, *, url: str, token: str, timeout_s: float) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+        self._headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def search(
+        self,
+        *,
+        collection: str,
+        query: str,
+        top_k: int,
+        filter: dict | None,
+        score_threshold: float | None,
+        request_id: str,
+    ) -> list[Chunk]:
+        """Raises ``RetrieverUnavailable``, or an ``APIError`` the client caused (unknown collection, bad filter)."""
+        body = {"query": query, "top_k": top_k, "filter": filter, "score_threshold": score_threshold}
+        try:
+            async with self._http.post(
+                f"{self._url}/v1/collections/{collection}/search",
+                data=orjson.dumps({k: v for k, v in body.items() if v is not None}),
+                headers={**self._headers, "x-request-id": request_id},
+                timeout=self._timeout,
+            ) as response:
+                payload = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetrieverUnavailable(repr(exc)) from None
+        if status == 200:
+            try:
+                return [
+                    Chunk(h["id"], h["document_id"], h["chunk_index"], h["score"], h["text"], h.get("metadata") or {})
+                    for h in orjson.loads(payload)["data"]
+                ]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise RetrieverUnavailable(f"unexpected search answer: {exc!r}") from None
+        message = _message(payload)
+        if status == 404:
+            raise APIError(404, f"RAG collection {collection!r} not found", code="rag_collection_not_found")
+        if status in (400, 422):
+            raise APIError(422, f"rag: {message}", code="invalid_rag")
+        # 401/403 (a wrong token) and 5xx: the retriever cannot serve us; not the client's doing.
+        logger.error("retriever answered %s", status, extra={"error": message})
+        raise RetrieverUnavailable(f"retriever answered {status}: {message}")
+
+
+def _message(payload: bytes) -> str:
+    try:
+        return str(orjson.loads(payload)["error"]["message"])[:500]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return payload[:200].decode(errors="replace")

@@ -1,0 +1,68 @@
+"""RAG options: per request (the ``rag`` extension field) and per route (defaults and policy)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmops_gateway.rag.templates import BUILTIN, DEFAULT, PromptTemplate
+
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MAX_TOP_K = 20
+
+
+class RagRequest(BaseModel):
+    """``"rag": {"collection", "top_k", "filter", "score_threshold"}`` in a completion request; fields left out
+    come from the route's ``rag`` defaults. The filter is the retriever's (Qdrant-style, see its README)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
+    filter: dict | None = None
+    score_threshold: float | None = None
+
+
+class RagRoute(BaseModel):
+    """A route's RAG settings. With ``collection`` every request on the route retrieves from it (a request may
+    send ``"rag": false`` to skip); without, only requests that name a collection do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    allowed_collections: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="collections a request may name; default: only `collection` when set, any when not",
+    )
+    top_k: int = Field(default=4, ge=1, le=MAX_TOP_K)
+    filter: dict | None = None
+    score_threshold: float | None = None
+    template: str | PromptTemplate = Field(default=DEFAULT, description="a built-in version name, or a template")
+    on_retriever_error: Literal["fail", "answer_without_context"] = Field(
+        default="fail", description="retriever unreachable: 503, or answer with a system message saying so"
+    )
+    max_context_chars: int = Field(default=6000, ge=200, le=200_000, description="retrieved text put in the prompt")
+
+    @field_validator("template")
+    @classmethod
+    def _known(cls, template: str | PromptTemplate) -> str | PromptTemplate:
+        if isinstance(template, str) and template not in BUILTIN:
+            raise ValueError(f"unknown template {template!r}; built in: {', '.join(BUILTIN)}")
+        return template
+
+    @model_validator(mode="after")
+    def _allowed(self) -> "RagRoute":
+        if self.allowed_collections is not None and self.collection and self.collection not in self.allowed_collections:
+            self.allowed_collections = [self.collection, *self.allowed_collections]
+        return self
+
+    def prompt(self) -> PromptTemplate:
+        return BUILTIN[self.template] if isinstance(self.template, str) else self.template
+
+    def may_use(self, collection: str) -> bool:
+        if self.allowed_collections is not None:
+            return collection in self.allowed_collections
+        return self.collection is None or collection == self.collection
+
+
+DEFAULT_ROUTE = RagRoute()  # for routes without RAG settings: per-request opt-in, fail when the retriever is down

@@ -1,0 +1,150 @@
+"""Retrieval-augmented generation in the proxy flow: decide, retrieve, fill the template into the prompt.
+
+``plan`` runs before quota (validation only), ``retrieve`` after it; the upstream then sees the augmented
+messages, the request log records them with the retrieved point ids, and the client gets the sources.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from llmops_common.errors import APIError
+from llmops_gateway.rag import sources as fmt
+from llmops_gateway.rag.client import RetrieverUnavailable
+from llmops_gateway.rag.schemas import DEFAULT_ROUTE, RagRequest, RagRoute
+from llmops_gateway.rag.templates import PromptTemplate, render
+from llmops_gateway.routing.schemas import RouteSpec
+from llmops_gateway.state import GatewayState
+
+logger = logging.getLogger(__name__)
+
+_CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    route: RagRoute
+    collection: str
+    top_k: int
+    filter: dict | None
+    score_threshold: float | None
+
+
+@dataclass(slots=True)
+class RagContext:
+    sources: list[dict] = field(default_factory=list)  # as returned to the client
+    retrieved_ids: list[str] = field(default_factory=list)  # the chunks put into the prompt
+    context: bool = True  # False: the retriever was down and the answer was made without context
+
+
+def plan(gw: GatewayState, payload: dict, spec: RouteSpec) -> Plan | None:
+    """Whether this request retrieves, and how. Takes ``rag`` out of the payload: it never goes upstream."""
+    raw = payload.pop("rag", None)
+    route = spec.rag or DEFAULT_ROUTE
+    if raw is False or (raw is None and route.collection is None):
+        return None
+    if gw.retriever is None:
+        raise APIError(400, "RAG is not available: no retriever is configured", code="rag_unavailable")
+    try:
+        request = RagRequest.model_validate({} if raw in (None, True) else raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("rag", *first["loc"]))
+        raise APIError(422, f"{where}: {first['msg']}", code="invalid_rag") from None
+    collection = request.collection or route.collection
+    if collection is None:
+        raise APIError(422, "rag.collection is required: this route has no default collection", code="invalid_rag")
+    if not route.may_use(collection):
+        raise APIError(403, f"this route may not retrieve from {collection!r}", code="rag_collection_not_allowed")
+    filters = [f for f in (route.filter, request.filter) if f]  # the route's filter always applies
+    return Plan(
+        route=route,
+        collection=collection,
+        top_k=request.top_k or route.top_k,
+        filter=filters[0] if len(filters) == 1 else ({"must": filters} if filters else None),
+        score_threshold=request.score_threshold if request.score_threshold is not None else route.score_threshold,
+    )
+
+
+def context_tokens(rag: Plan | None) -> int:
+    """What the context may add to the prompt, reserved with the request's quota."""
+    return 0 if rag is None else rag.route.max_context_chars // _CHARS_PER_TOKEN + 64
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(p.get("text", "")) for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+
+
+def question_of(payload: dict, kind: str) -> str:
+    if kind == "chat":
+        users = [m for m in payload["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        question = _text(users[-1].get("content")) if users else ""
+    else:
+        prompt = payload.get("prompt")
+        question = prompt[0] if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str) else prompt
+        if not isinstance(question, str):
+            raise APIError(422, "rag needs a single text prompt", code="invalid_rag")
+    if not question.strip():
+        raise APIError(422, "rag needs a question: a user message with text", code="invalid_rag")
+    return question
+
+
+def _apply(payload: dict, kind: str, *, system: str, user: str | None) -> None:
+    """Puts ``system`` before the conversation (merged into a leading system message) and, when the template
+    rewrites the user turn, ``user`` in place of the last user message's text."""
+    if kind == "text":
+        payload["prompt"] = f"{system}\n\n{user if user is not None else question_of(payload, kind)}"
+        return
+    messages = payload["messages"]
+    if user is not None:
+        last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+        content = messages[last].get("content")
+        if isinstance(content, str):
+            messages[last] = {**messages[last], "content": user}
+        else:  # keep images and other parts; the text parts become the template's text
+            others = [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
+            messages[last] = {**messages[last], "content": [{"type": "text", "text": user}, *others]}
+    first = messages[0] if messages else {}
+    if first.get("role") in ("system", "developer") and isinstance(first.get("content"), str):
+        messages[0] = {**first, "content": f"{system}\n\n{first['content']}"}
+    else:
+        messages.insert(0, {"role": "system", "content": system})
+
+
+async def retrieve(gw: GatewayState, rag: Plan, payload: dict, *, kind: str, route: str, request_id: str) -> RagContext:
+    template: PromptTemplate = rag.route.prompt()
+    question = question_of(payload, kind)
+    started = time.perf_counter()
+    try:
+        chunks = await gw.retriever.search(
+            collection=rag.collection,
+            query=question,
+            top_k=rag.top_k,
+            filter=rag.filter,
+            score_threshold=rag.score_threshold,
+            request_id=request_id,
+        )
+    except RetrieverUnavailable as exc:
+        gw.metrics.rag_retrievals.labels(route, "unavailable").inc()
+        logger.error(
+            "retriever unavailable", extra={"route": route, "policy": rag.route.on_retriever_error, "error": str(exc)}
+        )
+        if rag.route.on_retriever_error == "fail":
+            raise APIError(
+                503, "the retriever is unavailable; no answer without context", code="retriever_unavailable"
+            ) from None
+        _apply(payload, kind, system=template.no_context_system, user=None)
+        return RagContext(context=False)
+    except APIError:
+        gw.metrics.rag_retrievals.labels(route, "refused").inc()
+        raise
+    gw.metrics.rag_retrievals.labels(route, "ok").inc()
+    gw.metrics.rag_latency.labels(route).observe(time.perf_counter() - started)
+    block, used = fmt.context_block(chunks, max_chars=rag.route.max_context_chars)
+    user = None if template.user == "{question}" else render(template.user, sources=block, question=question)
+    _apply(payload, kind, system=render(template.system, sources=block, question=question), user=user)
+    return RagContext(sources=fmt.public(used), retrieved_ids=[c.id for c in used])

@@ -1,0 +1,68 @@
+"""RAG pieces that need no services: the sources event in a stream, the context budget, route validation.
+The whole flow is tested end to end against a real retriever in services/retriever/tests/test_rag.py."""
+
+import pytest
+from pydantic import ValidationError
+
+from llmops_gateway.rag.client import Chunk
+from llmops_gateway.rag.schemas import RagRoute
+from llmops_gateway.rag.sources import context_block
+from llmops_gateway.rag.stream import DoneInjector
+from llmops_gateway.routing.schemas import RouteSpec
+
+EVENT = b'data: {"sources": []}\n\n'
+STREAM = (
+    b'data: {"choices": [{"delta": {"content": "say data: [DONE] now"}}]}\n\n'
+    b'data: {"choices": [], "usage": {"prompt_tokens": 3}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("piece", [1, 2, 5, 13, len(STREAM)])
+def test_the_event_goes_just_before_done_however_the_stream_is_split(piece):
+    injector = DoneInjector(EVENT)
+    out = b"".join(injector.feed(STREAM[i : i + piece]) for i in range(0, len(STREAM), piece)) + injector.finish()
+    done = STREAM.rindex(b"data: [DONE]")  # the first one is inside a JSON string
+    assert out == STREAM[:done] + EVENT + STREAM[done:]
+
+
+def test_bytes_pass_through_unheld_and_a_stream_without_done_gets_the_event_last():
+    injector = DoneInjector(EVENT)
+    chunk = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+    assert injector.feed(chunk) == chunk  # nothing held back: no added latency per token
+    assert injector.feed(b"data: [DO") == b""  # might be the marker: held
+    assert injector.feed(b"GGY]\n\n") == b"data: [DOGGY]\n\n"  # was not
+    assert injector.finish() == EVENT and injector.finish() == b""
+
+
+def chunk(i: int, text: str) -> Chunk:
+    return Chunk(id=f"id{i}", document_id=f"d{i}", chunk_index=0, score=1.0 / (i + 1), text=text, metadata={})
+
+
+def test_the_context_keeps_within_its_budget_in_rank_order():
+    chunks = [chunk(0, "alpha " * 10), chunk(1, "beta " * 10), chunk(2, "gamma " * 100)]
+    block, used = context_block(chunks, max_chars=200)
+    assert [c.id for c in used] == ["id0", "id1"] and block.startswith("[1] alpha") and "\n[2] beta" in block
+    assert len(block) <= 200
+    first_only, used = context_block([chunk(0, "x" * 1000)], max_chars=200)
+    assert len(used) == 1 and len(first_only) == 200 and first_only.endswith("…")  # the best one, cut to fit
+    assert context_block([], max_chars=200)[0] == "(no relevant sources were found)"
+
+
+def test_route_rag_settings_are_validated_and_optional():
+    variant = {"name": "a", "upstream": "http://127.0.0.1:1/v1", "model": "m"}
+    assert RouteSpec(variants=[variant]).rag is None  # routes stored before RAG existed still load
+    spec = RouteSpec(variants=[variant], rag={"collection": "kb", "allowed_collections": ["other"]})
+    assert spec.rag.may_use("kb") and spec.rag.may_use("other") and not spec.rag.may_use("third")
+    assert RagRoute().may_use("anything") and not RagRoute(collection="kb").may_use("other")
+    custom = {"version": "mine-v1", "system": "Use these: {sources}", "user": "Q: {question}"}
+    assert RagRoute(template=custom).prompt().version == "mine-v1"
+    for bad in (
+        {"template": "no-such-version"},
+        {"template": {"version": "v", "system": "no placeholder"}},
+        {"on_retriever_error": "shrug"},
+        {"top_k": 0},
+        {"collection": "bad/name"},
+    ):
+        with pytest.raises(ValidationError):
+            RagRoute.model_validate(bad)

@@ -1,0 +1,1 @@
+"""The LLMOps retriever service."""

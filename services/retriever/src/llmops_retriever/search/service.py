@@ -1,0 +1,51 @@
+"""Search: embed the query with the collection's model, ask the engine, return chunks with their documents."""
+
+import asyncio
+import time
+
+from llmops_common.errors import APIError
+from llmops_retriever.collections.service import get_spec, not_found
+from llmops_retriever.embedding import sparse
+from llmops_retriever.search.schemas import SearchHit, SearchRequest, SearchResponse
+from llmops_retriever.state import RetrieverState
+from llmops_retriever.store.base import CollectionNotFound, Query
+
+
+async def search(state: RetrieverState, *, collection: str, request: SearchRequest) -> SearchResponse:
+    started = time.perf_counter()
+    spec = await get_spec(state, name=collection)
+    if request.hybrid and not spec.hybrid:
+        raise APIError(422, f"collection {collection!r} was created without hybrid search", code="hybrid_unavailable")
+    hybrid = spec.hybrid if request.hybrid is None else request.hybrid
+    if request.top_k > state.settings.max_top_k:
+        raise APIError(422, f"top_k is at most {state.settings.max_top_k}", code="invalid_request")
+    vectors = await state.models.embed(spec.embedding_model, [request.query], purpose="query")
+    query = Query(
+        dense=vectors[0].tolist(),
+        sparse=await asyncio.to_thread(sparse.query_vector, request.query) if hybrid else None,
+        limit=request.top_k,
+        filter=request.filter,
+        score_threshold=request.score_threshold,
+        exact=request.exact,
+    )
+    try:
+        hits = await state.store.search(collection, query)
+    except CollectionNotFound:
+        raise not_found(collection) from None
+    seconds = time.perf_counter() - started
+    mode = "hybrid" if hybrid else "dense"
+    state.metrics.searches.labels(collection, mode).inc()
+    state.metrics.search_duration.labels(collection, mode).observe(seconds)
+    data = [
+        SearchHit(
+            id=h.id,
+            document_id=h.payload["document_id"],
+            chunk_index=h.payload["chunk_index"],
+            score=h.score,
+            text=h.payload["text"],
+            metadata=h.payload.get("metadata") or {},
+            source=h.payload.get("source"),
+        )
+        for h in hits
+    ]
+    return SearchResponse(data=data, hybrid=hybrid, took_ms=round(seconds * 1000, 3))

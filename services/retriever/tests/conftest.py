@@ -1,0 +1,117 @@
+"""Retriever fixtures: real processes with real embeddings, on both engines (Qdrant Edge, and qdrant-client's
+local mode standing in for a Qdrant server)."""
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from llmops_testkit.retriever import Retriever, new_tokens, retriever_env
+
+# Small enough that the size limit is reached by a test upload in a few milliseconds.
+MAX_UPLOAD_BYTES = 256 * 1024
+
+
+@pytest.fixture(scope="session")
+def make_retriever(llmops_state_dir):
+    started: list[Retriever] = []
+
+    def make(*, store: str, **overrides: str) -> Retriever:
+        admin_token, read_token = new_tokens()
+        state_dir = llmops_state_dir / f"retriever-{store}-{uuid.uuid4().hex[:6]}"
+        overrides.setdefault("RETRIEVER_MAX_UPLOAD_BYTES", str(MAX_UPLOAD_BYTES))
+        env = retriever_env(
+            store=store, state_dir=state_dir, admin_token=admin_token, read_token=read_token, **overrides
+        )
+        retriever = Retriever(env=env, state_dir=state_dir)
+        started.append(retriever)
+        return retriever.start()
+
+    yield make
+    for retriever in started:
+        retriever.stop()
+
+
+@pytest.fixture(scope="session", params=["edge", "qdrant"])
+def retriever(request, make_retriever) -> Retriever:
+    """The shared retriever of a test session, once per engine."""
+    return make_retriever(store=request.param)
+
+
+@pytest.fixture(scope="session")
+def edge_retriever(make_retriever) -> Retriever:
+    return make_retriever(store="edge")
+
+
+@pytest.fixture
+def collection_name() -> str:
+    return f"c-{uuid.uuid4().hex[:10]}"
+
+
+# --- test documents: invented facts (no model can know them) among distractors on the same kinds of topics ---
+FACT_ID = "harbour-almanac"
+FACT = (
+    "The lighthouse keeper of Port Verrinow is a retired cartographer named Odalys Quenterby. "
+    "She has kept the light on the northern breakwater since the winter the old lens cracked."
+)
+FACT_QUESTION = "Who keeps the lighthouse at Port Verrinow?"
+
+DISTRACTORS = {
+    "market-guide": "The Saturday market of Port Verrinow sells smoked eel, salt cod and wool from the hill farms.",
+    "ferry-timetable": "Ferries leave Port Verrinow for the outer islands twice a day in summer and once in winter.",
+    "harbour-fees": "Mooring in the inner harbour costs four crowns a night; the harbour master collects the fees.",
+    "storm-history": "The great storm of the last century flooded the fish halls and tore the roofs off the net sheds.",
+    "school-notes": "The village school teaches navigation, knot tying and arithmetic to children of fishing families.",
+    "bakery": "The bakery on Gull Street opens before dawn so the crews can buy bread before they sail.",
+    "museum": "The maritime museum displays a whaling boat, old charts and a collection of ship's bells.",
+    "festival": "Every August the town holds a festival with rowing races, music and a bonfire on the beach.",
+    "railway": "The narrow-gauge railway that once carried herring inland closed fifty years ago.",
+    "church": "The stone church above the harbour has a bell that is rung when boats are overdue.",
+    "birds": "Puffins and guillemots nest on the cliffs south of the town from May until August.",
+    "lighthouse-tech": "Modern lighthouses use LED lamps and automatic timers instead of clockwork and oil.",
+    "other-town": "In the town of Selbrook the lighthouse was automated long ago and has no keeper at all.",
+    "library": "The harbour library lends tide tables, novels and a shelf of books about local shipwrecks.",
+    "weather": "Fog rolls in from the sea on most mornings in late spring and usually clears by noon.",
+}
+
+# Exact identifiers: each appears once, in a long document about something else, among short documents naming
+# look-alike identifiers that share no token with it. Dense similarity ranks the look-alikes first (measured:
+# rank 4 and 2), only BM25 matches the exact identifier, and RRF fusion brings it to the top.
+RARE_TERMS = {
+    "crane-log": (
+        "QX-7731-ZETA",
+        (
+            "Last spring the old harbour crane was stripped, repainted blue and fitted with new "
+            "cables. The work took three weeks because the weather kept turning. The brass plate riveted to its "
+            "base, QX-7731-ZETA, was polished and put back."
+        ),
+    ),
+    "boiler-log": (
+        "MV-2290-ORCA",
+        (
+            "The steam boiler in the fish smokery was relined in autumn. Two masons worked on "
+            "the firebox while the smoking was moved to the old shed. Its maker's number, MV-2290-ORCA, is "
+            "stamped above the door."
+        ),
+    ),
+}
+LOOK_ALIKES = {
+    "plate-winch": "Plate XQ-1377-ZEDA is fitted to the slipway winch.",
+    "plate-pump": "Plate QZ-7137-ZITA is fitted to the fuel pump.",
+    "plate-hoist": "Plate XK-3177-ZETTA marks the net loft hoist.",
+    "plate-ice": "Plate VM-9022-ORKA is fitted to the ice machine.",
+    "plate-fan": "Plate MW-2209-ARCA marks the smokehouse fan.",
+    "plate-generator": "Plate NV-0922-ORKAS is on the generator.",
+}
+
+
+@pytest.fixture(scope="session")
+def corpus() -> SimpleNamespace:
+    return SimpleNamespace(
+        FACT_ID=FACT_ID,
+        FACT=FACT,
+        FACT_QUESTION=FACT_QUESTION,
+        DISTRACTORS=DISTRACTORS,
+        RARE_TERMS=RARE_TERMS,
+        LOOK_ALIKES=LOOK_ALIKES,
+    )

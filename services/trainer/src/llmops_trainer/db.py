@@ -1,0 +1,24 @@
+"""The trainer's SQL store: its declarative base, and its migrations run at start-up."""
+
+from importlib.resources import files
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase
+
+from llmops_common import sql
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+_MIGRATION_LOCK_ID = 0x6C6C6D6F7074
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    await sql.upgrade_to_head(
+        engine,
+        script_location=str(files("llmops_trainer") / "migrations"),
+        version_table="alembic_version_trainer",
+        lock_id=_MIGRATION_LOCK_ID,
+    )
