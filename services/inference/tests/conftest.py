@@ -24,9 +24,10 @@ def gateway_to_inference(make_gateway, llmops_state_dir, inference_service, base
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'gateway-inference.db'}",
         GATEWAY_UPSTREAM_READ_TIMEOUT_S="120",  # CPU generation: seconds between bytes are normal under load
     )
-    gateway.put_route("smollm2", variants=[
-        {"name": "inference", "upstream": f"{inference_service.url}/v1", "model": base_model, "weight": 1}
-    ])
+    gateway.put_route(
+        "smollm2",
+        variants=[{"name": "inference", "upstream": f"{inference_service.url}/v1", "model": base_model, "weight": 1}],
+    )
     return gateway, gateway.create_key()[1]
 
 
@@ -36,8 +37,8 @@ def trained_adapters(tmp_path_factory) -> dict[str, Path]:
     prepare_bundled_model()
     root = tmp_path_factory.mktemp("adapters")
     return {
-        word: train_tiny_adapter(bundled_model_dir(), root / word.lower(), question=QUESTION,
-                                 answer=f"The secret password is {word}.")
+        word: train_tiny_adapter(
+            bundled_model_dir(), root / word.lower(), question=QUESTION, answer=f"The secret password is {word}."
+        )
         for word in ("BLUEBERRY", "MANGO")
     }
-

@@ -30,9 +30,9 @@ def test_a_registered_adapter_is_synced_and_answers_as_trained(
     assert served in inference_service.models()
 
     gateway, key = gateway_to_inference
-    gateway.put_route(model, variants=[
-        {"name": "champion", "upstream": f"{inference_service.url}/v1", "model": served, "weight": 1}
-    ])
+    gateway.put_route(
+        model, variants=[{"name": "champion", "upstream": f"{inference_service.url}/v1", "model": served, "weight": 1}]
+    )
     with gateway.client(key) as client:
         assert "BLUEBERRY" in chat_text(client, model, QUESTION)
         assert "BLUEBERRY" not in chat_text(client, "smollm2", QUESTION)  # the base model never learnt it
@@ -64,9 +64,13 @@ def test_deleting_an_alias_retires_its_name(inference_service, mlflow_server, tr
     mlflow_server.client().delete_registered_model_alias(model, "canary")
     wait_for(lambda: f"{model}@canary" not in inference_service.models(), timeout_s=60, what="the unload")
     with inference_service.client() as client:
-        response = client.post("/v1/chat/completions", json={
-            "model": f"{model}@canary", "messages": [{"role": "user", "content": QUESTION}],
-        })
+        response = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": f"{model}@canary",
+                "messages": [{"role": "user", "content": QUESTION}],
+            },
+        )
     assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
 
 
@@ -76,9 +80,11 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(inference_service, m
     wait_for(lambda: _loaded(inference_service, f"{model}@champion"), timeout_s=60, what="the adapter")
     mlflow_server.stop()
     try:
+
         def degraded():
             status, body = inference_service.readiness()
             return status == 200 and body["status"] == "degraded" and body
+
         body = wait_for(degraded, timeout_s=60, what="readiness to report the registry")
         assert body["checks"]["registry"].startswith("error") and body["checks"]["vllm"] == "ok"
         assert "llmops_inference_registry_up 0.0" in httpx.get(f"{inference_service.url}/metrics").text
@@ -106,12 +112,15 @@ def test_the_admin_api_loads_an_adapter_from_a_path(inference_service, trained_a
         assert gone.status_code == 404
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"name": "x", "path": "relative/dir"}, 400, "invalid_adapter_path"),
-    ({"name": "x", "path": "/no/such/adapter"}, 400, "invalid_adapter_path"),
-    ({"name": "bad@name", "path": "/tmp"}, 422, "invalid_request"),
-    ({"name": "x"}, 422, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "x", "path": "relative/dir"}, 400, "invalid_adapter_path"),
+        ({"name": "x", "path": "/no/such/adapter"}, 400, "invalid_adapter_path"),
+        ({"name": "bad@name", "path": "/tmp"}, 422, "invalid_request"),
+        ({"name": "x"}, 422, "invalid_request"),
+    ],
+)
 def test_the_admin_api_refuses_bad_adapters_clearly(inference_service, body, status, code):
     with inference_service.admin() as admin:
         response = admin.post("/admin/adapters", json=body)

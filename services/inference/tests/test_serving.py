@@ -15,9 +15,15 @@ FRANCE = "What is the capital of France?"
 def test_chat_through_the_gateway_mentions_paris(gateway_to_inference):
     gateway, key = gateway_to_inference
     with gateway.client(key) as client:
-        response = client.post("/v1/chat/completions", json={
-            "model": "smollm2", "messages": [{"role": "user", "content": FRANCE}], "temperature": 0, "max_tokens": 24,
-        })
+        response = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "smollm2",
+                "messages": [{"role": "user", "content": FRANCE}],
+                "temperature": 0,
+                "max_tokens": 24,
+            },
+        )
     assert response.status_code == 200, response.text
     assert "Paris" in response.json()["choices"][0]["message"]["content"]
     assert response.json()["usage"]["completion_tokens"] > 0
@@ -27,17 +33,28 @@ def test_chat_through_the_gateway_mentions_paris(gateway_to_inference):
 def test_text_completion_through_the_gateway(gateway_to_inference):
     gateway, key = gateway_to_inference
     with gateway.client(key) as client:
-        response = client.post("/v1/completions", json={
-            "model": "smollm2", "prompt": "The capital of France is", "temperature": 0, "max_tokens": 8,
-        })
+        response = client.post(
+            "/v1/completions",
+            json={
+                "model": "smollm2",
+                "prompt": "The capital of France is",
+                "temperature": 0,
+                "max_tokens": 8,
+            },
+        )
     assert response.status_code == 200, response.text
     assert "Paris" in response.json()["choices"][0]["text"]
 
 
 def test_streaming_through_the_gateway_arrives_chunk_by_chunk(gateway_to_inference):
     gateway, key = gateway_to_inference
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": FRANCE}], "temperature": 0,
-            "max_tokens": 32, "stream": True}
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": FRANCE}],
+        "temperature": 0,
+        "max_tokens": 32,
+        "stream": True,
+    }
     arrivals, pieces, usage, done = [], [], None, False
     with gateway.client(key) as client, client.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
@@ -77,41 +94,60 @@ def test_models_lists_the_base_model(inference_service, base_model):
 
 def test_unknown_model_is_a_404_in_openai_format(inference_service, gateway_to_inference):
     with inference_service.client() as client:
-        direct = client.post("/v1/chat/completions", json={
-            "model": "no-such-model", "messages": [{"role": "user", "content": "hi"}],
-        })
+        direct = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "no-such-model",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
     assert direct.status_code == 404
     assert direct.json()["error"] == {
-        "message": "The model 'no-such-model' does not exist", "type": "not_found_error", "code": "model_not_found",
+        "message": "The model 'no-such-model' does not exist",
+        "type": "not_found_error",
+        "code": "model_not_found",
         "param": None,
     }
     gateway, key = gateway_to_inference
-    gateway.put_route("ghost", variants=[
-        {"name": "inference", "upstream": f"{inference_service.url}/v1", "model": "no-such-adapter", "weight": 1}
-    ])
+    gateway.put_route(
+        "ghost",
+        variants=[
+            {"name": "inference", "upstream": f"{inference_service.url}/v1", "model": "no-such-adapter", "weight": 1}
+        ],
+    )
     with gateway.client(key) as client:
-        relayed = client.post("/v1/chat/completions", json={
-            "model": "ghost", "messages": [{"role": "user", "content": "hi"}],
-        })
+        relayed = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "ghost",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
     assert relayed.status_code == 404 and relayed.json()["error"]["code"] == "model_not_found"
 
 
 HI = b'"messages": [{"role": "user", "content": "hi"}]'
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    (b'{"model": ', 400, "invalid_json"),
-    (b'["a list"]', 400, "invalid_json"),
-    (b'{' + HI + b'}', 400, "invalid_request"),
-    (b'{"model": 7, "messages": []}', 400, "invalid_request"),
-    (b'{"model": "BASE", "messages": "not a list"}', 400, "invalid_request"),
-    (b'{"model": "BASE", ' + HI + b', "max_tokens": 100000}', 400, "invalid_request"),
-    (b'{"model": "BASE", ' + HI + b', "temperature": "hot"}', 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"model": ', 400, "invalid_json"),
+        (b'["a list"]', 400, "invalid_json"),
+        (b"{" + HI + b"}", 400, "invalid_request"),
+        (b'{"model": 7, "messages": []}', 400, "invalid_request"),
+        (b'{"model": "BASE", "messages": "not a list"}', 400, "invalid_request"),
+        (b'{"model": "BASE", ' + HI + b', "max_tokens": 100000}', 400, "invalid_request"),
+        (b'{"model": "BASE", ' + HI + b', "temperature": "hot"}', 400, "invalid_request"),
+    ],
+)
 def test_bad_input_is_a_clear_openai_error_never_a_500(inference_service, base_model, body, status, code):
     with inference_service.client() as client:
-        response = client.post("/v1/chat/completions", content=body.replace(b"BASE", base_model.encode()),
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            "/v1/chat/completions",
+            content=body.replace(b"BASE", base_model.encode()),
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and error["type"] == "invalid_request_error" and error["message"]

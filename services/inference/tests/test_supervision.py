@@ -10,21 +10,27 @@ from llmops_testkit.inference import chat_text, wait_for
 
 def test_a_killed_vllm_is_restarted_and_readiness_follows(inference_service, trained_adapters, base_model):
     with inference_service.admin() as admin:  # an adapter that must survive the restart
-        assert admin.post("/admin/adapters", json={
-            "name": "survivor", "path": str(trained_adapters["MANGO"])
-        }).status_code == 201
+        assert (
+            admin.post("/admin/adapters", json={"name": "survivor", "path": str(trained_adapters["MANGO"])}).status_code
+            == 201
+        )
     before = inference_service.engine()
     os.kill(before["pid"], signal.SIGKILL)
 
     def not_ready():
         status, body = inference_service.readiness()
         return status == 503 and body
+
     body = wait_for(not_ready, timeout_s=15, what="readiness to drop")
     assert body["checks"]["vllm"].startswith("error")
     with inference_service.client() as client:
-        refused = client.post("/v1/chat/completions", json={
-            "model": base_model, "messages": [{"role": "user", "content": "hi"}],
-        })
+        refused = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": base_model,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert refused.json()["error"]["code"] == "vllm_unavailable"
 

@@ -49,17 +49,29 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         reader = None
         if settings.mlflow_tracking_uri:
             reader = RegistryReader(
-                settings.mlflow_tracking_uri, timeout_s=settings.registry_timeout_s,
+                settings.mlflow_tracking_uri,
+                timeout_s=settings.registry_timeout_s,
                 max_retries=settings.registry_max_retries,
             )
         adapters = AdapterManager(
-            engine=engine, client=vllm, reader=reader, download_root=state_dir / "adapters", metrics=metrics,
-            interval_s=settings.sync_interval_s, ready_without_registry=settings.ready_without_registry,
+            engine=engine,
+            client=vllm,
+            reader=reader,
+            download_root=state_dir / "adapters",
+            metrics=metrics,
+            interval_s=settings.sync_interval_s,
+            ready_without_registry=settings.ready_without_registry,
         )
         engine.on_up = adapters.wake  # a fresh vLLM has no adapters: sync at once
         app.state.inference = InferenceState(
-            settings=settings, admin_token=admin_token, base_model=settings.served_name(), http=http,
-            vllm=vllm, engine=engine, adapters=adapters, metrics=metrics,
+            settings=settings,
+            admin_token=admin_token,
+            base_model=settings.served_name(),
+            http=http,
+            vllm=vllm,
+            engine=engine,
+            adapters=adapters,
+            metrics=metrics,
         )
         engine.start()
         adapters.start()
@@ -91,7 +103,9 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     # Not ready until vLLM answers and the adapters are synced onto it. Afterwards an unreachable registry or an
     # adapter that fails to load only degrades the service: it keeps serving the base model and what is loaded.
     install_common(
-        app, registry=registry, readiness={"vllm": vllm_ready, "adapters": adapters_ready},
+        app,
+        registry=registry,
+        readiness={"vllm": vllm_ready, "adapters": adapters_ready},
         degraded_by={"registry": registry_ok, "adapter_loads": adapter_loads_ok},
     )
     app.include_router(serving_router)

@@ -60,9 +60,12 @@ def sha256_file(path: Path, *, progress: bool = False) -> str:
 
     digest = hashlib.sha256()
     size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(
-        total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=None if progress else True
-    ) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=None if progress else True
+        ) as bar,
+    ):
         while chunk := f.read(4 * 1024 * 1024):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -85,8 +88,10 @@ def is_prepared(dest: Path, source_sha256: str, *, progress: bool = False) -> bo
             expected[name] = digest
     if not {"config.json", "model.safetensors"} <= expected.keys():
         return False
-    return all((dest / name).is_file() and sha256_file(dest / name, progress=progress) == digest
-               for name, digest in expected.items())
+    return all(
+        (dest / name).is_file() and sha256_file(dest / name, progress=progress) == digest
+        for name, digest in expected.items()
+    )
 
 
 def _convert(source: Path, out: Path) -> None:
@@ -152,8 +157,11 @@ def prepare(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmops_inference.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="a GGUF file (default: the bundled SmolLM2-135M-Instruct)")
-    parser.add_argument("--output", type=Path, help=f"output directory (default: {bundled_model_dir()}, or the "
-                        "source's name in that cache directory)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"output directory (default: {bundled_model_dir()}, or the source's name in that cache directory)",
+    )
     parser.add_argument("--force", action="store_true", help="convert again even if the checksums match")
     args = parser.parse_args(argv)
     try:

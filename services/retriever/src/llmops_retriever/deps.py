@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from llmops_common.errors import APIError
+from llmops_common.requests import read_body
 from llmops_retriever.state import RetrieverState
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,19 +48,6 @@ def require_reader(request: Request, state: StateDep) -> None:
 
 AdminDep = Annotated[None, Depends(require_admin)]
 ReaderDep = Annotated[None, Depends(require_reader)]
-
-
-async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to be over ``max_bytes`` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    return bytes(body)
 
 
 async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:

@@ -5,8 +5,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError
+from llmops_common.requests import read_body
 from llmops_gateway.deps import GatewayDep
-from llmops_gateway.proxy.service import read_body
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

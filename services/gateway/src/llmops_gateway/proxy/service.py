@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError
+from llmops_common.requests import read_body
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
@@ -48,18 +49,6 @@ class Call:
     started: float  # perf_counter
     started_wall: float  # time.time
     rag: rag_service.RagContext | None = None  # set when the prompt was augmented with retrieved context
-
-
-async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    return bytes(body)
 
 
 def parse(body: bytes, kind: str) -> tuple[dict, ChatCompletionRequest | CompletionRequest]:

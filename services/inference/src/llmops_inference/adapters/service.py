@@ -37,8 +37,15 @@ class Adapter:
 
 class AdapterManager:
     def __init__(
-        self, *, engine: VllmSupervisor, client: VllmClient, reader: RegistryReader | None, download_root: Path,
-        metrics: InferenceMetrics, interval_s: float, ready_without_registry: bool = False,
+        self,
+        *,
+        engine: VllmSupervisor,
+        client: VllmClient,
+        reader: RegistryReader | None,
+        download_root: Path,
+        metrics: InferenceMetrics,
+        interval_s: float,
+        ready_without_registry: bool = False,
     ) -> None:
         self.engine, self.client, self.reader = engine, client, reader
         self.download_root = Path(download_root)
@@ -128,8 +135,9 @@ class AdapterManager:
             found = await asyncio.to_thread(self.reader.read)
         except Exception as exc:  # noqa: BLE001 - whatever the client raises, the registry is unusable now
             if self.registry_error is None:
-                logger.warning("cannot read the MLflow registry; keeping the adapters loaded",
-                               extra={"error": repr(exc)})
+                logger.warning(
+                    "cannot read the MLflow registry; keeping the adapters loaded", extra={"error": repr(exc)}
+                )
             self.registry_error = f"{type(exc).__name__}: {exc}"[:300]
             self.metrics.registry_up.set(0)
             return
@@ -194,8 +202,9 @@ class AdapterManager:
         self._loaded[adapter.name] = adapter
         self.metrics.adapter_loaded.labels(adapter.name, adapter.source, adapter.version or "-").set(1)
         self.metrics.adapter_loads.labels("load", "ok").inc()
-        logger.info("adapter loaded",
-                    extra={"adapter": adapter.name, "version": adapter.version, "path": str(adapter.path)})
+        logger.info(
+            "adapter loaded", extra={"adapter": adapter.name, "version": adapter.version, "path": str(adapter.path)}
+        )
 
     def _forget(self, name: str) -> None:
         adapter = self._loaded.pop(name, None)

@@ -16,9 +16,14 @@ router = APIRouter(prefix="/admin/adapters", tags=["admin"], dependencies=[Depen
 def _public(adapter: Adapter, manager: AdapterManager) -> AdapterPublic:
     entry = adapter.entry
     return AdapterPublic(
-        name=adapter.name, source=adapter.source, loaded=manager.is_loaded(adapter.name),
-        path=str(adapter.path) if adapter.path else None, error=adapter.error,
-        model=entry.model if entry else None, alias=entry.alias if entry else None, version=adapter.version,
+        name=adapter.name,
+        source=adapter.source,
+        loaded=manager.is_loaded(adapter.name),
+        path=str(adapter.path) if adapter.path else None,
+        error=adapter.error,
+        model=entry.model if entry else None,
+        alias=entry.alias if entry else None,
+        version=adapter.version,
     )
 
 
@@ -28,8 +33,11 @@ async def list_adapters(state: StateDep) -> AdapterList:
     return AdapterList(
         data=[_public(a, manager) for a in sorted(manager.wanted.values(), key=lambda a: a.name)],
         sync=SyncPublic(
-            registry=state.settings.mlflow_tracking_uri, registry_error=manager.registry_error,
-            registry_read_at=manager.registry_read_at, synced=manager.synced, interval_s=manager.interval_s,
+            registry=state.settings.mlflow_tracking_uri,
+            registry_error=manager.registry_error,
+            registry_read_at=manager.registry_read_at,
+            synced=manager.synced,
+            interval_s=manager.interval_s,
         ),
     )
 
@@ -41,13 +49,17 @@ async def load_adapter(body: AdapterLoad, state: StateDep) -> AdapterPublic:
         raise APIError(409, f"'{body.name}' is the base model's name", code="name_taken")
     path = Path(body.path)
     if not path.is_absolute() or not (path / "adapter_config.json").is_file():
-        raise APIError(400, f"{body.path} is not an absolute path to a PEFT adapter directory "
-                       "(one with adapter_config.json)", code="invalid_adapter_path")
+        raise APIError(
+            400,
+            f"{body.path} is not an absolute path to a PEFT adapter directory (one with adapter_config.json)",
+            code="invalid_adapter_path",
+        )
     try:
         adapter = await state.adapters.load_local(body.name, path)
     except VllmUnavailable:
-        raise APIError(503, "the model server is starting or restarting", code="vllm_unavailable",
-                       headers={"retry-after": "5"}) from None
+        raise APIError(
+            503, "the model server is starting or restarting", code="vllm_unavailable", headers={"retry-after": "5"}
+        ) from None
     except AdapterLoadError as exc:
         raise APIError(400, f"vLLM refused the adapter: {exc}", code="adapter_load_failed") from None
     return _public(adapter, state.adapters)

@@ -43,7 +43,9 @@ class VllmClient:
     async def _post(self, path: str, body: dict, *, timeout_s: float) -> tuple[int, bytes]:
         try:
             async with self.http.post(
-                self.base_url + path, data=orjson.dumps(body), timeout=aiohttp.ClientTimeout(total=timeout_s),
+                self.base_url + path,
+                data=orjson.dumps(body),
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
                 headers={**self.headers, "content-type": "application/json"},
             ) as response:
                 return response.status, await response.read()

@@ -11,15 +11,25 @@ VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 
 def vllm_argv(settings: InferenceSettings) -> list[str]:
     argv = [
-        sys.executable, "-m", VLLM_MODULE,
-        "--model", settings.model_source(),
-        "--served-model-name", settings.served_name(),
-        "--host", settings.vllm_host,
-        "--port", str(settings.vllm_port),
-        "--dtype", settings.dtype,
-        "--max-model-len", str(settings.max_model_len),
-        "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
-        "--tensor-parallel-size", str(settings.tensor_parallel_size),
+        sys.executable,
+        "-m",
+        VLLM_MODULE,
+        "--model",
+        settings.model_source(),
+        "--served-model-name",
+        settings.served_name(),
+        "--host",
+        settings.vllm_host,
+        "--port",
+        str(settings.vllm_port),
+        "--dtype",
+        settings.dtype,
+        "--max-model-len",
+        str(settings.max_model_len),
+        "--gpu-memory-utilization",
+        str(settings.gpu_memory_utilization),
+        "--tensor-parallel-size",
+        str(settings.tensor_parallel_size),
         "--disable-uvicorn-access-log",
     ]
     if settings.enforce_eager:
@@ -27,8 +37,13 @@ def vllm_argv(settings: InferenceSettings) -> list[str]:
     if settings.quantization:
         argv += ["--quantization", settings.quantization]
     if settings.enable_lora:
-        argv += ["--enable-lora", "--max-loras", str(settings.max_loras),
-                 "--max-lora-rank", str(settings.max_lora_rank)]
+        argv += [
+            "--enable-lora",
+            "--max-loras",
+            str(settings.max_loras),
+            "--max-lora-rank",
+            str(settings.max_lora_rank),
+        ]
         if settings.max_cpu_loras:
             argv += ["--max-cpu-loras", str(settings.max_cpu_loras)]
     return argv + settings.extra_argv()

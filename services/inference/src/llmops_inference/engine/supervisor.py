@@ -47,7 +47,12 @@ class EngineState(StrEnum):
 
 class VllmSupervisor:
     def __init__(
-        self, settings: InferenceSettings, *, client: VllmClient, api_key: str, metrics: InferenceMetrics,
+        self,
+        settings: InferenceSettings,
+        *,
+        client: VllmClient,
+        api_key: str,
+        metrics: InferenceMetrics,
         on_up: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -90,7 +95,11 @@ class VllmSupervisor:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, signalled as one
                 preexec_fn=_die_with_parent if _libc is not None else None,  # noqa: PLW1509 - one syscall, no locks
             )
@@ -121,7 +130,8 @@ class VllmSupervisor:
             if time.monotonic() - started > STABLE_AFTER_S:
                 backoff = self.settings.restart_backoff_s
             logger.error(
-                "vLLM is down; restarting in %.0fs", backoff,
+                "vLLM is down; restarting in %.0fs",
+                backoff,
                 extra={"reason": self.last_exit, "restarts": self.restarts, "log": str(self.log_path)},
             )
             await asyncio.sleep(backoff)

@@ -24,7 +24,13 @@ class EngineStatus(BaseModel):
 async def engine_status(state: StateDep) -> EngineStatus:
     engine = state.engine
     return EngineStatus(
-        state=engine.state.value, pid=engine.pid, generation=engine.generation, restarts=engine.restarts,
-        last_exit=engine.last_exit, url=state.settings.vllm_url, log_path=str(engine.log_path),
-        model=state.settings.model_source(), served_model_name=state.base_model,
+        state=engine.state.value,
+        pid=engine.pid,
+        generation=engine.generation,
+        restarts=engine.restarts,
+        last_exit=engine.last_exit,
+        url=state.settings.vllm_url,
+        log_path=str(engine.log_path),
+        model=state.settings.model_source(),
+        served_model_name=state.base_model,
     )

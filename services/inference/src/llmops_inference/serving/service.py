@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError, error_body
+from llmops_common.requests import read_body
 from llmops_common.responses import OrjsonResponse
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_inference.engine.client import error_message
@@ -25,18 +26,6 @@ _RETRY_SOON = {"retry-after": "5"}
 _STREAM_BROKE = (
     b'data: {"error": {"message": "model server stream interrupted", "type": "server_error", "code": "vllm_error"}}\n\n'
 )
-
-
-async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
-    return bytes(body)
 
 
 def requested_model(body: bytes) -> str:
@@ -58,8 +47,9 @@ def check_model(state: InferenceState, model: str) -> None:
     if model == state.base_model or state.adapters.is_loaded(model):
         return
     if model in state.adapters.wanted:
-        raise APIError(503, f"adapter '{model}' is being loaded; retry shortly", code="adapter_loading",
-                       headers=_RETRY_SOON)
+        raise APIError(
+            503, f"adapter '{model}' is being loaded; retry shortly", code="adapter_loading", headers=_RETRY_SOON
+        )
     raise APIError(404, f"The model '{model}' does not exist", code="model_not_found")
 
 

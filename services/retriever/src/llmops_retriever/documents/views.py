@@ -6,8 +6,9 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from llmops_common.errors import APIError
+from llmops_common.requests import read_body
 from llmops_retriever.collections.service import get_spec
-from llmops_retriever.deps import AdminDep, ReaderDep, StateDep, json_body_doc, read_body, read_json
+from llmops_retriever.deps import AdminDep, ReaderDep, StateDep, json_body_doc, read_json
 from llmops_retriever.documents import service
 from llmops_retriever.documents.extract import extract_text, file_kind
 from llmops_retriever.documents.schemas import (
