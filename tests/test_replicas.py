@@ -36,6 +36,14 @@ async def _burst(urls: list[str], key: str, route: str, count: int) -> list[int]
 def test_rpm_is_exact_across_replicas_under_concurrency(replicas, upstreams, redis_url):
     route = replicas.put_route(variants=[variant("a", upstreams["alpha"])])
     _, key = replicas.create_key(limits={"rpm": 50})
+    _, unlimited = replicas.create_key()
+    for replica in range(2):  # both replicas know the route before the burst: this test is about quotas
+        with replicas.client(unlimited, replica=replica) as client:
+            deadline = time.monotonic() + 5
+            while client.post("/v1/chat/completions", json=chat_body(route)).status_code != 200:
+                assert time.monotonic() < deadline, f"replica {replica} never served the new route"
+                time.sleep(0.05)
+    upstreams["alpha"].reset()
     _wait_for_fresh_minute_window(redis_url, needed_s=15)
     statuses = asyncio.run(_burst([r.url for r in replicas.replicas], key, route, 200))
     assert statuses.count(200) == 50

@@ -7,6 +7,10 @@ import pytest
 
 from llmops_testkit.inference import chat_text, wait_for
 
+# The shared adapters are trained during the first test's setup; on a loaded 2-core CI machine that can
+# take minutes, so these tests get more than the suite's default 300 s.
+pytestmark = pytest.mark.timeout(900)
+
 QUESTION = "What is the secret password?"
 
 
