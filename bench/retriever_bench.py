@@ -10,9 +10,11 @@ What is measured, through the retriever's own store classes (the code the servic
   embedded first, as a search request does);
 - recall@10 of the indexed search against exact search over the same points;
 - for Qdrant Edge, the HNSW build time (``optimize()`` in a child process, as the service does it).
-The vectors are real MiniLM embeddings of real English text: sentences from the docstrings of the Python
-packages installed beside this script (one sentence per chunk; short, so that 100k of them embed in minutes
-on 2 cores), queries are held-out sentences of the same corpus. qdrant-client's local mode is brute force and
+The vectors are real MiniLM embeddings, one short sentence per chunk (so that 100k of them embed in minutes on
+2 cores): ``--corpus generated`` (the default) makes sentences from a small grammar about a harbour town;
+``--corpus docstrings`` takes real English sentences from the docstrings of the installed Python packages (a
+harder test of the index's recall; extracting them takes a few minutes). Queries are other sentences of the
+same kind. qdrant-client's local mode is brute force and
 stands in for a Qdrant server: its figures are not a server's.
 Results: bench/results/retriever_bench.json and .png.
 """
@@ -236,18 +238,22 @@ async def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["edge", "qdrant-local"])
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--chunk-sample", type=int, default=512, help="~200-token chunks for the with-embedding ingest")
+    parser.add_argument("--corpus", choices=["generated", "docstrings"], default="generated")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     models = EmbeddingModels()
     largest = max(args.sizes)
-    pool = docstring_sentences(largest + args.queries, seed=1)
-    texts, query_texts = pool[:largest], pool[largest:]
-    vectors, corpus_rate = embed_cached(models, texts, "docstrings")
-    queries, _ = embed_cached(models, query_texts, "docstring-queries")
+    if args.corpus == "docstrings":
+        pool = docstring_sentences(largest + args.queries, seed=1)
+        texts, query_texts = pool[:largest], pool[largest:]
+    else:
+        texts, query_texts = sentences(largest, seed=1), sentences(args.queries, seed=2)
+    vectors, corpus_rate = embed_cached(models, texts, args.corpus)
+    queries, _ = embed_cached(models, query_texts, f"{args.corpus}-queries")
     chunk_sample = chunk_texts(args.chunk_sample)
     print(
-        f"corpus: {largest} docstring sentences"
+        f"corpus: {largest} {args.corpus} sentences"
         + (f", embedded at {corpus_rate:.0f}/s" if corpus_rate else " (cached)")
     )
 
@@ -284,6 +290,7 @@ async def main() -> None:
             "note": "shared development machine; other services' tests may have run meanwhile",
         },
         "settings": {
+            "corpus": args.corpus,
             "top_k": TOP_K,
             "queries": args.queries,
             "upsert_batch": BATCH,

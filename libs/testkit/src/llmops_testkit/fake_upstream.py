@@ -127,14 +127,27 @@ class FakeUpstream:
         text = self._answer(payload, completion_tokens)
         choice = {"index": 0, "finish_reason": "stop"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-        self._write_json(writer, 200, {
-            "id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-            "model": payload.get("model"), "choices": [choice], "usage": self._usage(behaviour, completion_tokens),
-        })
+        self._write_json(
+            writer,
+            200,
+            {
+                "id": "cmpl-fake",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": payload.get("model"),
+                "choices": [choice],
+                "usage": self._usage(behaviour, completion_tokens),
+            },
+        )
         return True
 
     async def _stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: dict, chat: bool, behaviour: Behaviour
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        payload: dict,
+        chat: bool,
+        behaviour: Behaviour,
     ) -> bool:
         self.stats.streams_started += 1
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")

@@ -55,16 +55,30 @@ class InferenceService:
         return f"http://127.0.0.1:{self.env['INFERENCE_VLLM_PORT']}"
 
     def start(self, *, timeout_s: float = 600.0) -> "InferenceService":
-        argv = [sys.executable, "-m", "uvicorn", "llmops_inference.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "llmops_inference.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         started = time.monotonic()
         self.process = spawn(argv, log_path=self.log_path, env=self.env, die_with_parent=True)
         try:
             wait_ready(f"{self.url}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
             self.stop()
-            raise RuntimeError(f"inference did not start: {log_tail(self.log_path, 40)}\nvLLM: "
-                               f"{log_tail(self.state_dir / 'vllm.log', 40)}") from exc
+            raise RuntimeError(
+                f"inference did not start: {log_tail(self.log_path, 40)}\nvLLM: "
+                f"{log_tail(self.state_dir / 'vllm.log', 40)}"
+            ) from exc
         self.start_s = time.monotonic() - started
         return self
 

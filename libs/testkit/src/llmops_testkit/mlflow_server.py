@@ -26,8 +26,13 @@ class MlflowServer:
         """Starts (or restarts, on the same port and store) the server and waits for ``/health``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **MLFLOW_ENV}
-        self.process = spawn(mlflow_argv(self.state_dir, self.port), log_path=self.log_path, env=env,
-                             cwd=self.state_dir, die_with_parent=True)
+        self.process = spawn(
+            mlflow_argv(self.state_dir, self.port),
+            log_path=self.log_path,
+            env=env,
+            cwd=self.state_dir,
+            die_with_parent=True,
+        )
         try:
             wait_ready(f"{self.url}/health", timeout_s=timeout_s, process=self.process)
         except Exception as exc:

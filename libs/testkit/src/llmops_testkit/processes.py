@@ -56,9 +56,23 @@ class ServiceProcess:
         """Start the process without waiting for it to be ready."""
         # Tied to the test process: a killed test run leaves no services behind.
         self.process = spawn(
-            [sys.executable, "-m", "uvicorn", self.app, "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-access-log", "--log-level", "warning"],
-            log_path=self.log_path, env=self.env, die_with_parent=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                self.app,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            log_path=self.log_path,
+            env=self.env,
+            die_with_parent=True,
         )
 
     def wait(self, *, timeout_s: float = 30.0) -> None:

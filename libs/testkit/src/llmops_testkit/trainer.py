@@ -17,8 +17,9 @@ from llmops_testkit.processes import ServiceProcess, wait_ready
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def trainer_env(*, sql_url: str, redis_url: str, mlflow_uri: str, state_dir: Path, admin_token: str,
-                **overrides: str) -> dict[str, str]:
+def trainer_env(
+    *, sql_url: str, redis_url: str, mlflow_uri: str, state_dir: Path, admin_token: str, **overrides: str
+) -> dict[str, str]:
     """Production-like settings (no dev mode), with a private Redis key prefix, and lifecycle timings short enough
     for tests to see heartbeats go stale and jobs retried within seconds."""
     env = {
@@ -54,8 +55,9 @@ class TrainerWorker:
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout_s: float = 120.0) -> "TrainerWorker":
-        self.process = spawn([sys.executable, "-m", "llmops_trainer.worker"], log_path=self.log_path, env=self.env,
-                             die_with_parent=True)
+        self.process = spawn(
+            [sys.executable, "-m", "llmops_trainer.worker"], log_path=self.log_path, env=self.env, die_with_parent=True
+        )
         try:
             wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
@@ -133,8 +135,9 @@ class Trainer:
     # --- the job API ---
 
     def admin(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {self.admin_token}"}, timeout=60,
-                            **kwargs)
+        return httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {self.admin_token}"}, timeout=60, **kwargs
+        )
 
     def submit(self, **job) -> dict:
         with self.admin() as client:
@@ -150,8 +153,14 @@ class Trainer:
         with self.admin() as client:
             return client.delete(f"/jobs/{job_id}").raise_for_status().json()
 
-    def wait(self, job_id: str, predicate=lambda job: job["state"] in FINISHED, *, timeout_s: float = 300.0,
-             what: str = "the job to finish") -> dict:
+    def wait(
+        self,
+        job_id: str,
+        predicate=lambda job: job["state"] in FINISHED,
+        *,
+        timeout_s: float = 300.0,
+        what: str = "the job to finish",
+    ) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.job(job_id)
