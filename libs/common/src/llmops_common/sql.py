@@ -108,3 +108,31 @@ async def upgrade_to_head(engine: AsyncEngine, *, script_location: str, version_
 @contextmanager
 def _no_lock():
     yield
+
+
+def run_alembic_env(metadata, *, version_table: str) -> None:
+    """The body of every service's ``migrations/env.py``: migrate on the connection the service hands over
+    at start-up, or (``alembic -x url=... revision --autogenerate``) on a synchronous engine from that URL."""
+    from alembic import context
+    from sqlalchemy import create_engine
+
+    config = context.config
+
+    def run(connection) -> None:
+        # Batch mode lets ALTERs work on SQLite (it rebuilds the table).
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=True,
+            version_table=config.attributes.get("version_table", version_table),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True)["url"].replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+    with create_engine(url).connect() as conn:
+        run(conn)

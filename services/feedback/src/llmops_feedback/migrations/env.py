@@ -1,32 +1,9 @@
-"""Alembic environment. The service runs it at start-up on its own connection (see ``llmops_feedback.db.migrate``);
-``alembic -x url=sqlite:///... revision --autogenerate`` works from this directory too."""
+"""Alembic environment: run by the service at start-up (``llmops_feedback.db.migrate``), or by
+``alembic -x url=sqlite:///... revision --autogenerate`` from this directory."""
 
-from alembic import context
-from sqlalchemy import create_engine
-
+from llmops_common.sql import run_alembic_env
 from llmops_feedback.db import Base
 from llmops_feedback.ratings import models as _ratings  # noqa: F401  (tables onto Base.metadata)
 from llmops_feedback.records import models as _records  # noqa: F401
 
-config = context.config
-
-
-def _run(connection) -> None:
-    # Batch mode lets ALTERs work on SQLite (it rebuilds the table).
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=True,
-        version_table=config.attributes.get("version_table", "alembic_version_feedback"),
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-connection = config.attributes.get("connection")
-if connection is not None:
-    _run(connection)
-else:
-    url = context.get_x_argument(as_dictionary=True)["url"].replace("+aiosqlite", "")
-    with create_engine(url).connect() as conn:
-        _run(conn)
+run_alembic_env(Base.metadata, version_table="alembic_version_feedback")
