@@ -3,6 +3,8 @@
 #   redis-server  quota counters (`llmops up` starts a private one when none is running)
 #   postgresql    only the test suite needs it (it starts a private cluster from these binaries)
 #   pythonX.Y-venv  only when .venv must still be created and `python -m venv` cannot work
+#   prometheus    only the test suite needs it: prometheus and promtool check the dashboards and alert rules
+#                 (the tests start their own server; the package's own service is not used)
 # It never fails set-up: without root/passwordless sudo or apt-get it says what is missing and goes on,
 # because an operator may provide these another way (LLMOPS_REDIS_URL, LLMOPS_POSTGRES_URL).
 set -uo pipefail
@@ -18,6 +20,7 @@ have_postgres_binaries() {
 
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 have_postgres_binaries || missing+=(postgresql)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "$NEED_VENV" = 1 ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   pyver="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
   missing+=("python${pyver}-venv")
