@@ -254,6 +254,23 @@ def test_named_volumes_are_declared_and_used(compose):
     assert declared == used
 
 
+def test_volumes_of_our_images_mount_on_directories_the_image_user_owns(compose):
+    """Docker gives a new named volume the owner of the directory it mounts on; an absent mount point would be
+    root's, and our non-root services could not write there."""
+    for name, service in compose["services"].items():
+        if "build" not in service:
+            continue
+        runs = " ".join(
+            c.value[0] for c in parse_dockerfile(ROOT / service["build"]["dockerfile"])[-1] if c.cmd == "RUN"
+        )
+        owned = set(re.findall(r"--home-dir (\S+) --create-home", runs)) | set(
+            re.findall(r"install -d -o 10001 -g 10001 (\S+)", runs)
+        )
+        for source, target in mounts(service):
+            if not source.startswith((".", "/")):
+                assert target in owned, f"{name}: volume {source} on {target}, a directory the image does not own"
+
+
 def test_mounted_files_exist(compose):
     for name, service in compose["services"].items():
         for source, target in mounts(service):
