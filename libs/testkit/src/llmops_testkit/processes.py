@@ -34,10 +34,15 @@ def wait_ready(url: str, *, timeout_s: float = 30.0, process: subprocess.Popen |
 
 
 class ServiceProcess:
-    """A uvicorn app factory in its own process, with its output in a log file."""
+    """A uvicorn app factory in its own process, with its output in a log file.
 
-    def __init__(self, app: str, *, env: dict[str, str], port: int | None = None, log_dir: Path, name: str) -> None:
-        self.app, self.name = app, name
+    ``module``: run ``python -m <module>`` instead, a service's production entry point (llmops_common.serve).
+    """
+
+    def __init__(
+        self, app: str, *, env: dict[str, str], port: int | None = None, log_dir: Path, name: str, module: str = ""
+    ) -> None:
+        self.app, self.name, self.module = app, name, module
         self.port = port or free_port()
         self.env = {**os.environ, **env}
         self.log_path = Path(log_dir) / f"{name}.log"
@@ -55,21 +60,14 @@ class ServiceProcess:
     def launch(self) -> None:
         """Start the process without waiting for it to be ready."""
         # Tied to the test process: a killed test run leaves no services behind.
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if self.module:
+            argv = [sys.executable, "-m", self.module, *address]
+        else:
+            argv = [sys.executable, "-m", "uvicorn", self.app, "--factory", *address, "--no-access-log"]
+            argv += ["--log-level", "warning"]
         self.process = spawn(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                self.app,
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+            argv,
             log_path=self.log_path,
             env=self.env,
             die_with_parent=True,

@@ -14,7 +14,7 @@ from llmops_feedback.state import FeedbackState
 KEY_ID_HEADER = "x-llmops-key-id"
 
 
-def get_state(request: Request) -> FeedbackState:
+async def get_state(request: Request) -> FeedbackState:
     return request.app.state.feedback
 
 
@@ -48,13 +48,13 @@ def _unauthorized(message: str) -> APIError:
     return APIError(401, message, code="invalid_token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_admin(request: Request, state: StateDep) -> Caller:
+async def require_admin(request: Request, state: StateDep) -> Caller:
     if not _matches(_bearer(request), state.admin_token):
         raise _unauthorized("admin token required")
     return Caller(admin=True, key_id=None)
 
 
-def require_ingest(request: Request, state: StateDep) -> Caller:
+async def require_ingest(request: Request, state: StateDep) -> Caller:
     token = _bearer(request)
     if _matches(token, state.ingest_token):
         return Caller(admin=False, key_id=None)
@@ -63,7 +63,7 @@ def require_ingest(request: Request, state: StateDep) -> Caller:
     raise _unauthorized("ingest or admin token required")
 
 
-def require_rater(request: Request, state: StateDep) -> Caller:
+async def require_rater(request: Request, state: StateDep) -> Caller:
     """The admin rates any request; the gateway (ingest token) rates for the key named in the header."""
     token = _bearer(request)
     if _matches(token, state.admin_token):

@@ -1,6 +1,5 @@
 """The gateway's app factory: ``uvicorn llmops_gateway.app:create_app --factory``."""
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -80,8 +79,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if gw.background:
-                await asyncio.wait(gw.background, timeout=5)
+            await gw.limiter.aclose()  # pending quota corrections
             await request_log.aclose()
             await http.close()
             await redis_client.aclose()

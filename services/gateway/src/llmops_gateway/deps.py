@@ -11,7 +11,7 @@ from llmops_common.errors import APIError
 from llmops_gateway.state import GatewayState
 
 
-def get_gateway(request: Request) -> GatewayState:
+async def get_gateway(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
@@ -26,7 +26,7 @@ async def get_session(gw: GatewayDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def require_admin(request: Request, gw: GatewayDep) -> None:
+async def require_admin(request: Request, gw: GatewayDep) -> None:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), gw.admin_token.encode()):
         raise APIError(401, "admin token required", code="invalid_admin_token", headers={"WWW-Authenticate": "Bearer"})

@@ -51,7 +51,11 @@ class GatewayMetrics:
             "llmops_gateway_upstream_errors", "Failed upstream attempts", (*route_variant, "kind"), registry=registry
         )
         self.breaker_state = Gauge(
-            "llmops_gateway_circuit_breaker_state", "0 closed, 1 open, 2 half-open", route_variant, registry=registry
+            "llmops_gateway_circuit_breaker_state",
+            "0 closed, 1 open, 2 half-open",
+            route_variant,
+            registry=registry,
+            multiprocess_mode="max",  # several workers: each has its own breakers; show the worst
         )
         self.request_log_dropped = Counter(
             "llmops_gateway_request_log_dropped", "Request log records that could not be queued", registry=registry
@@ -63,6 +67,7 @@ class GatewayMetrics:
             "llmops_gateway_request_log_spooled",
             "Request records on disk, waiting for the feedback service",
             registry=registry,
+            multiprocess_mode="max",  # several workers share one spool directory
         )
         self.rag_retrievals = Counter(
             "llmops_gateway_rag_retrievals",

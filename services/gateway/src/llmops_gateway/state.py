@@ -1,7 +1,6 @@
 """Everything one gateway process holds, built in the lifespan and reached through ``request.app.state.gateway``."""
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import redis.asyncio as redis
@@ -32,10 +31,3 @@ class GatewayState:
     metrics: GatewayMetrics
     request_log: RequestLogSink
     retriever: RetrieverClient | None = None  # None: no retriever configured, RAG requests are refused
-    background: set[asyncio.Task] = field(default_factory=set)
-
-    def spawn(self, coro) -> None:
-        """Run work after the response (quota reconciliation); kept referenced and awaited at shutdown."""
-        task = asyncio.create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)

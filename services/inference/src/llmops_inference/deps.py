@@ -9,14 +9,14 @@ from llmops_common.errors import APIError
 from llmops_inference.state import InferenceState
 
 
-def get_state(request: Request) -> InferenceState:
+async def get_state(request: Request) -> InferenceState:
     return request.app.state.inference
 
 
 StateDep = Annotated[InferenceState, Depends(get_state)]
 
 
-def require_admin(request: Request, state: StateDep) -> None:
+async def require_admin(request: Request, state: StateDep) -> None:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.admin_token.encode()):
         raise APIError(401, "admin token required", code="invalid_admin_token", headers={"WWW-Authenticate": "Bearer"})

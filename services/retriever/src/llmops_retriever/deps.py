@@ -14,7 +14,7 @@ from llmops_retriever.state import RetrieverState
 M = TypeVar("M", bound=BaseModel)
 
 
-def get_state(request: Request) -> RetrieverState:
+async def get_state(request: Request) -> RetrieverState:
     return request.app.state.retriever
 
 
@@ -34,12 +34,12 @@ def _unauthorized(message: str) -> APIError:
     return APIError(401, message, code="invalid_token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_admin(request: Request, state: StateDep) -> None:
+async def require_admin(request: Request, state: StateDep) -> None:
     if not _matches(_bearer(request), state.admin_token):
         raise _unauthorized("admin token required")
 
 
-def require_reader(request: Request, state: StateDep) -> None:
+async def require_reader(request: Request, state: StateDep) -> None:
     """Searches and reads: the read token (the gateway's) or the admin token."""
     token = _bearer(request)
     if not (_matches(token, state.read_token) or _matches(token, state.admin_token)):

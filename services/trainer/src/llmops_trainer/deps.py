@@ -11,7 +11,7 @@ from llmops_common.errors import APIError
 from llmops_trainer.state import TrainerState
 
 
-def get_state(request: Request) -> TrainerState:
+async def get_state(request: Request) -> TrainerState:
     return request.app.state.trainer
 
 
@@ -26,7 +26,7 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def require_admin(request: Request, state: StateDep) -> None:
+async def require_admin(request: Request, state: StateDep) -> None:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if not token or not hmac.compare_digest(token.encode(), state.admin_token.encode()):

@@ -1,7 +1,9 @@
 """Authenticating a request's API key on the hot path, with a short-lived cache in front of SQL."""
 
+import asyncio
 import hmac
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +49,8 @@ class KeyAuthenticator:
 
     Each entry (found or not) lives ``ttl_s`` seconds, so a revocation written by any replica is
     seen by every replica within that time, while the database sees at most one query per key
-    and replica per TTL.
+    and replica per TTL. A key in use is refreshed in the background once past half its TTL, so
+    requests do not wait for the database; concurrent refreshes of one key share a single query.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, key_secret: str, ttl_s: float) -> None:
@@ -55,6 +58,8 @@ class KeyAuthenticator:
         self._key_secret = key_secret
         self._ttl_s = ttl_s
         self._cache: dict[str, _Entry] = {}
+        self._refreshing: dict[str, asyncio.Future[_Entry]] = {}
+        self._generation = 0  # bumped by forget()
 
     @property
     def key_secret(self) -> str:
@@ -69,9 +74,12 @@ class KeyAuthenticator:
             raise _unauthorized("invalid API key", "invalid_api_key")
         key_hash = service.hash_key(secret, key_secret=self._key_secret)
         entry = self._cache.get(key_hash)
-        if entry is None or time.monotonic() - entry.fetched_at > self._ttl_s:
+        age = time.monotonic() - entry.fetched_at if entry is not None else math.inf
+        if age > self._ttl_s / 2 and entry is not None and age <= self._ttl_s:
+            self._refresh(key_hash)  # ahead of expiry, off the request path
+        elif age > self._ttl_s:
             try:
-                entry = await self._fetch(key_hash)
+                entry = await asyncio.shield(self._refresh(key_hash))  # one caller leaving cancels nobody's query
             except Exception as exc:
                 # Key store down: a key seen recently keeps working; an unknown one cannot be checked.
                 logger.warning("key store unreachable", extra={"error": repr(exc)})
@@ -84,17 +92,34 @@ class KeyAuthenticator:
             raise _unauthorized("API key expired", "expired_api_key")
         return entry.key
 
+    def _refresh(self, key_hash: str) -> asyncio.Future[_Entry]:
+        """The one query in flight for this key, started if there is none."""
+        pending = self._refreshing.get(key_hash)
+        if pending is None:
+            pending = self._refreshing[key_hash] = asyncio.ensure_future(self._fetch(key_hash))
+            pending.add_done_callback(lambda done: self._finished(key_hash, done))
+        return pending
+
+    def _finished(self, key_hash: str, done: asyncio.Future) -> None:
+        self._refreshing.pop(key_hash, None)
+        if not done.cancelled() and done.exception() is not None:
+            # A background refresh has no caller to raise to; the cached entry stays until its TTL.
+            logger.warning("key refresh failed", extra={"error": repr(done.exception())})
+
     async def _fetch(self, key_hash: str) -> _Entry:
+        generation = self._generation
         async with self._sessions() as session:
             row = await service.get_by_hash(session, key_hash=key_hash)
         entry = _to_entry(key_hash, row)
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()  # bounded memory under a flood of random keys
-        self._cache[key_hash] = entry
+        if generation == self._generation:  # else an admin change came meanwhile: this row may predate it
+            self._cache[key_hash] = entry
         return entry
 
     def forget(self) -> None:
         """Drop the cache (this replica sees its own admin changes at once)."""
+        self._generation += 1
         self._cache.clear()
 
 

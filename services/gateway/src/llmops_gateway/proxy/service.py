@@ -282,7 +282,7 @@ def finish(
     m.tokens.labels(call.route, variant, "prompt").inc(prompt_tokens)
     m.tokens.labels(call.route, variant, "completion").inc(completion_tokens)
     if call.reservation is not None:
-        gw.spawn(gw.limiter.reconcile(call.reservation, actual_tokens=usage["total_tokens"]))
+        gw.limiter.reconcile(call.reservation, actual_tokens=usage["total_tokens"])
     record = {
         "request_id": call.request_id,
         "key_id": call.key.id,

@@ -29,11 +29,13 @@ class NullSink(RequestLogSink):
 
 class BatchingSink(RequestLogSink):
     """Queues records in memory and hands them to ``write_batch`` in batches from one background task.
-    On close, everything queued before is written first."""
+    A batch waits up to ``linger_s`` for company, so a busy gateway makes one write per many requests
+    rather than one each. On close, everything queued before is written first."""
 
-    def __init__(self, *, queue_size: int, batch_size: int) -> None:
+    def __init__(self, *, queue_size: int, batch_size: int, linger_s: float = 0.05) -> None:
         self._queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._task: asyncio.Task | None = None
 
     @abstractmethod
@@ -54,6 +56,8 @@ class BatchingSink(RequestLogSink):
         while not stopping:
             batch: list[dict] = []
             item = await self._queue.get()
+            if item is not None and self._queue.qsize() < self._batch_size:
+                await asyncio.sleep(self._linger_s)
             while True:
                 if item is None:  # the sentinel from aclose: write what came before it, then stop
                     stopping = True

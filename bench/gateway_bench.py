@@ -1,0 +1,287 @@
+"""Gateway benchmark: what the gateway adds to a request, measured side by side with calling the upstream directly.
+
+    .venv/bin/python bench/gateway_bench.py [--requests 3000] [--concurrency 1 16 64] [--streams 100] [--workers 1 2]
+
+Everything runs on this machine in one run: a fake OpenAI upstream in its own process (answers at once, every
+response in one write with TCP_NODELAY), real gateway processes (SQLite keys, real Redis for quotas) and a lean
+keep-alive load generator (bench/loadgen.py) in this process. Each figure is the gateway path minus the direct
+path, measured in interleaved rounds so that machine noise hits both alike:
+- sequential latency p50/p99: direct, via the gateway with a key without limits, and with a key with limits (the
+  difference between the last two is the cost of the quota check: one Redis round trip);
+- throughput and p99 at each concurrency, direct and via a gateway with each worker count;
+- 100 concurrent streams (the upstream sends 16 chunks 20 ms apart): time to first token and inter-chunk delay.
+Results: bench/results/gateway_bench.json and .png.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import closed_loop, concurrent_streams, encode_post
+
+from llmops_cli.infra import find_or_start_redis
+from llmops_cli.procs import free_port, spawn, stop_processes
+from llmops_testkit.gateway import new_secrets
+from llmops_testkit.processes import wait_ready
+
+RESULTS = Path(__file__).parent / "results"
+CHUNKS, CHUNK_DELAY_S = 16, 0.02
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def ms(values: list[float], q: float) -> float:
+    return round(percentile(values, q) * 1000, 3)
+
+
+class Platform:
+    """The fake upstream and one gateway process per worker count, sharing a SQLite store and Redis."""
+
+    def __init__(self, tmp: Path, workers: list[int]) -> None:
+        self.tmp, self.procs = tmp, []
+        self.redis = find_or_start_redis(tmp, die_with_parent=True)
+        self.admin_token, key_secret = new_secrets()
+        self.upstream_port = free_port()
+        self._spawn(
+            "upstream",
+            [sys.executable, "-m", "llmops_testkit.fake_upstream", "--port", str(self.upstream_port)]
+            + ["--chunks", str(CHUNKS), "--chunk-delay", str(CHUNK_DELAY_S)],
+        )
+        env = {
+            "GATEWAY_ADMIN_TOKEN": self.admin_token,
+            "GATEWAY_KEY_SECRET": key_secret,
+            "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
+            "GATEWAY_REDIS_URL": self.redis.url,
+            "GATEWAY_REDIS_KEY_PREFIX": f"bench:{os.getpid()}:",
+            "GATEWAY_REQUEST_LOG_PATH": str(tmp / "request-log.jsonl"),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+        }
+        self.gateway_ports = {}
+        for count in workers:
+            port = self.gateway_ports[count] = free_port()
+            self._spawn(
+                f"gateway-w{count}",
+                [sys.executable, "-m", "llmops_gateway", "--port", str(port), "--workers", str(count)],
+                env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-w{count}")} if count > 1 else env,
+            )
+        wait_ready(f"http://127.0.0.1:{self.upstream_port}/v1/models", timeout_s=30)
+        for port in self.gateway_ports.values():
+            wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = self.tmp / f"{name}.log"
+        self.procs.append(spawn(argv, log_path=log, env={**os.environ, **(env or {})}, die_with_parent=True))
+
+    def setup_route_and_keys(self) -> dict[str, str]:
+        url = f"http://127.0.0.1:{next(iter(self.gateway_ports.values()))}"
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {self.admin_token}"}) as admin:
+            variant = {"name": "a", "upstream": f"http://127.0.0.1:{self.upstream_port}/v1", "model": "m"}
+            admin.put("/admin/routes/bench", json={"variants": [variant]}).raise_for_status()
+            free = admin.post("/admin/keys", json={"name": "free"}).json()["key"]
+            # Limits far above what the run sends: every request pays the check, none is refused.
+            limits = {"rpm": 10**9, "tpm": 10**12, "tpd": 10**12}
+            metered = admin.post("/admin/keys", json={"name": "metered", "limits": limits}).json()["key"]
+        time.sleep(1.2)  # every worker's route and key caches see the new rows
+        return {"free": free, "metered": metered}
+
+    def stop(self) -> None:
+        stop_processes(self.procs)
+        self.redis.stop()
+
+
+def chat(stream: bool) -> bytes:
+    body = {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": CHUNKS}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return orjson.dumps(body)
+
+
+async def sequential(plat: Platform, keys: dict[str, str], *, requests: int, rounds: int = 6) -> dict:
+    gw_port = plat.gateway_ports[min(plat.gateway_ports)]
+    paths = {
+        "direct": (plat.upstream_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False))),
+        "gateway": (gw_port, _gw_request(keys["free"], stream=False)),
+        "gateway_quota": (gw_port, _gw_request(keys["metered"], stream=False)),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):  # interleaved: noise hits every path alike
+        for name, (port, raw) in paths.items():
+            run = await closed_loop("127.0.0.1", port, raw, concurrency=1, requests=requests // rounds)
+            assert not run.errors, f"{name}: {run.errors} errors"
+            samples[name] += run.latencies_s
+    out = {name: {"p50_ms": ms(v, 50), "p99_ms": ms(v, 99), "n": len(v)} for name, v in samples.items()}
+    for name in ("gateway", "gateway_quota"):
+        out[f"added_{name}"] = {
+            "p50_ms": round(out[name]["p50_ms"] - out["direct"]["p50_ms"], 3),
+            "p99_ms": round(out[name]["p99_ms"] - out["direct"]["p99_ms"], 3),
+        }
+    out["quota_check_p50_ms"] = round(out["gateway_quota"]["p50_ms"] - out["gateway"]["p50_ms"], 3)
+    return out
+
+
+def _gw_request(key: str, *, stream: bool) -> bytes:
+    return encode_post("127.0.0.1", "/v1/chat/completions", chat(stream), {"authorization": f"Bearer {key}"})
+
+
+async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: list[int], requests: int) -> list[dict]:
+    rows = []
+    targets = {"direct": (plat.upstream_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False)))}
+    for count, port in plat.gateway_ports.items():
+        targets[f"gateway_w{count}"] = (port, _gw_request(keys["metered"], stream=False))
+    for level in levels:
+        runs: dict[str, list] = {name: [] for name in targets}
+        for _ in range(2):
+            for name, (port, raw) in targets.items():
+                runs[name].append(await closed_loop("127.0.0.1", port, raw, concurrency=level, requests=requests))
+        for name, measured in runs.items():
+            latencies = [x for run in measured for x in run.latencies_s]
+            rows.append(
+                {
+                    "path": name,
+                    "concurrency": level,
+                    "throughput_rps": round(statistics.mean(r.throughput for r in measured), 1),
+                    "p50_ms": ms(latencies, 50),
+                    "p99_ms": ms(latencies, 99),
+                    "errors": sum(r.errors for r in measured),
+                }
+            )
+        direct = next(r for r in rows if r["path"] == "direct" and r["concurrency"] == level)
+        for row in rows:
+            if row["concurrency"] == level and row["path"] != "direct":
+                row["throughput_vs_direct"] = round(row["throughput_rps"] / direct["throughput_rps"], 3)
+                row["added_p99_ms"] = round(row["p99_ms"] - direct["p99_ms"], 3)
+        print(
+            f"  concurrency {level}: "
+            + ", ".join(f"{r['path']} {r['throughput_rps']} rps" for r in rows[-len(targets) :])
+        )
+    return rows
+
+
+async def streaming(plat: Platform, keys: dict[str, str], *, streams: int, rounds: int = 3) -> dict:
+    gw_port = plat.gateway_ports[max(plat.gateway_ports)]
+    paths = {
+        "direct": (plat.upstream_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(True))),
+        "gateway": (gw_port, _gw_request(keys["metered"], stream=True)),
+    }
+    ttft: dict[str, list[float]] = {name: [] for name in paths}
+    gaps: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (port, raw) in paths.items():
+            run = await concurrent_streams("127.0.0.1", port, raw, streams=streams)
+            assert not run.errors, f"{name}: {run.errors} failed streams"
+            ttft[name] += run.ttft_s
+            gaps[name] += run.gaps_s
+    out = {
+        name: {
+            "ttft_p50_ms": ms(ttft[name], 50),
+            "ttft_p99_ms": ms(ttft[name], 99),
+            "gap_p50_ms": ms(gaps[name], 50),
+            "gap_p99_ms": ms(gaps[name], 99),
+        }
+        for name in paths
+    }
+    out["added"] = {k: round(out["gateway"][k] - out["direct"][k], 3) for k in out["direct"]}
+    out["streams"], out["gateway_workers"] = streams, max(plat.gateway_ports)
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (seq_ax, tput_ax, stream_ax) = plt.subplots(1, 3, figsize=(16, 4.8))
+    seq = results["sequential"]
+    names = ["direct", "gateway", "gateway_quota"]
+    x = range(len(names))
+    seq_ax.bar([i - 0.2 for i in x], [seq[n]["p50_ms"] for n in names], 0.4, label="p50")
+    seq_ax.bar([i + 0.2 for i in x], [seq[n]["p99_ms"] for n in names], 0.4, label="p99")
+    seq_ax.set_xticks(list(x), ["direct", "gateway", "gateway +\nquota check"])
+    seq_ax.set_ylabel("ms")
+    seq_ax.set_title("Sequential latency")
+    seq_ax.legend()
+
+    rows = results["concurrency"]
+    for name in sorted({r["path"] for r in rows}):
+        series = sorted((r for r in rows if r["path"] == name), key=lambda r: r["concurrency"])
+        tput_ax.plot([r["concurrency"] for r in series], [r["throughput_rps"] for r in series], marker="o", label=name)
+    tput_ax.set_xscale("log", base=2)
+    tput_ax.set_xlabel("concurrent clients")
+    tput_ax.set_ylabel("requests/s")
+    tput_ax.set_title("Throughput (closed loop)")
+    tput_ax.legend()
+
+    st = results["streaming"]
+    metrics = ["ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "gap_p99_ms"]
+    x = range(len(metrics))
+    stream_ax.bar([i - 0.2 for i in x], [st["direct"][m] for m in metrics], 0.4, label="direct")
+    stream_ax.bar([i + 0.2 for i in x], [st["gateway"][m] for m in metrics], 0.4, label="gateway")
+    stream_ax.set_xticks(list(x), ["TTFT p50", "TTFT p99", "gap p50", "gap p99"])
+    stream_ax.set_ylabel("ms")
+    stream_ax.set_title(f"{st['streams']} concurrent streams ({CHUNK_DELAY_S * 1000:.0f} ms between chunks)")
+    stream_ax.legend()
+    fig.suptitle(f"Gateway vs direct to a fake upstream, {os.cpu_count()} cores, one run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+async def run_all(plat: Platform, args) -> dict:
+    keys = plat.setup_route_and_keys()
+    warm = _gw_request(keys["metered"], stream=False)
+    for port in plat.gateway_ports.values():  # warm every worker's caches and connection pools
+        await closed_loop("127.0.0.1", port, warm, concurrency=16, requests=800)
+    print("sequential ...", flush=True)
+    seq = await sequential(plat, keys, requests=args.requests)
+    print(f"  added p50 {seq['added_gateway']['p50_ms']} ms, p99 {seq['added_gateway']['p99_ms']} ms", flush=True)
+    print("concurrency ...", flush=True)
+    levels = await concurrency_levels(plat, keys, levels=args.concurrency, requests=args.requests)
+    print("streaming ...", flush=True)
+    streams = await streaming(plat, keys, streams=args.streams)
+    print(f"  added TTFT p50 {streams['added']['ttft_p50_ms']} ms, gap p99 {streams['added']['gap_p99_ms']} ms")
+    return {"sequential": seq, "concurrency": levels, "streaming": streams}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per path and level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gateway worker counts to compare")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        plat = Platform(Path(tmp), args.workers)
+        try:
+            results = uvloop.run(run_all(plat, args))
+        finally:
+            plat.stop()
+    report = {
+        "benchmark": "gateway",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": {"requests": args.requests, "chunks": CHUNKS, "chunk_delay_s": CHUNK_DELAY_S},
+        **results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gateway_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "gateway_bench.png")
+    print(f"wrote {args.out / 'gateway_bench.json'} and .png")
+
+
+if __name__ == "__main__":
+    main()
