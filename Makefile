@@ -29,12 +29,13 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint clean distclean
+.PHONY: help install run test bench lint clean distclean
 
 help:
 	@echo "make run        set up (if needed) and start the platform locally (llmops up)"
 	@echo "make test       set up (if needed) and run the whole test suite"
 	@echo "make install    create $(VENV) and install all packages (idempotent)"
+	@echo "make bench      run the benchmarks (BENCHES=\"gateway retriever inference trainer\"), results in bench/results"
 	@echo "make lint       ruff check"
 	@echo "make clean      remove caches and build files (distclean also removes $(VENV))"
 
@@ -61,6 +62,14 @@ run: install
 # pytest's own exit code is make's: 5 ("no tests collected") fails the build too.
 test: install
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+# Each benchmark starts what it measures by itself; figures land in bench/results/*.json and *.png, and the
+# README's summary table is rewritten from them. A quiet machine gives steadier figures; every comparison is
+# made side by side within one run, so a noisy one still gives fair ratios.
+BENCHES ?= gateway retriever inference trainer
+bench: install
+	@set -e; for name in $(BENCHES); do echo "== bench/$${name}_bench.py"; $(VENV_PY) bench/$${name}_bench.py; done
+	$(VENV_PY) bench/summary.py README.md
 
 lint: install
 	$(VENV)/bin/ruff check .

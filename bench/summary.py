@@ -1,0 +1,129 @@
+"""Rewrites the benchmark table of a Markdown file from bench/results/*.json (``make bench`` runs it).
+
+    .venv/bin/python bench/summary.py README.md
+
+The table sits between ``<!-- bench:start -->`` and ``<!-- bench:end -->``; a result file that is missing
+leaves its rows out, so the table always shows what was measured and nothing else.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
+    seq, streams = r["sequential"], r["streaming"]
+    rows = [
+        (
+            "gateway",
+            "added latency, sequential (p50 / p99)",
+            (
+                f"{seq['added_gateway']['p50_ms']:.2f} / {seq['added_gateway']['p99_ms']:.2f} ms "
+                f"(direct {seq['direct']['p50_ms']:.2f} / {seq['direct']['p99_ms']:.2f} ms)"
+            ),
+        ),
+        ("gateway", "quota check (p50, one Redis round trip)", f"{seq['quota_check_p50_ms']:.2f} ms"),
+    ]
+    for row in r["concurrency"]:
+        if row["path"] != "direct":
+            direct = next(
+                d for d in r["concurrency"] if d["path"] == "direct" and d["concurrency"] == row["concurrency"]
+            )
+            rows.append(
+                (
+                    "gateway",
+                    f"throughput at concurrency {row['concurrency']}, {row['path'].replace('gateway_w', '')} worker(s)",
+                    (
+                        f"{row['throughput_rps']:.0f} req/s = {row['throughput_vs_direct']:.2f}x direct "
+                        f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms"
+                    ),
+                )
+            )
+    added = streams["added"]
+    rows.append(
+        (
+            "gateway",
+            f"{streams['streams']} concurrent streams: added TTFT / inter-chunk (p50 / p99)",
+            (
+                f"{added['ttft_p50_ms']:.1f} / {added['ttft_p99_ms']:.1f} ms; "
+                f"{added['gap_p50_ms']:.2f} / {added['gap_p99_ms']:.2f} ms"
+            ),
+        )
+    )
+    return rows
+
+
+def inference_rows(r: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for row in r["results"]:
+        rows.append(
+            (
+                "inference",
+                f"{row['path']}, {row['model']}, concurrency {row['concurrency']}",
+                f"{row['output_tokens_per_s']:.0f} output tokens/s, TTFT p50 {row['ttft_p50_s'] * 1000:.0f} ms",
+            )
+        )
+    return rows
+
+
+def retriever_rows(r: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for row in r["results"]:
+        search = row["search_embedding_excluded"]
+        rows.append(
+            (
+                "retriever",
+                f"{row['engine']}, {row['chunks']:,} chunks: search p50 / p99, recall@10",
+                f"{search['p50_ms']:.2f} / {search['p99_ms']:.2f} ms, {row['recall_at_10']:.3f}",
+            )
+        )
+    return rows
+
+
+def trainer_rows(r: dict) -> list[tuple[str, str, str]]:
+    return [
+        (
+            "trainer",
+            f"LoRA rank {row['rank']}, {row['device']}, {row['torch_threads']} thread(s)",
+            f"{row['tokens_per_s']:.0f} training tokens/s, peak RSS {row['peak_rss_mib']:.0f} MiB",
+        )
+        for row in r["results"]
+    ]
+
+
+def table() -> str:
+    rows = []
+    for name, make in (
+        ("gateway_bench", gateway_rows),
+        ("inference_bench", inference_rows),
+        ("retriever_bench", retriever_rows),
+        ("trainer_bench", trainer_rows),
+    ):
+        if (result := _load(name)) is not None:
+            rows += make(result)
+    lines = ["| part | measured | result |", "|---|---|---|"]
+    lines += [f"| {part} | {what} | {value} |" for part, what, value in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    text = target.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{target} has no {START} ... {END} section")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    target.write_text(f"{head}{START}\n{table()}\n{END}{tail}")
+    print(f"updated the benchmark table in {target}")
+
+
+if __name__ == "__main__":
+    main()
