@@ -93,6 +93,7 @@ def test_health_and_metrics(trainer):
     assert ready["status"] == "ready" and ready["checks"] == {"database": "ok", "broker": "ok"}
     metrics = httpx.get(f"{trainer.url}/metrics").text
     assert 'llmops_trainer_jobs{state="queued"}' in metrics and "llmops_trainer_datasets_rejected_total" in metrics
+    assert 'llmops_trainer_job_duration_seconds_count{state="failed"}' in metrics  # read from the table at start
     worker = trainer.workers[-1]
     assert httpx.get(f"http://127.0.0.1:{worker.port}/readyz").json()["status"] == "ready"
     assert "llmops_trainer_worker_ready 1.0" in httpx.get(f"http://127.0.0.1:{worker.port}/metrics").text

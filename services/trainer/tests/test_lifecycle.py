@@ -14,7 +14,7 @@ from llmops_common import sql
 from llmops_trainer import db
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.datasets.validate import prepare
-from llmops_trainer.jobs import lifecycle, reaper
+from llmops_trainer.jobs import lifecycle, reaper, stats
 from llmops_trainer.jobs import service as jobs
 from llmops_trainer.jobs.models import JobState, TrainingJob
 from llmops_trainer.jobs.schemas import JobSpec
@@ -134,7 +134,7 @@ async def test_the_reaper_retries_fails_or_cancels_lost_jobs_once(sessions, redi
         assert outcomes == {"requeued": [retry], "failed": [give_up], "cancelled": [cancel]}
         assert await reaper.reap(session, timeout_s=60, max_attempts=3, dispatch=send) == {
             "requeued": [], "failed": [], "cancelled": []}
-        assert (await reaper.counts(session))[JobState.running] == 1
+        assert (await stats.counts(session))[JobState.running] == 1
 
     requeued, failed = await _get(sessions, retry), await _get(sessions, give_up)
     assert requeued.state == JobState.queued and requeued.heartbeat_at is None
@@ -150,3 +150,57 @@ async def test_the_reaper_retries_fails_or_cancels_lost_jobs_once(sessions, redi
     assert json.loads(messages[0])["headers"]["argsrepr"] == repr([retry])
     broker.delete(*broker.scan_iter(match=f"{settings.redis_key_prefix}*"))
     app.close()
+
+
+async def test_job_statistics_and_their_metrics_come_from_the_table(sessions):
+    """What Prometheus sees: jobs by state, a cumulative run-time histogram by final state, the loss of recent
+    jobs; the same numbers from any API replica, since they are read from the table."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from llmops_trainer.metrics import TrainerMetrics
+
+    now = sql.utcnow()
+
+    def ago(seconds: float):
+        return now - timedelta(seconds=seconds)
+
+    _queued, running, quick, slow, old, unstarted = [await _new_job(sessions) for _ in range(6)]
+    await _set(sessions, running, state=JobState.running, started_at=ago(20), step=3, total_steps=10, loss=1.5)
+    await _set(sessions, quick, state=JobState.succeeded, started_at=ago(100), finished_at=ago(55), step=10,
+               total_steps=10, loss=0.25, eval_loss=0.5)
+    await _set(sessions, slow, state=JobState.failed, started_at=ago(4100), finished_at=ago(100), loss=2.0)
+    await _set(sessions, old, state=JobState.succeeded, started_at=ago(7300), finished_at=ago(7200), loss=0.1)
+    await _set(sessions, unstarted, state=JobState.cancelled, finished_at=ago(5))  # cancelled while queued
+
+    async with sessions() as session:
+        read = await stats.read(session, recent_s=3600)
+    assert read.counts == {"queued": 1, "running": 1, "succeeded": 2, "failed": 1, "cancelled": 1}
+    succeeded, failed = read.durations["succeeded"], read.durations["failed"]
+    assert succeeded.count == 2 and abs(succeeded.total_s - 145) < 1  # 45 s and 100 s
+    assert dict(zip(stats.DURATION_BUCKETS, succeeded.le, strict=True))[30.0] == 0
+    assert dict(zip(stats.DURATION_BUCKETS, succeeded.le, strict=True))[60.0] == 1
+    assert dict(zip(stats.DURATION_BUCKETS, succeeded.le, strict=True))[120.0] == 2
+    assert failed.count == 1 and failed.le[stats.DURATION_BUCKETS.index(3600.0)] == 0 and failed.le[-1] == 1
+    assert read.durations["cancelled"].count == 0  # never started: no run time
+    assert {job.id for job in read.recent} == {running, quick, slow, unstarted}  # not the one finished 2 h ago
+
+    registry = CollectorRegistry()
+    metrics = TrainerMetrics(registry)
+    assert b"llmops_trainer_jobs{" not in generate_latest(registry)  # nothing until the first read: no false zeros
+    metrics.on_stats(read)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples[("llmops_trainer_jobs", (("state", "running"),))] == 1
+    assert samples[("llmops_trainer_job_duration_seconds_bucket", (("le", "60.0"), ("state", "succeeded")))] == 1
+    assert samples[("llmops_trainer_job_duration_seconds_bucket", (("le", "+Inf"), ("state", "succeeded")))] == 2
+    assert samples[("llmops_trainer_job_duration_seconds_count", (("state", "failed"),))] == 1
+    assert samples[("llmops_trainer_job_duration_seconds_count", (("state", "cancelled"),))] == 0
+    labels = (("job_id", running), ("model_name", "m"), ("state", "running"))
+    assert samples[("llmops_trainer_job_loss", labels)] == 1.5
+    assert samples[("llmops_trainer_job_progress", labels)] == 0.3
+    assert samples[("llmops_trainer_job_eval_loss", (("job_id", quick), ("model_name", "m"), ("state", "succeeded")))]
+    assert samples[("llmops_trainer_jobs_reaped_total", (("outcome", "failed"),))] == 0  # at zero from the start

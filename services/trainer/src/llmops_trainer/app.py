@@ -14,7 +14,7 @@ from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
 from llmops_trainer import db
-from llmops_trainer.jobs import reaper
+from llmops_trainer.jobs import reaper, stats
 from llmops_trainer.jobs.views import router as jobs_router
 from llmops_trainer.metrics import TrainerMetrics
 from llmops_trainer.settings import TrainerSettings
@@ -59,13 +59,23 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
             ),
             name="job-reaper",
         )
+        refreshing = asyncio.create_task(
+            stats.run(
+                state.sessions,
+                interval_s=settings.metrics_refresh_s,
+                recent_s=settings.metrics_recent_s,
+                on_read=metrics.on_stats,
+            ),
+            name="job-stats",
+        )
         logger.info("trainer API started")
         try:
             yield
         finally:
-            reaping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaping
+            for task in (reaping, refreshing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await http.close()
             await state.redis.aclose()
             await asyncio.to_thread(state.celery.close)

@@ -34,6 +34,9 @@ class TrainerSettings(ServiceSettings):
     heartbeat_interval_s: float = Field(default=2.0, gt=0)  # also how often a worker looks for a cancel request
     heartbeat_timeout_s: float = Field(default=60.0, gt=0)  # a running job silent this long has lost its worker
     reaper_interval_s: float = Field(default=10.0, gt=0)
+    # --- metrics: job statistics are read from the database this often; a finished job's loss stays this long ---
+    metrics_refresh_s: float = Field(default=10.0, gt=0)
+    metrics_recent_s: float = Field(default=3600.0, ge=0)
     max_attempts: int = Field(default=3, ge=1)  # starts of one job: a lost worker or a transient failure uses one
     retry_backoff_s: float = Field(default=10.0, ge=0)  # before a retry after a transient failure; doubles
     retry_backoff_max_s: float = Field(default=300.0, ge=0)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.sql import utcnow
@@ -66,11 +66,6 @@ async def reap(
     return outcomes
 
 
-async def counts(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(select(TrainingJob.state, func.count()).group_by(TrainingJob.state))
-    return {state: count for state, count in rows.all()}
-
-
 async def run(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -78,14 +73,14 @@ async def run(
     timeout_s: float,
     max_attempts: int,
     dispatch: Dispatch,
-    on_pass: Callable[[dict[str, list[str]], dict[str, int]], None],
+    on_pass: Callable[[dict[str, list[str]]], None],
 ) -> None:
     """Reaps every ``interval_s`` until cancelled; a failing pass (database down) is logged and retried."""
     while True:
         try:
             async with sessions() as session:
                 outcomes = await reap(session, timeout_s=timeout_s, max_attempts=max_attempts, dispatch=dispatch)
-                on_pass(outcomes, await counts(session))
+                on_pass(outcomes)
         except asyncio.CancelledError:
             raise
         except Exception:  # a failing pass (database down) is logged; the next one tries again
