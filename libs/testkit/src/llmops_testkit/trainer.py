@@ -55,9 +55,17 @@ class TrainerWorker:
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout_s: float = 120.0) -> "TrainerWorker":
+        self.launch()
+        return self.wait(timeout_s=timeout_s)
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it. From the main thread: the process dies with the thread that
+        started it (the parent-death signal follows the thread), so a helper thread may only ``wait``."""
         self.process = spawn(
             [sys.executable, "-m", "llmops_trainer.worker"], log_path=self.log_path, env=self.env, die_with_parent=True
         )
+
+    def wait(self, *, timeout_s: float = 120.0) -> "TrainerWorker":
         try:
             wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
@@ -101,6 +109,20 @@ class Trainer:
         self.api.start(timeout_s=60)
         for _ in range(workers):
             self.start_worker()
+        return self
+
+    def launch(self, *, workers: int = 1) -> None:
+        """Starts the API and ``workers`` without waiting (see ``TrainerWorker.launch``); then ``wait_ready``."""
+        self.api.launch()
+        for _ in range(workers):
+            worker = TrainerWorker(env=self.env, state_dir=self.state_dir, name=f"trainer-worker-{len(self.workers)}")
+            worker.launch()
+            self.workers.append(worker)
+
+    def wait_ready(self, *, timeout_s: float = 180.0) -> "Trainer":
+        self.api.wait(timeout_s=timeout_s)
+        for worker in self.workers:
+            worker.wait(timeout_s=timeout_s)
         return self
 
     def start_worker(self) -> TrainerWorker:
