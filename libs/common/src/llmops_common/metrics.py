@@ -4,6 +4,7 @@ import os
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.responses import Response
 
@@ -32,14 +33,29 @@ LATENCY_BUCKETS = (
 )
 
 
+class _CustomCollectors:
+    """The app's own collectors (values computed at scrape time, e.g. from a database), without its plain
+    metrics, whose values the multiprocess files already hold for every worker."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self):
+        # prometheus_client has no public way to list a registry's collectors.
+        for collector in list(self._registry._collector_to_names):
+            if not isinstance(collector, MetricWrapperBase):
+                yield from collector.collect()
+
+
 def exposed_registry(registry: CollectorRegistry) -> CollectorRegistry:
     """What ``/metrics`` shows: the app's registry, or with several worker processes (``PROMETHEUS_MULTIPROC_DIR``
-    set, see ``llmops_common.serve``) every worker's values merged from the shared directory, whichever worker
-    answers the scrape."""
+    set, see ``llmops_common.serve``) every worker's values merged from the shared directory, plus the app's
+    custom collectors, whichever worker answers the scrape."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return registry
     merged = CollectorRegistry()
     MultiProcessCollector(merged)
+    merged.register(_CustomCollectors(registry))
     return merged
 
 
