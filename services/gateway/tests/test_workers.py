@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import signal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,7 +48,7 @@ def test_requests_spread_over_workers_and_metrics_add_up(two_workers, upstreams)
 def test_sigterm_stops_every_worker(make_gateway, llmops_state_dir):
     gateway = make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'workers-stop.db'}", GATEWAY_WORKERS="2")
     supervisor = gateway.replicas[0].process
-    workers = [int(pid) for pid in open(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read().split()]
+    workers = [int(pid) for pid in Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()]
     assert len([pid for pid in workers if _is_python(pid)]) >= 2
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(15) == 0
@@ -56,14 +57,14 @@ def test_sigterm_stops_every_worker(make_gateway, llmops_state_dir):
 
 def _is_python(pid: int) -> bool:
     try:
-        return b"python" in open(f"/proc/{pid}/cmdline", "rb").read()
+        return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"
