@@ -221,3 +221,25 @@ def test_metrics_count_requests_by_route_and_variant(gateway, route, key):
     assert f'llmops_gateway_requests_total{{route="{route}",status="200",variant="a"}}' in text
     for name in ("llmops_gateway_added_latency_seconds_bucket", "llmops_gateway_tokens_total"):
         assert name in text
+
+
+def test_refusals_before_the_upstream_are_counted_without_client_chosen_labels(gateway, route):
+    def count(labels: str) -> float:
+        for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+            if line.startswith(f"llmops_gateway_requests_total{{{labels}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    unauthorized, unknown = 'route="-",status="401",variant="-"', 'route="-",status="404",variant="-"'
+    forbidden = f'route="{route}",status="403",variant="-"'
+    before = {labels: count(labels) for labels in (unauthorized, unknown, forbidden)}
+    _, other_route_only = gateway.create_key(allowed_routes=["some-other-route"])
+    _, key = gateway.create_key()
+    with gateway.client("sk-llmops-not-a-key") as client:
+        assert client.post("/v1/chat/completions", json=chat_body(route)).status_code == 401
+    with gateway.client(key) as client:
+        assert client.post("/v1/chat/completions", json=chat_body("no-such-route-x1")).status_code == 404
+    with gateway.client(other_route_only) as client:
+        assert client.post("/v1/chat/completions", json=chat_body(route)).status_code == 403
+    assert {labels: count(labels) - before[labels] for labels in before} == dict.fromkeys(before, 1.0)
+    assert "no-such-route-x1" not in httpx.get(f"{gateway.url}/metrics").text

@@ -101,16 +101,22 @@ async def reserve(
 async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response:
     started, started_wall = time.perf_counter(), time.time()
     request_id = request.scope["state"]["request_id"]
-    key = await gw.authenticator.authenticate(request.headers.get("authorization"))
-    payload, parsed = parse(await read_body(request, max_bytes=gw.settings.max_body_bytes), kind)
-    route = parsed.model
-    spec = await gw.routes.get(route)
-    if spec is None:
-        raise APIError(404, f"The model '{route}' does not exist", code="model_not_found")
-    if not key.may_use(route):
-        raise APIError(403, f"this key may not use model '{route}'", code="model_not_allowed")
-    rag = rag_service.plan(gw, payload, spec)  # before quota: validation only
-    reservation = await reserve(gw, key, route, spec, parsed, extra_tokens=rag_service.context_tokens(rag))
+    route_label = "-"  # refusals are counted under a configured route only, never under any name a client sends
+    try:
+        key = await gw.authenticator.authenticate(request.headers.get("authorization"))
+        payload, parsed = parse(await read_body(request, max_bytes=gw.settings.max_body_bytes), kind)
+        route = parsed.model
+        spec = await gw.routes.get(route)
+        if spec is None:
+            raise APIError(404, f"The model '{route}' does not exist", code="model_not_found")
+        route_label = route
+        if not key.may_use(route):
+            raise APIError(403, f"this key may not use model '{route}'", code="model_not_allowed")
+        rag = rag_service.plan(gw, payload, spec)  # before quota: validation only
+        reservation = await reserve(gw, key, route, spec, parsed, extra_tokens=rag_service.context_tokens(rag))
+    except APIError as exc:  # refused before any upstream: still a request, for error rates
+        gw.metrics.requests.labels(route_label, "-", str(exc.status)).inc()
+        raise
     call = Call(request_id, kind, key, route, parsed, reservation, started, started_wall)
     if rag is not None:
         try:
