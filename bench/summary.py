@@ -68,6 +68,17 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def http_client_rows(r: dict) -> list[tuple[str, str, str]]:
+    return [
+        (
+            "gateway",
+            f"upstream client {row['client']}, {row['concurrency']} in flight",
+            f"{row['throughput_rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, {row['cpu_us_per_request']:.0f} µs CPU/request",
+        )
+        for row in r["results"]
+    ]
+
+
 def inference_rows(r: dict) -> list[tuple[str, str, str]]:
     rows = []
     for row in r["results"]:
@@ -110,6 +121,7 @@ def table() -> str:
     rows = []
     for name, make in (
         ("gateway_bench", gateway_rows),
+        ("http_client_bench", http_client_rows),
         ("inference_bench", inference_rows),
         ("retriever_bench", retriever_rows),
         ("trainer_bench", trainer_rows),
