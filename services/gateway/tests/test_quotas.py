@@ -96,6 +96,17 @@ def test_rpm_allows_exactly_the_limit_then_429(gateway, upstreams, route, rds):
     assert len(upstreams["alpha"].stats.requests) == 5
 
 
+def test_quota_scripts_are_reloaded_after_redis_forgets_them(gateway, upstreams, route, rds):
+    """A Redis restarted without persistence (as we run it) has no scripts: counting goes on regardless."""
+    fresh_window(rds, 5)
+    _, key = gateway.create_key(limits={"rpm": 10})
+    with gateway.client(key) as client:
+        assert client.post("/v1/chat/completions", json=chat_body(route)).status_code == 200
+        rds.script_flush()
+        response = client.post("/v1/chat/completions", json=chat_body(route))
+    assert response.status_code == 200 and response.headers["x-ratelimit-remaining-requests"] == "8"
+
+
 def test_rpm_is_exact_under_concurrency(gateway, upstreams, route, rds):
     _, key = gateway.create_key(limits={"rpm": 20})
 
