@@ -17,6 +17,7 @@ from llmops_gateway.feedback.views import router as feedback_router
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.front import CompletionsFront
 from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
 from llmops_gateway.rag.client import RetrieverClient
@@ -30,7 +31,8 @@ from llmops_gateway.state import GatewayState
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
+    """The gateway: the completion endpoints in front (``proxy.front``), everything else in a FastAPI app."""
     settings = settings or GatewaySettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
     # Refuse to start with missing or default secrets outside dev mode, before opening anything.
@@ -103,4 +105,4 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(feedback_router)
     app.include_router(keys_router)
     app.include_router(routes_router)
-    return app
+    return CompletionsFront(app)

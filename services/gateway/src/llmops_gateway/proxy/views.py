@@ -1,32 +1,17 @@
 """The OpenAI-compatible surface. Views are thin: the work is in ``proxy.service``.
 
-The two completion endpoints are plain Starlette routes: FastAPI's per-request dependency and query
-parsing cost about a tenth of the gateway's whole budget, and these views need neither (the body is
-validated in ``proxy.service``, errors are the app's). They are documented by OpenAI's API reference.
+``POST /v1/chat/completions`` and ``POST /v1/completions`` are served by ``proxy.front``, ahead of the app's
+middleware and router (documented by OpenAI's API reference); ``/v1/models`` is an ordinary route.
 """
 
 import time
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
 
 from llmops_common.responses import OrjsonResponse
 from llmops_gateway.deps import GatewayDep
-from llmops_gateway.proxy import service
 
 router = APIRouter(tags=["openai"])
-
-
-async def chat_completions(request: Request) -> Response:
-    return await service.complete(request.app.state.gateway, request, kind="chat")
-
-
-async def completions(request: Request) -> Response:
-    return await service.complete(request.app.state.gateway, request, kind="text")
-
-
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-router.add_route("/v1/completions", completions, methods=["POST"])
 
 
 @router.get("/v1/models")

@@ -1,9 +1,11 @@
 """Quotas and budgets in Redis: every limit of a request checked and reserved in one atomic script call.
 
 The check is the gateway's only Redis round trip on a request's path, so it skips redis-py's command
-machinery (retries, observability hooks: as much CPU again as the round trip) and talks to a pooled
-connection directly. Reconciliations (real usage replacing the reservation) do not need to be immediate:
-they are summed per counter and written together every ``reconcile_interval_s``, one round trip for all.
+machinery (retries, observability hooks, deprecation checks, a task per send for its socket timeout: together
+as much CPU as the rest of the check) and sends a pre-encoded command on connections of its own, with one
+deadline around the whole exchange; redis-py still reads and parses the reply. Reconciliations (real usage
+replacing the reservation) do not need to be immediate: they are summed per counter and written together every
+``reconcile_interval_s``, one round trip for all.
 """
 
 import asyncio
@@ -52,8 +54,15 @@ class QuotaStoreUnavailable(Exception):
 
 
 class QuotaLimiter:
-    def __init__(self, client: redis.Redis, *, prefix: str, reconcile_interval_s: float = 0.02) -> None:
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02
+    ) -> None:
         self._client = client
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = {**pool.connection_kwargs, "socket_timeout": None}  # our deadline instead
+        self._idle: list = []  # connections between checks; as many as checks ever ran at once
+        self._timeout_s = timeout_s
         self._prefix = prefix
         self._reserve = client.register_script(_RESERVE)
         self._reconcile = client.register_script(_RECONCILE)
@@ -96,21 +105,24 @@ class QuotaLimiter:
         return reservation
 
     async def _evalsha(self, script, *args):
-        """One EVALSHA on a pooled connection. redis-py's ``read_response`` drops the connection on any error or
-        cancellation, so a half-read reply never reaches the next user."""
-        pool = self._client.connection_pool
-        connection = await pool.get_connection()
+        """One EVALSHA. On an error or cancellation redis-py drops the connection (it reconnects on next use), so
+        a half-read reply never reaches the next check."""
+        connection = self._idle.pop() if self._idle else self._connection_class(**self._connection_kwargs)
         try:
-            try:
-                await connection.send_command("EVALSHA", script.sha, 0, *args)
-                return await connection.read_response()
-            except NoScriptError:  # a restarted or flushed Redis: load the script and go again
-                await connection.send_command("SCRIPT", "LOAD", script.script)
-                await connection.read_response()
-                await connection.send_command("EVALSHA", script.sha, 0, *args)
-                return await connection.read_response()
+            async with asyncio.timeout(self._timeout_s):
+                await connection.send_packed_command(_pack(b"EVALSHA", script.sha, 0, *args), check_health=False)
+                try:
+                    return await connection.read_response()
+                except NoScriptError:  # a restarted or flushed Redis: load the script and go again
+                    await connection.send_packed_command(_pack(b"SCRIPT", b"LOAD", script.script), check_health=False)
+                    await connection.read_response()
+                    await connection.send_packed_command(_pack(b"EVALSHA", script.sha, 0, *args), check_health=False)
+                    return await connection.read_response()
+        except TimeoutError:
+            await connection.disconnect(nowait=True)
+            raise
         finally:
-            await pool.release(connection)
+            self._idle.append(connection)
 
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
@@ -146,3 +158,14 @@ class QuotaLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+        for connection in self._idle:
+            await connection.disconnect()
+
+
+def _pack(*args) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
