@@ -334,6 +334,7 @@ def served_paths(service: str, settings) -> set[str]:
     package = SERVICES[service][0]
     with quiet_logging():
         app = importlib.import_module(f"{package}.app").create_app(settings)
+    app = getattr(app, "app", app)  # the gateway's ASGI front (POST completions only) wraps its FastAPI app
     return {route.path for route in app.routes if "GET" in getattr(route, "methods", ())}
 
 
