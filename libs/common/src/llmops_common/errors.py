@@ -54,6 +54,11 @@ def error_response(error: APIError) -> OrjsonResponse:
     )
 
 
+def internal_error_response() -> OrjsonResponse:
+    """What a client sees of an unexpected error: never a traceback (the log has it)."""
+    return OrjsonResponse(error_body("internal error", type="server_error", code="internal_error"), status_code=500)
+
+
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
     parts, param = [], None
     for err in exc.errors()[:5]:
@@ -86,6 +91,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
-        # Never a traceback to the client; the log has it.
         logger.exception("unhandled error")
-        return OrjsonResponse(error_body("internal error", type="server_error", code="internal_error"), status_code=500)
+        return internal_error_response()

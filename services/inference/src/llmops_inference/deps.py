@@ -1,11 +1,10 @@
 """FastAPI dependencies shared by the inference service's views."""
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llmops_common.errors import APIError
+from llmops_common.auth import require_token
 from llmops_inference.state import InferenceState
 
 
@@ -17,6 +16,4 @@ StateDep = Annotated[InferenceState, Depends(get_state)]
 
 
 async def require_admin(request: Request, state: StateDep) -> None:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.admin_token.encode()):
-        raise APIError(401, "admin token required", code="invalid_admin_token", headers={"WWW-Authenticate": "Bearer"})
+    require_token(request, state.admin_token, code="invalid_admin_token")

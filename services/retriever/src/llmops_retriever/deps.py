@@ -1,13 +1,12 @@
 """Dependencies: the state, who is calling, and request bodies read within a size limit."""
 
-import hmac
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from llmops_common.errors import APIError
+from llmops_common.auth import bearer_token, require_token, token_matches, unauthorized
 from llmops_common.requests import read_body
 from llmops_retriever.state import RetrieverState
 
@@ -21,29 +20,15 @@ async def get_state(request: Request) -> RetrieverState:
 StateDep = Annotated[RetrieverState, Depends(get_state)]
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _matches(token: str, secret: str) -> bool:
-    return bool(token) and hmac.compare_digest(token.encode(), secret.encode())
-
-
-def _unauthorized(message: str) -> APIError:
-    return APIError(401, message, code="invalid_token", headers={"WWW-Authenticate": "Bearer"})
-
-
 async def require_admin(request: Request, state: StateDep) -> None:
-    if not _matches(_bearer(request), state.admin_token):
-        raise _unauthorized("admin token required")
+    require_token(request, state.admin_token)
 
 
 async def require_reader(request: Request, state: StateDep) -> None:
     """Searches and reads: the read token (the gateway's) or the admin token."""
-    token = _bearer(request)
-    if not (_matches(token, state.read_token) or _matches(token, state.admin_token)):
-        raise _unauthorized("read or admin token required")
+    token = bearer_token(request)
+    if not (token_matches(token, state.read_token) or token_matches(token, state.admin_token)):
+        raise unauthorized("read or admin token required")
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,13 +1,12 @@
 """Dependencies: the state, a session, and the admin check (every job route needs the admin token)."""
 
-import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops_common.errors import APIError
+from llmops_common.auth import require_token
 from llmops_trainer.state import TrainerState
 
 
@@ -27,10 +26,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def require_admin(request: Request, state: StateDep) -> None:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
-    if not token or not hmac.compare_digest(token.encode(), state.admin_token.encode()):
-        raise APIError(401, "admin token required", code="invalid_token", headers={"WWW-Authenticate": "Bearer"})
+    require_token(request, state.admin_token)
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

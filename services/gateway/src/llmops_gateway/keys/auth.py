@@ -75,9 +75,7 @@ class KeyAuthenticator:
         key_hash = service.hash_key(secret, key_secret=self._key_secret)
         entry = self._cache.get(key_hash)
         age = time.monotonic() - entry.fetched_at if entry is not None else math.inf
-        if age > self._ttl_s / 2 and entry is not None and age <= self._ttl_s:
-            self._refresh(key_hash)  # ahead of expiry, off the request path
-        elif age > self._ttl_s:
+        if age > self._ttl_s:
             try:
                 entry = await asyncio.shield(self._refresh(key_hash))  # one caller leaving cancels nobody's query
             except Exception as exc:
@@ -85,6 +83,8 @@ class KeyAuthenticator:
                 logger.warning("key store unreachable", extra={"error": repr(exc)})
                 if entry is None:
                     raise APIError(503, "key store unavailable", code="key_store_unavailable") from exc
+        elif age > self._ttl_s / 2:
+            self._refresh(key_hash)  # ahead of expiry, off the request path
         # The lookup matched on the hash; compare again in constant time so no path leaks timing.
         if entry.key is None or not hmac.compare_digest(entry.key_hash, key_hash):
             raise _unauthorized("invalid or revoked API key", "invalid_api_key")

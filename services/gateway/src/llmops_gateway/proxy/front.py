@@ -11,9 +11,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from llmops_common.errors import APIError, error_body, error_response
+from llmops_common.errors import APIError, error_response, internal_error_response
 from llmops_common.middleware import RequestIdMiddleware
-from llmops_common.responses import OrjsonResponse
 from llmops_gateway.proxy import service
 
 logger = logging.getLogger(__name__)
@@ -39,8 +38,6 @@ class CompletionsFront:
         except APIError as exc:
             response = error_response(exc)
         except Exception:
-            # Never a traceback to the client; the log has it.
             logger.exception("unhandled error")
-            body = error_body("internal error", type="server_error", code="internal_error")
-            response = OrjsonResponse(body, status_code=500)
+            response = internal_error_response()
         await response(scope, receive, send)

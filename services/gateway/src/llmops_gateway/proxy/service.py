@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError
-from llmops_common.requests import read_body
+from llmops_common.requests import parse_json_object, read_body
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
@@ -52,12 +52,7 @@ class Call:
 
 
 def parse(body: bytes, kind: str) -> tuple[dict, ChatCompletionRequest | CompletionRequest]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    payload = parse_json_object(body)
     try:
         parsed = MODELS[kind].model_validate(payload)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmops_common.errors import APIError, error_body
-from llmops_common.requests import read_body
+from llmops_common.requests import parse_json_object, read_body
 from llmops_common.responses import OrjsonResponse
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_inference.engine.client import error_message
@@ -29,13 +29,7 @@ _STREAM_BROKE = (
 
 
 def requested_model(body: bytes) -> str:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    model = payload.get("model")
+    model = parse_json_object(body).get("model")
     if not isinstance(model, str) or not model:
         raise APIError(400, "model is required: the base model or an adapter name", code="invalid_request")
     return model
