@@ -28,7 +28,7 @@ import orjson
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import closed_loop, concurrent_streams, encode_post
+from loadgen import closed_loop, concurrent_streams, encode_post, percentile_ms
 
 from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import free_port, spawn, stop_processes
@@ -37,15 +37,6 @@ from llmops_testkit.processes import wait_ready
 
 RESULTS = Path(__file__).parent / "results"
 CHUNKS, CHUNK_DELAY_S = 16, 0.02
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
-
-
-def ms(values: list[float], q: float) -> float:
-    return round(percentile(values, q) * 1000, 3)
 
 
 class Platform:
@@ -131,7 +122,10 @@ async def sequential(plat: Platform, keys: dict[str, str], *, requests: int, rou
             run = await closed_loop("127.0.0.1", port, raw, concurrency=1, requests=requests // rounds)
             assert not run.errors, f"{name}: {run.errors} errors"
             samples[name] += run.latencies_s
-    out = {name: {"p50_ms": ms(v, 50), "p99_ms": ms(v, 99), "n": len(v)} for name, v in samples.items()}
+    out = {
+        name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "n": len(v)}
+        for name, v in samples.items()
+    }
     for name in ("gateway", "gateway_quota"):
         out[f"added_{name}"] = {
             "p50_ms": round(out[name]["p50_ms"] - out["direct"]["p50_ms"], 3),
@@ -169,8 +163,8 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
                     "path": name,
                     "concurrency": level,
                     "throughput_rps": round(statistics.mean(r.throughput for r in measured), 1),
-                    "p50_ms": ms(latencies, 50),
-                    "p99_ms": ms(latencies, 99),
+                    "p50_ms": percentile_ms(latencies, 50),
+                    "p99_ms": percentile_ms(latencies, 99),
                     "errors": sum(r.errors for r in measured),
                 }
             )
@@ -204,10 +198,10 @@ async def streaming(plat: Platform, keys: dict[str, str], *, streams: int, round
             gaps[name] += run.gaps_s
     out = {
         name: {
-            "ttft_p50_ms": ms(ttft[name], 50),
-            "ttft_p99_ms": ms(ttft[name], 99),
-            "gap_p50_ms": ms(gaps[name], 50),
-            "gap_p99_ms": ms(gaps[name], 99),
+            "ttft_p50_ms": percentile_ms(ttft[name], 50),
+            "ttft_p99_ms": percentile_ms(ttft[name], 99),
+            "gap_p50_ms": percentile_ms(gaps[name], 50),
+            "gap_p99_ms": percentile_ms(gaps[name], 99),
         }
         for name in paths
     }

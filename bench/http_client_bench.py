@@ -22,6 +22,9 @@ import httpx
 import orjson
 import uvloop
 
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import percentile_ms
+
 from llmops_cli.procs import free_port, spawn, stop_processes
 from llmops_common.http import make_http_session
 from llmops_testkit.processes import wait_ready
@@ -29,11 +32,6 @@ from llmops_testkit.processes import wait_ready
 RESULTS = Path(__file__).parent / "results"
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 16})
 HEADERS = {"content-type": "application/json"}
-
-
-def percentile_ms(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000, 3)
 
 
 async def closed_loop(call, *, concurrency: int, requests: int) -> dict:

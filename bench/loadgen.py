@@ -13,6 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 
+def percentile_ms(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of latencies in seconds, in milliseconds."""
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000, 3) if ordered else float("nan")
+
+
 def encode_post(host: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"host: {host}", "content-type: application/json", f"content-length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
