@@ -17,6 +17,7 @@ from llmops_gateway.feedback.views import router as feedback_router
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.client import UpstreamClient
 from llmops_gateway.proxy.front import CompletionsFront
 from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
@@ -48,10 +49,11 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
         await db.migrate(engine)
         sessions = sql.make_sessionmaker(engine)
         redis_client = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
-        http = make_http_session(
+        http = make_http_session()
+        upstream = UpstreamClient(
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_read_timeout_s,
-            max_connections=settings.upstream_max_connections,
+            max_in_flight=settings.upstream_max_connections,
         )
         request_log = make_sink(settings, metrics)
         await request_log.start()
@@ -62,6 +64,7 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
             sessions=sessions,
             redis=redis_client,
             http=http,
+            upstream=upstream,
             authenticator=KeyAuthenticator(sessions, key_secret=key_secret, ttl_s=settings.key_cache_ttl_s),
             routes=RouteTable(sessions, ttl_s=settings.route_cache_ttl_s),
             limiter=QuotaLimiter(redis_client, prefix=settings.redis_key_prefix),
@@ -87,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
         finally:
             await gw.limiter.aclose()  # pending quota corrections
             await request_log.aclose()
+            await upstream.aclose()
             await http.close()
             await redis_client.aclose()
             await engine.dispose()

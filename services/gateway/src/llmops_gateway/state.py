@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.client import UpstreamClient
 from llmops_gateway.quotas.limiter import QuotaLimiter
 from llmops_gateway.rag.client import RetrieverClient
 from llmops_gateway.requestlog.sinks import RequestLogSink
@@ -23,7 +24,8 @@ class GatewayState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: redis.Redis
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # retriever and feedback calls
+    upstream: UpstreamClient  # model servers: the hot path
     authenticator: KeyAuthenticator
     routes: RouteTable
     limiter: QuotaLimiter

@@ -6,7 +6,6 @@ import math
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from llmops_common.requests import parse_json_object, read_body
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
+from llmops_gateway.proxy.client import UpstreamError
 from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
 from llmops_gateway.proxy.sse import StreamTap
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
@@ -127,7 +127,7 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
         async with cancelled_on_disconnect(request):
             try:
                 upstream = await send(
-                    http=gw.http,
+                    client=gw.upstream,
                     breakers=gw.breakers,
                     metrics=gw.metrics,
                     route=route,
@@ -161,7 +161,7 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
     response = upstream.response
     try:
         body = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError as exc:
         finish(
             gw,
             call,
@@ -210,7 +210,7 @@ async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):
             sse_event(call.rag.sources, request_id=call.request_id, model=call.route, kind=call.kind)
         )
     try:
-        async for data in upstream.response.content.iter_any():
+        async for data in upstream.response.chunks():
             out = sources.feed(data) if sources else data
             if out:
                 yield out
@@ -219,7 +219,7 @@ async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):
                 ttft = time.perf_counter() - call.started
         if sources:
             yield sources.finish()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError as exc:
         status, error = 502, repr(exc)
         logger.warning("upstream stream broke", extra={"variant": upstream.variant.name, "error": error})
         yield b'data: {"error": {"message": "upstream stream interrupted", "type": "server_error", "code": "upstream_error"}}\n\n'

@@ -6,11 +6,11 @@ import os
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from llmops_common.errors import APIError
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.client import Response, UpstreamClient, UpstreamError, UpstreamTimeout
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.schemas import Variant
 
@@ -18,34 +18,34 @@ logger = logging.getLogger(__name__)
 
 # Statuses after which the next fallback is tried; 5xx also count against the variant's circuit.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"}
-)
+# Headers of the upstream's connection, not of its answer. The body passes through as sent, and so does its
+# content-encoding (none is asked for).
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server", b"date"})
 
 
 @dataclass(slots=True)
 class UpstreamResponse:
     variant: Variant
-    response: aiohttp.ClientResponse
+    response: Response
     sent_at: float  # perf_counter when the request went out
     headers_at: float  # perf_counter when the status line arrived
 
     def passthrough_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self.response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.response.headers if k not in _HOP_BY_HOP}
 
 
-def _upstream_headers(variant: Variant, request_id: str) -> dict[str, str]:
-    headers = {"content-type": "application/json", "x-request-id": request_id}
+def _upstream_headers(variant: Variant, request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
     if variant.api_key_env:
         api_key = os.environ.get(variant.api_key_env)
         if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+            headers.append((b"authorization", f"Bearer {api_key}".encode()))
     return headers
 
 
 async def send(
     *,
-    http: aiohttp.ClientSession,
+    client: UpstreamClient,
     breakers: CircuitBreakers,
     metrics: GatewayMetrics,
     route: str,
@@ -67,16 +67,16 @@ async def send(
         payload["model"] = variant.model
         sent_at = time.perf_counter()
         try:
-            response = await http.post(
-                variant.base_url + path, data=orjson.dumps(payload), headers=_upstream_headers(variant, request_id)
+            response = await client.post(
+                variant.base_url, path, orjson.dumps(payload), _upstream_headers(variant, request_id)
             )
         except asyncio.CancelledError:
             breakers.record_abandoned(route, variant.name, admission)
             raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except UpstreamTimeout as exc:
             last_error = _failed(breakers, metrics, route, variant, "timeout", exc, 504)
             continue
-        except (aiohttp.ClientError, OSError) as exc:
+        except (UpstreamError, OSError) as exc:
             last_error = _failed(breakers, metrics, route, variant, "connect", exc, 502)
             continue
         if response.status in _RETRY_STATUSES:
@@ -93,7 +93,7 @@ async def send(
                 extra={"route": route, "variant": variant.name, "body": body[:300]},
             )
             if response.status == 429:
-                retry_after = response.headers.get("retry-after", "1")
+                retry_after = (response.header(b"retry-after") or b"1").decode("latin-1")
                 last_error = APIError(
                     429,
                     f"upstream {variant.name!r} is overloaded",
@@ -120,10 +120,10 @@ def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: Bas
     return APIError(status, f"upstream {variant.name!r} {word}", code=f"upstream_{kind}")
 
 
-async def _read_quietly(response: aiohttp.ClientResponse) -> str:
+async def _read_quietly(response: Response) -> str:
     try:
         return (await response.read()).decode(errors="replace")
-    except (aiohttp.ClientError, TimeoutError):
+    except UpstreamError:
         return ""
     finally:
         response.release()

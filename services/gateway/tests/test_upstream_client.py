@@ -1,0 +1,158 @@
+"""The lean upstream client (proxy.client) against real sockets: the fake upstream and small raw servers."""
+
+import asyncio
+
+import pytest
+
+from llmops_gateway.proxy.client import UpstreamBroken, UpstreamClient, UpstreamConnectError, UpstreamTimeout
+from llmops_testkit.fake_upstream import FakeUpstream
+
+CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+JSON = [(b"content-type", b"application/json")]
+
+
+def client(**overrides) -> UpstreamClient:
+    return UpstreamClient(**{"connect_timeout_s": 2.0, "read_timeout_s": 5.0, "max_in_flight": 100, **overrides})
+
+
+async def raw_server(answer):
+    """A server that reads one request head and lets ``answer(reader, writer)`` do the rest."""
+
+    async def handle(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await answer(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+
+
+@pytest.fixture
+def fake():
+    upstream = FakeUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+async def test_keep_alive_connection_is_reused(fake):
+    http = client()
+    answers = []
+    for _ in range(5):
+        response = await http.post(fake.base_url, "/chat/completions", CHAT, JSON)
+        answers.append((response.status, (await response.read())[:1]))
+        response.release()
+    assert answers == [(200, b"{")] * 5
+    assert [len(idle) for idle in http._idle.values()] == [1]  # one connection served all five
+    assert http.slots._value == 100  # every in-flight slot given back
+    await http.aclose()
+
+
+async def test_streamed_answer_arrives_in_pieces(fake):
+    fake.behaviour.chunks, fake.behaviour.chunk_delay_s = 4, 0.05
+    http = client()
+    response = await http.post(fake.base_url, "/chat/completions", CHAT[:-1] + b', "stream": true}', JSON)
+    assert response.header(b"content-type").startswith(b"text/event-stream")
+    pieces = [piece async for piece in response.chunks()]
+    response.release()
+    assert len(pieces) >= 4 and b"".join(pieces).endswith(b"data: [DONE]\n\n")
+    await http.aclose()
+
+
+async def test_body_that_ends_at_close():
+    async def answer(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    server, url = await raw_server(answer)
+    http = client()
+    response = await http.post(url, "/x", b"{}", JSON)
+    assert await response.read() == b"all of it"
+    response.release()
+    assert not any(http._idle.values())  # not reusable
+    server.close()
+
+
+async def test_idle_connection_closed_by_the_upstream_is_replaced_without_an_error():
+    async def handle(reader, writer):  # answers one request per connection, then drops the next unanswered
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.transport.abort()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    http = client()
+    for _ in range(3):  # the 2nd and 3rd go out on a kept-alive connection that the server then drops
+        response = await http.post(url, "/x", b"{}", JSON)
+        assert await response.read() == b"ok"
+        response.release()
+    server.close()
+
+
+async def test_silent_upstream_times_out_and_frees_its_slot():
+    async def never_answer(reader, writer):
+        await asyncio.sleep(5)
+
+    server, url = await raw_server(never_answer)
+    http = client(read_timeout_s=0.3, max_in_flight=1)
+    with pytest.raises(UpstreamTimeout):
+        await http.post(url, "/x", b"{}", JSON)
+    assert http.slots._value == 1
+    server.close()
+
+
+async def test_silence_between_chunks_times_out():
+    async def stall_mid_body(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, url = await raw_server(stall_mid_body)
+    http = client(read_timeout_s=0.3)
+    response = await http.post(url, "/x", b"{}", JSON)
+    received = []
+    with pytest.raises(UpstreamTimeout):
+        async for piece in response.chunks():
+            received.append(piece)
+    assert received == [b"hello"]
+    response.close()
+    server.close()
+
+
+async def test_refused_connection_and_garbage_are_upstream_errors():
+    http = client()
+    with pytest.raises(UpstreamConnectError):
+        await http.post("http://127.0.0.1:9/v1", "/x", b"{}", JSON)
+
+    async def garbage(reader, writer):
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server, url = await raw_server(garbage)
+    with pytest.raises(UpstreamBroken):
+        await http.post(url, "/x", b"{}", JSON)
+    server.close()
+
+
+async def test_in_flight_limit_makes_the_next_request_wait(fake):
+    http = client(max_in_flight=1)
+    first = await http.post(fake.base_url, "/chat/completions", CHAT, JSON)
+    second = asyncio.ensure_future(http.post(fake.base_url, "/chat/completions", CHAT, JSON))
+    await asyncio.sleep(0.1)
+    assert not second.done()
+    await first.read()
+    first.release()
+    response = await asyncio.wait_for(second, 2)
+    assert response.status == 200
+    await response.read()
+    response.release()
+    await http.aclose()
