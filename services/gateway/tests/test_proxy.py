@@ -1,4 +1,8 @@
-"""The OpenAI-compatible proxy against a fake upstream on loopback (inference is not the subject here)."""
+"""The OpenAI-compatible proxy against a fake upstream on loopback (inference is not the subject here).
+
+Every test runs twice: against the production entry point, where the completion endpoints are served by the HTTP
+protocol itself (proxy.native), and under the bare uvicorn command, where they take the ASGI path (proxy.front).
+"""
 
 import socket
 import time
@@ -8,6 +12,11 @@ import orjson
 import pytest
 
 from llmops_testkit.gateway import chat_body, variant
+
+
+@pytest.fixture(scope="module", params=["native", "asgi"])
+def gateway(request, make_gateway, sql_url):
+    return make_gateway(sql_url=sql_url, module="llmops_gateway" if request.param == "native" else "")
 
 
 @pytest.fixture
@@ -243,3 +252,73 @@ def test_refusals_before_the_upstream_are_counted_without_client_chosen_labels(g
         assert client.post("/v1/chat/completions", json=chat_body(route)).status_code == 403
     assert {labels: count(labels) - before[labels] for labels in before} == dict.fromkeys(before, 1.0)
     assert "no-such-route-x1" not in httpx.get(f"{gateway.url}/metrics").text
+
+
+# --- HTTP/1.1 on one connection (raw sockets: what clients and load balancers really send) ---
+
+
+def _raw_head(key: str, length: int, *, path: str = "/v1/chat/completions", extra: str = "") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer {key}\r\n"
+    return f"{head}{extra}content-length: {length}\r\n\r\n".encode()
+
+
+def _raw_request(key: str, body: bytes) -> bytes:
+    return _raw_head(key, len(body)) + body
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` whole content-length responses as (head, body)."""
+    data, out = b"", []
+    while len(out) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(out)} responses"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(data) < length:
+            data += sock.recv(65536)
+        out.append((head, data[:length]))
+        data = data[length:]
+    return out
+
+
+def _connect(gateway) -> socket.socket:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order(gateway, route, key):
+    bodies = [orjson.dumps(chat_body(route, content=f"question {i}")) for i in range(3)]
+    with _connect(gateway) as sock:
+        sock.sendall(_raw_request(key, bodies[0]))
+        first = _read_responses(sock, 1)
+        sock.sendall(_raw_request(key, bodies[1]) + _raw_request(key, bodies[2]))  # pipelined in one write
+        rest = _read_responses(sock, 2)
+    assert [head.split(b"\r\n")[0] for head, _ in first + rest] == [b"HTTP/1.1 200 OK"] * 3
+    assert all(orjson.loads(body)["usage"]["total_tokens"] for _, body in first + rest)
+
+
+def test_expect_100_continue_and_a_query_string(gateway, route, key):
+    body = orjson.dumps(chat_body(route))
+    with _connect(gateway) as sock:
+        sock.sendall(_raw_head(key, len(body), path="/v1/chat/completions?trace=1", extra="expect: 100-continue\r\n"))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        ((head, answer),) = _read_responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 200") and orjson.loads(answer)["choices"]
+
+
+def test_oversize_body_on_a_raw_connection_is_413(gateway, key):
+    body = b"x" * (5 * 1024 * 1024)
+    with _connect(gateway) as sock:
+        sock.sendall(_raw_head(key, len(body)))
+        try:
+            sock.sendall(body)  # the gateway may answer and close before taking it all
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        ((head, answer),) = _read_responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 413")
+    assert orjson.loads(answer)["error"]["code"] == "request_too_large"

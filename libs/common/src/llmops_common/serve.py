@@ -46,15 +46,16 @@ def parse_args(settings: ServiceSettings, description: str) -> argparse.Namespac
     return parser.parse_args()
 
 
-def serve(app_factory: str, settings: ServiceSettings, *, description: str) -> None:
-    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop and httptools."""
+def serve(app_factory: str, settings: ServiceSettings, *, description: str, http: str = "httptools") -> None:
+    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop; ``http``: httptools or a protocol
+    class (``module:Class``) built on it."""
     args = parse_args(settings, description)
     several = args.workers > 1 or bool(os.environ.get(MULTIPROC_ENV))
     with multiprocess_metrics() if several else nullcontext():
-        _run(app_factory, settings, args)
+        _run(app_factory, settings, args, http)
 
 
-def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace) -> None:
+def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace, http: str) -> None:
     uvicorn.run(
         app_factory,
         factory=True,
@@ -62,7 +63,7 @@ def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace) 
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=http,
         access_log=False,
         log_level=settings.log_level.lower(),
         # Seconds an idle keep-alive connection stays open: above the usual load balancer idle timeout (60 s),

@@ -30,7 +30,11 @@ def gateway_env(*, sql_url: str, redis_url: str, state_dir: Path, admin_token: s
 class Gateway:
     """One or more replicas sharing a database and Redis; ``url`` is the first replica."""
 
-    def __init__(self, *, env: dict[str, str], state_dir: Path, replicas: int = 1) -> None:
+    def __init__(
+        self, *, env: dict[str, str], state_dir: Path, replicas: int = 1, module: str = "llmops_gateway"
+    ) -> None:
+        """``module``: the production entry point by default; ``""`` runs the app under the bare uvicorn command,
+        where the completion endpoints take the plain ASGI path (``proxy.front``) instead of ``proxy.native``."""
         self.env = env
         self.state_dir = state_dir
         self.admin_token = env["GATEWAY_ADMIN_TOKEN"]
@@ -40,7 +44,7 @@ class Gateway:
                 env=env,
                 log_dir=state_dir,
                 name=f"gateway-{i}",
-                module="llmops_gateway",
+                module=module,
             )
             for i in range(replicas)
         ]

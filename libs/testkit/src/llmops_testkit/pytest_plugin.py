@@ -94,7 +94,7 @@ def make_gateway(llmops_state_dir, redis_url):
     """Starts gateways (one or more replicas on one database and Redis); all stopped at the end."""
     started: list[Gateway] = []
 
-    def make(*, sql_url: str, replicas: int = 1, **overrides: str) -> Gateway:
+    def make(*, sql_url: str, replicas: int = 1, module: str = "llmops_gateway", **overrides: str) -> Gateway:
         state_dir = llmops_state_dir / f"gw-{uuid.uuid4().hex[:6]}"
         overrides.setdefault("GATEWAY_SPOOL_DIR", str(state_dir / "spool"))
         admin_token, key_secret = new_secrets()
@@ -102,7 +102,7 @@ def make_gateway(llmops_state_dir, redis_url):
             sql_url=sql_url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
         )
         env.update(overrides)
-        gateway = Gateway(env=env, state_dir=state_dir, replicas=replicas)
+        gateway = Gateway(env=env, state_dir=state_dir, replicas=replicas, module=module)
         started.append(gateway)
         return gateway.start()
 

@@ -5,7 +5,13 @@ from llmops_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    serve("llmops_gateway.app:create_app", GatewaySettings(), description=__doc__)
+    # The completion endpoints are served by the HTTP protocol itself (proxy.native), everything else by the app.
+    serve(
+        "llmops_gateway.app:create_app",
+        GatewaySettings(),
+        description=__doc__,
+        http="llmops_gateway.proxy.native:GatewayHttpProtocol",
+    )
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
-from starlette.responses import Response
 
 from llmops_common.errors import APIError
-from llmops_common.requests import parse_json_object, read_body
-from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
+from llmops_common.requests import parse_json_object
+from llmops_common.streaming import ClientDisconnected
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.proxy import tokens
 from llmops_gateway.proxy.client import UpstreamError
+from llmops_gateway.proxy.exchange import Exchange, Reply
 from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
 from llmops_gateway.proxy.sse import StreamTap
 from llmops_gateway.proxy.upstream import UpstreamResponse, send
@@ -93,13 +92,13 @@ async def reserve(
         return None
 
 
-async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response:
+async def complete(gw: GatewayState, exchange: Exchange, *, kind: str) -> Reply:
     started, started_wall = time.perf_counter(), time.time()
-    request_id = request.scope["state"]["request_id"]
+    request_id = exchange.request_id
     route_label = "-"  # refusals are counted under a configured route only, never under any name a client sends
     try:
-        key = await gw.authenticator.authenticate(request.headers.get("authorization"))
-        payload, parsed = parse(await read_body(request, max_bytes=gw.settings.max_body_bytes), kind)
+        key = await gw.authenticator.authenticate(exchange.header(b"authorization"))
+        payload, parsed = parse(await exchange.body(gw.settings.max_body_bytes), kind)
         route = parsed.model
         spec = await gw.routes.get(route)
         if spec is None:
@@ -124,7 +123,7 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     variants = selection.candidates(route, spec, user=parsed.user or key.id)
     try:
-        async with cancelled_on_disconnect(request):
+        async with exchange.cancelled_on_disconnect():
             try:
                 upstream = await send(
                     client=gw.upstream,
@@ -147,17 +146,18 @@ async def complete(gw: GatewayState, request: Request, *, kind: str) -> Response
             if call.rag is not None:
                 headers["x-llmops-rag"] = "context" if call.rag.context else "no-context"
             if parsed.stream and upstream.response.status == 200:
-                # From here the stream response watches the client itself.
-                return DisconnectAwareStream(relay(gw, call, upstream), headers=headers, media_type="text/event-stream")
+                # From here the server side watches the client itself while it relays the stream.
+                headers.setdefault("content-type", "text/event-stream")
+                return Reply(200, headers, stream=relay(gw, call, upstream))
             return await respond_whole(gw, call, upstream, headers)
     except ClientDisconnected:
         # The upstream had the prompt: charge it, as for an abandoned stream.
         usage = {"prompt_tokens": tokens.estimate_prompt_tokens(parsed)}
         finish(gw, call, variant="-", status=499, usage=usage, answer=None, upstream_s=0.0, error="client disconnected")
-        return Response(status_code=499)  # nobody reads it; uvicorn just closes up
+        return Reply(499, {})  # nobody reads it
 
 
-async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse, headers: dict) -> Response:
+async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse, headers: dict) -> Reply:
     response = upstream.response
     try:
         body = await response.read()
@@ -198,7 +198,7 @@ async def respond_whole(gw: GatewayState, call: Call, upstream: UpstreamResponse
         answer=answer,
         upstream_s=upstream_s,
     )
-    return Response(body, status_code=response.status, headers=headers)
+    return Reply(response.status, headers, body)
 
 
 async def relay(gw: GatewayState, call: Call, upstream: UpstreamResponse):

@@ -1,0 +1,237 @@
+"""The completion endpoints served straight from uvicorn's HTTP protocol, without ASGI in between.
+
+Under load, uvicorn's ASGI cycle (scope, events, the receive/send message dicts, Starlette's request and
+response objects, a watcher task per request for disconnects) cost more CPU than everything else uvicorn
+does. This protocol is uvicorn's own httptools protocol with one change: a POST to a completion path is read
+into a buffer and handed to ``proxy.service`` with an ``Exchange`` over this connection; the answer is written
+to the transport, whole in one write or streamed in chunked encoding. A client that leaves cancels the work
+at once (``connection_lost``, no polling). Every other request, and anything unusual (pipelining, a
+concurrency limit), takes uvicorn's normal path to the app.
+
+It reuses uvicorn's per-connection state and keep-alive, flow control and shutdown handling; the attributes
+it relies on are those of ``RequestResponseCycle`` that ``HttpToolsProtocol`` reads (uvicorn is pinned).
+"""
+
+import asyncio
+import logging
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from llmops_common.errors import APIError, error_body
+from llmops_common.logging import request_id_var
+from llmops_common.middleware import REQUEST_ID_HEADER, new_request_id
+from llmops_common.streaming import ClientDisconnected
+from llmops_gateway.proxy import service
+from llmops_gateway.proxy.exchange import Reply
+from llmops_gateway.proxy.front import CompletionsFront
+
+logger = logging.getLogger(__name__)
+
+NATIVE_PATHS = {b"/v1/chat/completions": "chat", b"/v1/completions": "text"}
+_INTERNAL_ERROR = orjson.dumps(error_body("internal error", type="server_error", code="internal_error"))
+
+
+def _find_front(app) -> CompletionsFront | None:
+    """The gateway's front inside whatever middleware uvicorn wrapped around it."""
+    for _ in range(8):
+        if isinstance(app, CompletionsFront):
+            return app
+        app = getattr(app, "app", None)
+    return None
+
+
+class _Disconnect:
+    """Stands in for the cycle's ``message_event``: uvicorn sets it when the connection is lost."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: "NativeExchange") -> None:
+        self.exchange = exchange
+
+    def set(self) -> None:
+        watcher = self.exchange.watcher
+        if self.exchange.disconnected and watcher is not None:
+            watcher.cancel()
+
+
+class NativeExchange:
+    """One completion request on a connection; also what uvicorn's protocol sees as the current cycle."""
+
+    def __init__(self, protocol: "GatewayHttpProtocol", kind: str, keep_alive: bool) -> None:
+        self.protocol, self.kind, self.keep_alive = protocol, kind, keep_alive
+        self.headers = protocol.headers
+        self.request_id = ""
+        self.buffer = bytearray()
+        self.too_large = False
+        self.started = False  # the task serving it exists
+        self.head_sent = False
+        # Read by HttpToolsProtocol: connection_lost sets ``disconnected`` and ``message_event``; shutdown
+        # clears ``keep_alive``; a pipelined request waits while ``response_complete`` is false.
+        self.disconnected = False
+        self.response_complete = False
+        self.message_event = _Disconnect(self)
+        self.watcher: asyncio.Task | None = None  # cancelled if the client leaves
+
+    # --- proxy.exchange.Exchange ---
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    async def body(self, max_bytes: int) -> bytes:
+        if self.too_large or len(self.buffer) > max_bytes:
+            raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
+        return bytes(self.buffer)
+
+    def cancelled_on_disconnect(self) -> "_CancelledOnDisconnect":
+        return _CancelledOnDisconnect(self)
+
+    # --- serving it ---
+
+    async def run(self, gw) -> None:
+        request_id = None
+        value = self.header(REQUEST_ID_HEADER)
+        if value and len(value) <= 128 and value.isascii():
+            request_id = value
+        self.request_id = request_id = request_id or new_request_id()
+        request_id_var.set(request_id)  # this task's own context: it ends with the task
+        try:
+            reply = await service.complete(gw, self, kind=self.kind)
+            if reply.stream is not None:
+                await self._stream(reply)
+            elif not self.disconnected:
+                self._write_head(reply.status, reply.headers, len(reply.body), reply.body)
+        except APIError as exc:
+            body = orjson.dumps(error_body(exc.message, type=exc.type, code=exc.code))
+            self._write_error(exc.status, {"content-type": "application/json", **(exc.headers or {})}, body)
+        except ClientDisconnected:
+            pass
+        except Exception:
+            logger.exception("unhandled error")
+            self._write_error(500, {"content-type": "application/json"}, _INTERNAL_ERROR)
+        finally:
+            self._complete()
+
+    def _write_error(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        if self.head_sent:  # too late for a status: cutting the connection is the only signal left
+            self.keep_alive = False
+        else:
+            self._write_head(status, headers, len(body), body)
+
+    async def _stream(self, reply: Reply) -> None:
+        transport, flow = self.protocol.transport, self.protocol.flow
+        self.watcher = asyncio.current_task()
+        try:
+            self._write_head(reply.status, reply.headers, None, b"")
+            async for data in reply.stream:
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                if flow.write_paused:
+                    await flow.drain()
+            transport.write(b"0\r\n\r\n")
+        except asyncio.CancelledError:
+            if not self.disconnected:
+                raise
+            asyncio.current_task().uncancel()
+        finally:
+            self.watcher = None
+            await reply.stream.aclose()  # closes the upstream response if the stream did not end
+
+    def _write_head(self, status: int, headers: dict[str, str], length: int | None, body: bytes) -> None:
+        if self.disconnected:
+            return
+        self.head_sent = True
+        out = [STATUS_LINE[status]]
+        for name, value in self.protocol.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        for name, value in headers.items():
+            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+        out += (REQUEST_ID_HEADER, b": ", self.request_id.encode(), b"\r\n")
+        if length is None:
+            out.append(b"transfer-encoding: chunked\r\n")
+        else:
+            out += (b"content-length: ", str(length).encode(), b"\r\n")
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        out += (b"\r\n", body)
+        self.protocol.transport.write(b"".join(out))
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        protocol = self.protocol
+        if not self.keep_alive and not protocol.transport.is_closing():
+            protocol.transport.close()
+        protocol.on_response_complete()
+
+
+class _CancelledOnDisconnect:
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: NativeExchange) -> None:
+        self.exchange = exchange
+
+    async def __aenter__(self) -> None:
+        self.exchange.watcher = asyncio.current_task()
+        if self.exchange.disconnected:
+            raise ClientDisconnected()
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        self.exchange.watcher = None
+        if exc_type is asyncio.CancelledError and self.exchange.disconnected:
+            asyncio.current_task().uncancel()
+            raise ClientDisconnected() from None
+        return False
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the completion endpoints served natively."""
+
+    front: CompletionsFront | None = None
+
+    def on_headers_complete(self) -> None:
+        kind = NATIVE_PATHS.get(self.url.partition(b"?")[0])
+        if (
+            kind is None
+            or self.parser.get_method() != b"POST"
+            or (self.cycle is not None and not self.cycle.response_complete)  # pipelined: the normal path queues it
+            or self.limit_concurrency is not None
+            or self.parser.should_upgrade()
+            or self._front() is None
+        ):
+            super().on_headers_complete()
+            return
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self.cycle = NativeExchange(self, kind, keep_alive)
+        if self.expect_100_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.cycle
+        if not isinstance(exchange, NativeExchange):
+            super().on_body(body)
+        elif not exchange.too_large:
+            exchange.buffer += body
+            if len(exchange.buffer) > self.front.app.state.gateway.settings.max_body_bytes:
+                # Answer 413 now and close after it: the rest of the body is not worth reading.
+                exchange.too_large, exchange.buffer, exchange.keep_alive = True, bytearray(), False
+                self._start(exchange)
+
+    def on_message_complete(self) -> None:
+        exchange = self.cycle
+        if not isinstance(exchange, NativeExchange):
+            super().on_message_complete()
+        elif not exchange.started:
+            self._start(exchange)
+
+    def _start(self, exchange: NativeExchange) -> None:
+        exchange.started = True
+        task = self.loop.create_task(exchange.run(self.front.app.state.gateway))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _front(self) -> CompletionsFront | None:
+        if self.front is None:
+            type(self).front = _find_front(self.app)
+        return self.front
