@@ -5,8 +5,39 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from llmops_common.metrics import LATENCY_BUCKETS
 
 
+class VariantMetrics:
+    """One route/variant's series, looked up once: ``labels()`` cost more than the updates themselves."""
+
+    __slots__ = (
+        "_labels",
+        "_requests",
+        "_statuses",
+        "added_latency",
+        "completion_tokens",
+        "latency",
+        "prompt_tokens",
+        "ttft",
+    )
+
+    def __init__(self, metrics: "GatewayMetrics", route: str, variant: str) -> None:
+        self._requests, self._labels = metrics.requests, (route, variant)
+        self._statuses: dict[int, Counter] = {}
+        self.latency = metrics.latency.labels(route, variant)
+        self.added_latency = metrics.added_latency.labels(route, variant)
+        self.ttft = metrics.ttft.labels(route, variant)
+        self.prompt_tokens = metrics.tokens.labels(route, variant, "prompt")
+        self.completion_tokens = metrics.tokens.labels(route, variant, "completion")
+
+    def count(self, status: int) -> None:
+        counter = self._statuses.get(status)
+        if counter is None:
+            counter = self._statuses[status] = self._requests.labels(*self._labels, str(status))
+        counter.inc()
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._variants: dict[tuple[str, str], VariantMetrics] = {}  # routes and variants come from configuration
         route_variant = ("route", "variant")
         self.requests = Counter(
             "llmops_gateway_requests", "Finished requests", (*route_variant, "status"), registry=registry
@@ -87,3 +118,9 @@ class GatewayMetrics:
             "Batches the feedback service refused as invalid (kept on disk)",
             registry=registry,
         )
+
+    def for_variant(self, route: str, variant: str) -> VariantMetrics:
+        found = self._variants.get((route, variant))
+        if found is None:
+            found = self._variants[(route, variant)] = VariantMetrics(self, route, variant)
+        return found

@@ -1,6 +1,5 @@
 """API keys: create, list, update, revoke, and look up by the keyed hash of a presented secret."""
 
-import hashlib
 import hmac
 import secrets
 from datetime import timedelta
@@ -19,7 +18,8 @@ _DISPLAY_CHARS = 6
 
 
 def hash_key(secret: str, *, key_secret: str) -> str:
-    return hmac.new(key_secret.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, the same value as hmac.new(...).hexdigest() at a fraction of the cost.
+    return hmac.digest(key_secret.encode(), secret.encode(), "sha256").hex()
 
 
 def to_public(key: ApiKey) -> KeyPublic:

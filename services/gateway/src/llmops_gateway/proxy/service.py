@@ -109,7 +109,7 @@ async def complete(gw: GatewayState, exchange: Exchange, *, kind: str) -> Reply:
         rag = rag_service.plan(gw, payload, spec)  # before quota: validation only
         reservation = await reserve(gw, key, route, spec, parsed, extra_tokens=rag_service.context_tokens(rag))
     except APIError as exc:  # refused before any upstream: still a request, for error rates
-        gw.metrics.requests.labels(route_label, "-", str(exc.status)).inc()
+        gw.metrics.for_variant(route_label, "-").count(exc.status)
         raise
     call = Call(request_id, kind, key, route, parsed, reservation, started, started_wall)
     if rag is not None:
@@ -274,14 +274,14 @@ def finish(
     usage.update(
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
     )
-    m = gw.metrics
-    m.requests.labels(call.route, variant, str(status)).inc()
-    m.latency.labels(call.route, variant).observe(total_s)
-    m.added_latency.labels(call.route, variant).observe(max(0.0, total_s - upstream_s))
+    m = gw.metrics.for_variant(call.route, variant)
+    m.count(status)
+    m.latency.observe(total_s)
+    m.added_latency.observe(max(0.0, total_s - upstream_s))
     if ttft is not None:
-        m.ttft.labels(call.route, variant).observe(ttft)
-    m.tokens.labels(call.route, variant, "prompt").inc(prompt_tokens)
-    m.tokens.labels(call.route, variant, "completion").inc(completion_tokens)
+        m.ttft.observe(ttft)
+    m.prompt_tokens.inc(prompt_tokens)
+    m.completion_tokens.inc(completion_tokens)
     if call.reservation is not None:
         gw.limiter.reconcile(call.reservation, actual_tokens=usage["total_tokens"])
     record = {
@@ -304,5 +304,5 @@ def finish(
         "error": error,
     }
     if not gw.request_log.emit(record):
-        m.request_log_dropped.inc()
+        gw.metrics.request_log_dropped.inc()
         logger.error("request log queue full; record dropped", extra={"route": call.route})

@@ -1,28 +1,36 @@
 """Quotas and budgets in Redis: every limit of a request checked and reserved in one atomic script call.
 
-The check is the gateway's only Redis round trip on a request's path, so it skips redis-py's command
-machinery (retries, observability hooks, deprecation checks, a task per send for its socket timeout: together
-as much CPU as the rest of the check) and sends a pre-encoded command on connections of its own, with one
-deadline around the whole exchange; redis-py still reads and parses the reply. Reconciliations (real usage
-replacing the reservation) do not need to be immediate: they are summed per counter and written together every
+The check is the gateway's only Redis round trip on a request's path: it goes through one pipelined
+connection of its own (``quotas.pipe``), shared by concurrent requests. Reconciliations (real usage replacing
+the reservation) do not need to be immediate: they are summed per counter and written together every
 ``reconcile_interval_s``, one round trip for all.
 """
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from importlib.resources import files
 
-import redis.asyncio as redis
-from redis.exceptions import NoScriptError, RedisError
-
 from llmops_gateway.limits import Limits
+from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, pack
 
 logger = logging.getLogger(__name__)
 
-_RESERVE = files(__package__).joinpath("reserve.lua").read_text()
-_RECONCILE = files(__package__).joinpath("reconcile.lua").read_text()
+@dataclass(frozen=True)
+class _Script:
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> "_Script":
+        source = files(__package__).joinpath(name).read_text()
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+_RESERVE = _Script.load("reserve.lua")
+_RECONCILE = _Script.load("reconcile.lua")
 
 _WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
 
@@ -54,18 +62,9 @@ class QuotaStoreUnavailable(Exception):
 
 
 class QuotaLimiter:
-    def __init__(
-        self, client: redis.Redis, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02
-    ) -> None:
-        self._client = client
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = {**pool.connection_kwargs, "socket_timeout": None}  # our deadline instead
-        self._idle: list = []  # connections between checks; as many as checks ever ran at once
-        self._timeout_s = timeout_s
+    def __init__(self, redis_url: str, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02) -> None:
+        self._redis = PipelinedRedis(redis_url, timeout_s=timeout_s)
         self._prefix = prefix
-        self._reserve = client.register_script(_RESERVE)
-        self._reconcile = client.register_script(_RECONCILE)
         self._reconcile_interval_s = reconcile_interval_s
         self._pending: dict[str, int] = {}  # token counter -> summed correction not yet written
         self._flusher: asyncio.Task | None = None
@@ -90,8 +89,8 @@ class QuotaLimiter:
         if not plan:
             return Reservation(tokens=tokens)
         try:
-            result = await self._evalsha(self._reserve, len(plan), *args)
-        except (RedisError, OSError) as exc:
+            result = await self._evalsha(_RESERVE, 0, len(plan), *args)
+        except (ReplyError, OSError) as exc:
             raise QuotaStoreUnavailable(repr(exc)) from exc
         if result[0] == 0:
             scope, kind, limit, cost = plan[result[1] - 1]
@@ -104,25 +103,15 @@ class QuotaLimiter:
                 reservation.token_counters.append(counter.decode() if isinstance(counter, bytes) else counter)
         return reservation
 
-    async def _evalsha(self, script, *args):
-        """One EVALSHA. On an error or cancellation redis-py drops the connection (it reconnects on next use), so
-        a half-read reply never reaches the next check."""
-        connection = self._idle.pop() if self._idle else self._connection_class(**self._connection_kwargs)
+    async def _evalsha(self, script: "_Script", *args):
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await connection.send_packed_command(_pack(b"EVALSHA", script.sha, 0, *args), check_health=False)
-                try:
-                    return await connection.read_response()
-                except NoScriptError:  # a restarted or flushed Redis: load the script and go again
-                    await connection.send_packed_command(_pack(b"SCRIPT", b"LOAD", script.script), check_health=False)
-                    await connection.read_response()
-                    await connection.send_packed_command(_pack(b"EVALSHA", script.sha, 0, *args), check_health=False)
-                    return await connection.read_response()
-        except TimeoutError:
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            self._idle.append(connection)
+            return await self._redis.call(pack(b"EVALSHA", script.sha, *args))
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # A restarted or flushed Redis has forgotten the script: load it and go again.
+        await self._redis.call(pack(b"SCRIPT", b"LOAD", script.source))
+        return await self._redis.call(pack(b"EVALSHA", script.sha, *args))
 
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
@@ -147,8 +136,8 @@ class QuotaLimiter:
             return
         counters = list(pending)
         try:
-            await self._reconcile(keys=counters, args=[pending[c] for c in counters])
-        except (RedisError, OSError) as exc:
+            await self._evalsha(_RECONCILE, len(counters), *counters, *(pending[c] for c in counters))
+        except (ReplyError, OSError) as exc:
             logger.warning("quota reconciliation failed", extra={"error": repr(exc), "counters": len(counters)})
 
     async def aclose(self) -> None:
@@ -158,14 +147,5 @@ class QuotaLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
-        for connection in self._idle:
-            await connection.disconnect()
+        self._redis.close()
 
-
-def _pack(*args) -> bytes:
-    """A command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
