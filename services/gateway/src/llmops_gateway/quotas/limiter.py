@@ -64,6 +64,7 @@ class QuotaStoreUnavailable(Exception):
 class QuotaLimiter:
     def __init__(self, redis_url: str, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02) -> None:
         self._redis = PipelinedRedis(redis_url, timeout_s=timeout_s)
+        self._plans: dict[tuple, _Plan] = {}
         self._prefix = prefix
         self._reconcile_interval_s = reconcile_interval_s
         self._pending: dict[str, int] = {}  # token counter -> summed correction not yet written
@@ -73,45 +74,44 @@ class QuotaLimiter:
         self, *, key_id: str, key_limits: Limits, route: str, route_limits: Limits, tokens: int
     ) -> Reservation:
         """Count one request and ``tokens`` against every limit that is set, or raise ``QuotaExceeded``."""
-        plan: list[tuple[str, str, int, int]] = []  # (scope, kind, limit, cost)
-        args: list = []
-        for scope, limits, base in (
-            ("key", key_limits, f"{self._prefix}{{{key_id}}}"),
-            ("route", route_limits, f"{self._prefix}{{{key_id}}}:r:{route}"),
-        ):
-            for kind in ("rpm", "tpm", "tpd"):
-                limit = getattr(limits, kind)
-                if limit is None:
-                    continue
-                cost = 1 if kind == "rpm" else tokens
-                plan.append((scope, kind, limit, cost))
-                args += [f"{base}:{kind}", _WINDOWS[kind], limit, cost]
-        if not plan:
+        plan = self._plan(key_id, key_limits, route, route_limits)
+        if not plan.limits:
             return Reservation(tokens=tokens)
         try:
-            result = await self._evalsha(_RESERVE, 0, len(plan), *args)
+            result = await self._evalsha(_RESERVE, plan.command(tokens))
         except (ReplyError, OSError) as exc:
             raise QuotaStoreUnavailable(repr(exc)) from exc
         if result[0] == 0:
-            scope, kind, limit, cost = plan[result[1] - 1]
+            scope, kind, limit = plan.limits[result[1] - 1]
+            cost = 1 if kind == "rpm" else tokens
             raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
         reservation = Reservation(tokens=tokens)
-        for i, (scope, kind, limit, _) in enumerate(plan):
+        for i, (scope, kind, limit) in enumerate(plan.limits):
             counter, remaining, reset_ms = result[3 + 3 * i : 6 + 3 * i]
             reservation.states.append(LimitState(scope, kind, limit, int(remaining), reset_ms / 1000))
             if kind != "rpm":
-                reservation.token_counters.append(counter.decode() if isinstance(counter, bytes) else counter)
+                reservation.token_counters.append(counter.decode())
         return reservation
 
-    async def _evalsha(self, script: "_Script", *args):
+    def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
+        """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
+        cache_key = (key_id, route, key_limits.rpm, key_limits.tpm, key_limits.tpd, *_values(route_limits))
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
+                self._plans.clear()
+            plan = self._plans[cache_key] = _Plan.build(self._prefix, key_id, key_limits, route, route_limits)
+        return plan
+
+    async def _evalsha(self, script: "_Script", command: bytes):
         try:
-            return await self._redis.call(pack(b"EVALSHA", script.sha, *args))
+            return await self._redis.call(command)
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         # A restarted or flushed Redis has forgotten the script: load it and go again.
         await self._redis.call(pack(b"SCRIPT", b"LOAD", script.source))
-        return await self._redis.call(pack(b"EVALSHA", script.sha, *args))
+        return await self._redis.call(command)
 
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
@@ -136,7 +136,8 @@ class QuotaLimiter:
             return
         counters = list(pending)
         try:
-            await self._evalsha(_RECONCILE, len(counters), *counters, *(pending[c] for c in counters))
+            command = pack(b"EVALSHA", _RECONCILE.sha, len(counters), *counters, *(pending[c] for c in counters))
+            await self._evalsha(_RECONCILE, command)
         except (ReplyError, OSError) as exc:
             logger.warning("quota reconciliation failed", extra={"error": repr(exc), "counters": len(counters)})
 
@@ -149,3 +150,39 @@ class QuotaLimiter:
         await self.flush()
         self._redis.close()
 
+
+def _values(limits: Limits) -> tuple:
+    return limits.rpm, limits.tpm, limits.tpd
+
+
+def _bulk(value) -> bytes:
+    data = str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    limits: list[tuple[str, str, int]]  # (scope, kind, limit), in the script's order
+    head: bytes  # EVALSHA, the script and its argument count
+    fixed: list[bytes]  # per limit: its counter, window and limit, encoded; its cost follows
+
+    @classmethod
+    def build(cls, prefix: str, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
+        limits, fixed = [], []
+        for scope, values, base in (
+            ("key", key_limits, f"{prefix}{{{key_id}}}"),
+            ("route", route_limits, f"{prefix}{{{key_id}}}:r:{route}"),
+        ):
+            for kind, limit in zip(("rpm", "tpm", "tpd"), _values(values), strict=True):
+                if limit is not None:
+                    limits.append((scope, kind, limit))
+                    fixed.append(_bulk(f"{base}:{kind}") + _bulk(_WINDOWS[kind]) + _bulk(limit))
+        head = b"*%d\r\n" % (4 + 4 * len(limits)) + _bulk("EVALSHA") + _bulk(_RESERVE.sha) + _bulk(0) + _bulk(len(limits))
+        return cls(limits, head, fixed)
+
+    def command(self, tokens: int) -> bytes:
+        token_cost = _bulk(tokens)
+        parts = [self.head]
+        for (_, kind, _), fixed in zip(self.limits, self.fixed, strict=True):
+            parts += (fixed, b"$1\r\n1\r\n" if kind == "rpm" else token_cost)
+        return b"".join(parts)
