@@ -1,8 +1,8 @@
-"""The gateway's upstream HTTP client, measured: aiohttp (what the gateway uses) against httpx, side by side.
+"""The gateway's upstream HTTP client, measured: its own (proxy.client) against aiohttp and httpx, side by side.
 
     .venv/bin/python bench/http_client_bench.py [--requests 6000] [--concurrency 1 16 64]
 
-Both clients call the test kit's fake OpenAI upstream (its own process, answers at once) from this process with
+The clients call the test kit's fake OpenAI upstream (its own process, answers at once) from this process with
 pooled keep-alive connections, ``concurrency`` requests in flight, in interleaved rounds. Reported per client and
 level: requests/s, p50/p99 latency and this process's CPU time per request (what the client library costs the
 gateway). Results: bench/results/http_client_bench.json and .png.
@@ -27,6 +27,7 @@ from loadgen import percentile_ms
 
 from llmops_cli.procs import free_port, spawn, stop_processes
 from llmops_common.http import make_http_session
+from llmops_gateway.proxy.client import UpstreamClient
 from llmops_testkit.processes import wait_ready
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,6 +56,15 @@ async def run(url: str, *, levels: list[int], requests: int, rounds: int = 2) ->
     aio = make_http_session(max_connections=1000)
     # httpx with a pool as large as the concurrency, so it is not starved by its own limits.
     hx = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000), timeout=30)
+    lean = UpstreamClient(connect_timeout_s=5, read_timeout_s=30, max_in_flight=1000)
+    base_url, path = url.rsplit("/chat/completions", 1)[0], "/chat/completions"
+    lean_headers = [(b"content-type", b"application/json")]
+
+    async def via_gateway_client() -> None:
+        response = await lean.post(base_url, path, BODY, lean_headers)
+        await response.read()
+        response.release()
+        assert response.status == 200
 
     async def via_aiohttp() -> None:
         async with aio.post(url, data=BODY, headers=HEADERS) as response:
@@ -65,7 +75,7 @@ async def run(url: str, *, levels: list[int], requests: int, rounds: int = 2) ->
         response = await hx.post(url, content=BODY, headers=HEADERS)
         assert response.status_code == 200
 
-    clients = {"aiohttp": via_aiohttp, "httpx": via_httpx}
+    clients = {"gateway": via_gateway_client, "aiohttp": via_aiohttp, "httpx": via_httpx}
     rows = []
     try:
         for call in clients.values():  # warm both pools
@@ -92,6 +102,7 @@ async def run(url: str, *, levels: list[int], requests: int, rounds: int = 2) ->
     finally:
         await aio.close()
         await hx.aclose()
+        await lean.aclose()
     return rows
 
 
@@ -102,7 +113,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (tput, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for client in sorted({r["client"] for r in rows}):
+    for client in dict.fromkeys(r["client"] for r in rows):
         series = sorted((r for r in rows if r["client"] == client), key=lambda r: r["concurrency"])
         levels = [r["concurrency"] for r in series]
         tput.plot(levels, [r["throughput_rps"] for r in series], marker="o", label=client)

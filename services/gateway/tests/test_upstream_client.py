@@ -76,6 +76,24 @@ async def test_body_that_ends_at_close():
     server.close()
 
 
+async def test_large_answers_arrive_whole_and_streamed():
+    big = b"x" * (3 * 1024 * 1024)
+
+    async def answer(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big)
+        await writer.drain()
+
+    server, url = await raw_server(answer)
+    http = client()
+    whole = await http.post(url, "/x", b"{}", JSON)
+    assert await whole.read() == big  # more than the pause threshold, read at once
+    whole.release()
+    streamed = await http.post(url, "/x", b"{}", JSON)
+    assert b"".join([piece async for piece in streamed.chunks()]) == big  # paused and resumed as it is consumed
+    streamed.release()
+    server.close()
+
+
 async def test_idle_connection_closed_by_the_upstream_is_replaced_without_an_error():
     async def handle(reader, writer):  # answers one request per connection, then drops the next unanswered
         try:

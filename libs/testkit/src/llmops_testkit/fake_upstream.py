@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
+# Model servers answer with a request id of their own (vLLM, our inference service): so does the fake.
+_OWN_ID = b"x-request-id: fake-upstream-id\r\n"
+
 
 @dataclass
 class Behaviour:
@@ -150,7 +153,9 @@ class FakeUpstream:
         behaviour: Behaviour,
     ) -> bool:
         self.stats.streams_started += 1
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n" + _OWN_ID + b"\r\n"
+        )
         count = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
         try:
             for i in range(count):
@@ -203,8 +208,8 @@ class FakeUpstream:
     @staticmethod
     def _write_json(writer: asyncio.StreamWriter, status: int, document: dict) -> None:
         body = orjson.dumps(document)
-        head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-        writer.write(head.encode() + body)
+        head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        writer.write(head.encode() + _OWN_ID + b"\r\n" + body)
 
 
 def main() -> None:

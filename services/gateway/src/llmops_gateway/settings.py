@@ -45,7 +45,7 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 120.0  # longest silence allowed between upstream bytes
-    upstream_max_connections: int = 1000
+    upstream_max_connections: int = 1000  # upstream requests in flight at once (each holds a connection)
 
     breaker_failure_threshold: int = 5  # consecutive failures that open a variant's circuit
     breaker_cooldown_s: float = 30.0  # how long it stays open before one trial request

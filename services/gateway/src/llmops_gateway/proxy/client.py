@@ -69,6 +69,8 @@ class Response:
 
     async def read(self) -> bytes:
         conn = self._conn
+        conn.reading_whole = True  # all of it is wanted: no point pausing the connection for it
+        conn.resume()
         while not conn.complete:
             await conn.wait_for_data()
         body = b"".join(conn.chunks)
@@ -124,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self.last_data_at = 0.0
         self.watchdog: asyncio.TimerHandle | None = None
         self.paused = False
+        self.reading_whole = False
 
     # --- an exchange ---
 
@@ -244,7 +247,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > _PAUSE_ABOVE_BYTES and not self.paused:
+        if self.buffered > _PAUSE_ABOVE_BYTES and not self.paused and not self.reading_whole:
             self.paused = True
             self.transport.pause_reading()
         self._wake()

@@ -18,9 +18,11 @@ logger = logging.getLogger(__name__)
 
 # Statuses after which the next fallback is tried; 5xx also count against the variant's circuit.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Headers of the upstream's connection, not of its answer. The body passes through as sent, and so does its
-# content-encoding (none is asked for).
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server", b"date"})
+# Headers of the upstream's connection, not of its answer, and its own request id (the client gets the gateway's).
+# The body passes through as sent, and so does its content-encoding (none is asked for).
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server", b"date", b"x-request-id"}
+)
 
 
 @dataclass(slots=True)
