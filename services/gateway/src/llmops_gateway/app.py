@@ -88,6 +88,7 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
         try:
             yield
         finally:
+            await gw.authenticator.aclose()
             await gw.limiter.aclose()  # pending quota corrections
             await request_log.aclose()
             await upstream.aclose()

@@ -72,6 +72,15 @@ async def get_by_hash(session: AsyncSession, *, key_hash: str) -> ApiKey | None:
     return await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
 
 
+async def get_by_hashes(session: AsyncSession, *, key_hashes: set[str]) -> list[ApiKey]:
+    rows: list[ApiKey] = []
+    ordered = sorted(key_hashes)
+    for start in range(0, len(ordered), 500):  # bounded IN lists
+        chunk = ordered[start : start + 500]
+        rows += (await session.scalars(select(ApiKey).where(ApiKey.key_hash.in_(chunk)))).all()
+    return rows
+
+
 async def update(session: AsyncSession, *, key_id: str, data: KeyUpdate) -> ApiKey:
     key = await get(session, key_id=key_id)
     fields = data.model_dump(exclude_unset=True)
