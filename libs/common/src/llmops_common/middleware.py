@@ -29,6 +29,13 @@ def new_request_id() -> str:
     return f"{_PROCESS_PREFIX}{next(_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
+def accepted_request_id(value: bytes | None) -> str:
+    """The client's ``x-request-id`` if it is sane (1-128 ASCII bytes), else a new one."""
+    if value and len(value) <= 128 and value.isascii():
+        return value.decode()
+    return new_request_id()
+
+
 class RequestIdMiddleware:
     """Takes ``x-request-id`` from the client (if sane) or makes one, and echoes it on every response."""
 
@@ -39,13 +46,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                if 0 < len(value) <= 128 and value.isascii():
-                    request_id = value.decode()
-                break
-        request_id = request_id or new_request_id()
+        given = next((value for name, value in scope["headers"] if name == REQUEST_ID_HEADER), None)
+        request_id = accepted_request_id(given)
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         encoded = request_id.encode()

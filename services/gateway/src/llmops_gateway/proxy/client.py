@@ -40,7 +40,7 @@ class UpstreamBroken(UpstreamError):
 class Origin:
     """Where requests for one base URL go, with the request line prefix and Host header encoded once."""
 
-    __slots__ = ("host", "host_header", "path_prefix", "port", "tls")
+    __slots__ = ("host", "host_header", "path_prefix", "pool_key", "port", "tls")
 
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
@@ -51,6 +51,7 @@ class Origin:
         self.port = parts.port or (443 if self.tls else 80)
         self.path_prefix = parts.path.rstrip("/").encode()
         self.host_header = parts.netloc.rpartition("@")[2].encode()
+        self.pool_key = (self.host, self.port, self.tls)  # base URLs on one server share its connections
 
 
 class Response:
@@ -211,9 +212,6 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamBroken(f"invalid HTTP from the upstream: {exc}"))
             self.abort()
 
-    def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost settles the exchange
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.head is not None and self.status and not self.complete and self._ends_at_close():
@@ -222,12 +220,6 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamBroken("the upstream closed the connection" + (f": {exc}" if exc else "")))
         self._stop_watchdog()
         self.client.forget(self)
-
-    def pause_writing(self) -> None:  # request bodies are small: nothing to hold back
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     def _ends_at_close(self) -> bool:
         names = {name for name, _ in self.headers}
@@ -314,7 +306,7 @@ class UpstreamClient:
             raise
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
-        idle = self._idle.get((origin.host, origin.port, origin.tls))
+        idle = self._idle.get(origin.pool_key)
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -339,15 +331,14 @@ class UpstreamClient:
         return conn
 
     def put_back(self, conn: _Connection) -> None:
-        origin = conn.origin
         conn.idle_since = time.monotonic()
-        self._idle.setdefault((origin.host, origin.port, origin.tls), []).append(conn)
+        self._idle.setdefault(conn.origin.pool_key, []).append(conn)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(_IDLE_SWEEP_S, self._sweep)
 
     def forget(self, conn: _Connection) -> None:
         """A closed connection leaves the pool (it may be idle there)."""
-        idle = self._idle.get((conn.origin.host, conn.origin.port, conn.origin.tls))
+        idle = self._idle.get(conn.origin.pool_key)
         if idle and conn in idle:
             idle.remove(conn)
 

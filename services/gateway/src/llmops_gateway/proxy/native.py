@@ -20,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.logging import request_id_var
-from llmops_common.middleware import REQUEST_ID_HEADER, new_request_id
+from llmops_common.middleware import REQUEST_ID_HEADER, accepted_request_id
 from llmops_common.streaming import ClientDisconnected
 from llmops_gateway.proxy import service
 from llmops_gateway.proxy.exchange import Reply
@@ -82,7 +82,7 @@ class NativeExchange:
         return None
 
     async def body(self, max_bytes: int) -> bytes:
-        if self.too_large or len(self.buffer) > max_bytes:
+        if self.too_large:  # set by the protocol as the body arrived, against the same setting
             raise APIError(413, f"request body over {max_bytes} bytes", code="request_too_large")
         return bytes(self.buffer)
 
@@ -92,12 +92,9 @@ class NativeExchange:
     # --- serving it ---
 
     async def run(self, gw) -> None:
-        request_id = None
-        value = self.header(REQUEST_ID_HEADER)
-        if value and len(value) <= 128 and value.isascii():
-            request_id = value
-        self.request_id = request_id = request_id or new_request_id()
-        request_id_var.set(request_id)  # this task's own context: it ends with the task
+        given = next((value for name, value in self.headers if name == REQUEST_ID_HEADER), None)
+        self.request_id = accepted_request_id(given)
+        request_id_var.set(self.request_id)  # this task's own context: it ends with the task
         try:
             reply = await service.complete(gw, self, kind=self.kind)
             if reply.stream is not None:

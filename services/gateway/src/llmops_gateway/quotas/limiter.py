@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 
 from llmops_gateway.limits import Limits
-from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, pack
+from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, bulk, pack
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class QuotaLimiter:
 
     def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
         """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
-        cache_key = (key_id, route, key_limits.rpm, key_limits.tpm, key_limits.tpd, *_values(route_limits))
+        cache_key = (key_id, route, *_values(key_limits), *_values(route_limits))
         plan = self._plans.get(cache_key)
         if plan is None:
             if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
@@ -155,11 +155,6 @@ def _values(limits: Limits) -> tuple:
     return limits.rpm, limits.tpm, limits.tpd
 
 
-def _bulk(value) -> bytes:
-    data = str(value).encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     limits: list[tuple[str, str, int]]  # (scope, kind, limit), in the script's order
@@ -176,12 +171,12 @@ class _Plan:
             for kind, limit in zip(("rpm", "tpm", "tpd"), _values(values), strict=True):
                 if limit is not None:
                     limits.append((scope, kind, limit))
-                    fixed.append(_bulk(f"{base}:{kind}") + _bulk(_WINDOWS[kind]) + _bulk(limit))
-        head = b"*%d\r\n" % (4 + 4 * len(limits)) + _bulk("EVALSHA") + _bulk(_RESERVE.sha) + _bulk(0) + _bulk(len(limits))
+                    fixed.append(bulk(f"{base}:{kind}") + bulk(_WINDOWS[kind]) + bulk(limit))
+        head = b"*%d\r\n" % (4 + 4 * len(limits)) + bulk("EVALSHA") + bulk(_RESERVE.sha) + bulk(0) + bulk(len(limits))
         return cls(limits, head, fixed)
 
     def command(self, tokens: int) -> bytes:
-        token_cost = _bulk(tokens)
+        token_cost = bulk(tokens)
         parts = [self.head]
         for (_, kind, _), fixed in zip(self.limits, self.fixed, strict=True):
             parts += (fixed, b"$1\r\n1\r\n" if kind == "rpm" else token_cost)
