@@ -1,5 +1,6 @@
 """The gateway's app factory: ``uvicorn llmops_gateway.app:create_app --factory``."""
 
+import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -84,10 +85,13 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
         # Everything made so far lives as long as the process: keep the collector from walking it again and
         # again (full collections over it were the long tail of p99 under load).
         gc.freeze()
+        metrics_flusher = asyncio.create_task(metrics.flush_periodically(), name="metrics-flusher")
         logger.info("gateway started")
         try:
             yield
         finally:
+            metrics_flusher.cancel()
+            metrics.flush()
             await gw.authenticator.aclose()
             await gw.limiter.aclose()  # pending quota corrections
             await request_log.aclose()

@@ -41,6 +41,18 @@ def _find_front(app) -> CompletionsFront | None:
     return None
 
 
+_default_head: tuple[object, bytes] = (None, b"")
+
+
+def _default_headers(server_state) -> bytes:
+    """uvicorn's server and date headers, encoded once per new list (uvicorn makes one a second, for the date)."""
+    global _default_head
+    headers = server_state.default_headers
+    if _default_head[0] is not headers:
+        _default_head = (headers, b"".join(name + b": " + value + b"\r\n" for name, value in headers))
+    return _default_head[1]
+
+
 class _Disconnect:
     """Stands in for the cycle's ``message_event``: uvicorn sets it when the connection is lost."""
 
@@ -140,20 +152,13 @@ class NativeExchange:
         if self.disconnected:
             return
         self.head_sent = True
-        out = [STATUS_LINE[status]]
-        for name, value in self.protocol.server_state.default_headers:
-            out += (name, b": ", value, b"\r\n")
-        for name, value in headers.items():
-            out.append(f"{name}: {value}\r\n".encode("latin-1"))
-        out += (REQUEST_ID_HEADER, b": ", self.request_id.encode(), b"\r\n")
-        if length is None:
-            out.append(b"transfer-encoding: chunked\r\n")
-        else:
-            out += (b"content-length: ", str(length).encode(), b"\r\n")
+        text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        text += f"x-request-id: {self.request_id}\r\n"
+        text += "transfer-encoding: chunked\r\n" if length is None else f"content-length: {length}\r\n"
         if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out += (b"\r\n", body)
-        self.protocol.transport.write(b"".join(out))
+            text += "connection: close\r\n"
+        head = STATUS_LINE[status] + _default_headers(self.protocol.server_state) + text.encode("latin-1")
+        self.protocol.transport.write(b"".join((head, b"\r\n", body)))
 
     def _complete(self) -> None:
         self.response_complete = True

@@ -16,11 +16,12 @@ def reservation_headers(reservation: Reservation | None) -> dict[str, str]:
     """The tightest state of each limit kind, in OpenAI's ``x-ratelimit-*`` header names."""
     if reservation is None:
         return {}
-    tightest = {}
-    for state in reservation.states:
-        if state.kind not in tightest or state.remaining < tightest[state.kind].remaining:
-            tightest[state.kind] = state
+    tightest: dict[str, tuple] = {}
+    for state in reservation.states():
+        kind = state[0]
+        if kind not in tightest or state[2] < tightest[kind][2]:
+            tightest[kind] = state
     headers = {}
     for state in tightest.values():
-        headers.update(limit_headers(state.kind, state.limit, state.remaining, state.reset_s))
+        headers.update(limit_headers(*state))
     return headers

@@ -18,6 +18,7 @@ from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, bulk, pack
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class _Script:
     source: str
@@ -35,20 +36,25 @@ _RECONCILE = _Script.load("reconcile.lua")
 _WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
 
 
-@dataclass(frozen=True, slots=True)
-class LimitState:
-    scope: str  # "key" or "route"
-    kind: str  # "rpm", "tpm" or "tpd"
-    limit: int
-    remaining: int
-    reset_s: float
-
-
 @dataclass(slots=True)
 class Reservation:
+    """What one request reserved: its token estimate and, for each limit that is set, the script's answer."""
+
     tokens: int
-    token_counters: list[str] = field(default_factory=list)
-    states: list[LimitState] = field(default_factory=list)
+    plan: "_Plan | None" = None  # None: no limit applies
+    result: list[int] = field(default_factory=list)  # the script's reply: see reserve.lua
+
+    def states(self):
+        """(kind, limit, remaining, reset in seconds) of every limit checked."""
+        if self.plan is not None:
+            for i, (_, kind, limit) in enumerate(self.plan.limits):
+                yield kind, limit, self.result[4 + 3 * i], self.result[5 + 3 * i] / 1000
+
+    def token_counters(self) -> list[str]:
+        """The counters (of this window) that hold the token estimate."""
+        if self.plan is None:
+            return []
+        return [f"{base}:{self.result[3 + 3 * i]}" for i, base in self.plan.token_counter_bases]
 
 
 class QuotaExceeded(Exception):
@@ -62,7 +68,9 @@ class QuotaStoreUnavailable(Exception):
 
 
 class QuotaLimiter:
-    def __init__(self, redis_url: str, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02) -> None:
+    def __init__(
+        self, redis_url: str, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02
+    ) -> None:
         self._redis = PipelinedRedis(redis_url, timeout_s=timeout_s)
         self._plans: dict[tuple, _Plan] = {}
         self._prefix = prefix
@@ -85,13 +93,7 @@ class QuotaLimiter:
             scope, kind, limit = plan.limits[result[1] - 1]
             cost = 1 if kind == "rpm" else tokens
             raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
-        reservation = Reservation(tokens=tokens)
-        for i, (scope, kind, limit) in enumerate(plan.limits):
-            counter, remaining, reset_ms = result[3 + 3 * i : 6 + 3 * i]
-            reservation.states.append(LimitState(scope, kind, limit, int(remaining), reset_ms / 1000))
-            if kind != "rpm":
-                reservation.token_counters.append(counter.decode())
-        return reservation
+        return Reservation(tokens=tokens, plan=plan, result=result)
 
     def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
         """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
@@ -116,9 +118,9 @@ class QuotaLimiter:
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
         delta = actual_tokens - reservation.tokens
-        if delta == 0 or not reservation.token_counters:
+        if delta == 0 or reservation.plan is None or not reservation.plan.token_counter_bases:
             return
-        for counter in reservation.token_counters:
+        for counter in reservation.token_counters():
             self._pending[counter] = self._pending.get(counter, 0) + delta
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
@@ -160,20 +162,23 @@ class _Plan:
     limits: list[tuple[str, str, int]]  # (scope, kind, limit), in the script's order
     head: bytes  # EVALSHA, the script and its argument count
     fixed: list[bytes]  # per limit: its counter, window and limit, encoded; its cost follows
+    token_counter_bases: list[tuple[int, str]]  # (index in limits, counter name without its window) of token limits
 
     @classmethod
     def build(cls, prefix: str, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
-        limits, fixed = [], []
+        limits, fixed, token_counter_bases = [], [], []
         for scope, values, base in (
             ("key", key_limits, f"{prefix}{{{key_id}}}"),
             ("route", route_limits, f"{prefix}{{{key_id}}}:r:{route}"),
         ):
             for kind, limit in zip(("rpm", "tpm", "tpd"), _values(values), strict=True):
                 if limit is not None:
+                    if kind != "rpm":
+                        token_counter_bases.append((len(limits), f"{base}:{kind}"))
                     limits.append((scope, kind, limit))
                     fixed.append(bulk(f"{base}:{kind}") + bulk(_WINDOWS[kind]) + bulk(limit))
         head = b"*%d\r\n" % (4 + 4 * len(limits)) + bulk("EVALSHA") + bulk(_RESERVE.sha) + bulk(0) + bulk(len(limits))
-        return cls(limits, head, fixed)
+        return cls(limits, head, fixed, token_counter_bases)
 
     def command(self, tokens: int) -> bytes:
         token_cost = bulk(tokens)

@@ -9,6 +9,7 @@ is cancelled (its client left) just does not read its reply.
 """
 
 import asyncio
+import re
 import ssl
 from collections import deque
 
@@ -17,6 +18,9 @@ from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_ur
 
 class ReplyError(Exception):
     """Redis answered with an error (``-ERR ...``, ``-NOSCRIPT ...``)."""
+
+
+_INTEGERS = re.compile(rb"(?::-?\d+\r\n)+")
 
 
 class _Incomplete(Exception):
@@ -50,7 +54,11 @@ def parse(buf: bytearray, pos: int):
             raise _Incomplete
         return bytes(buf[pos : pos + size]), pos + size + 2
     if kind == 42:  # "*" array
-        size, items = int(line), []
+        size = int(line)
+        integers = _INTEGERS.match(buf, pos)  # the quota script's answer: integers only, read in one go
+        if integers is not None and integers.group().count(b":") == size:
+            return [int(n) for n in integers.group()[1:-2].split(b"\r\n:")], integers.end()
+        items = []
         for _ in range(max(size, 0)):
             item, pos = parse(buf, pos)
             items.append(item)

@@ -1,12 +1,13 @@
 -- Check and reserve every limit of a request atomically, in one round trip.
 -- Fixed windows on Redis's own clock, so all gateway replicas agree on window edges.
 -- ARGV: n, then n groups of (counter base name, window seconds, limit, cost).
--- Returns {1, 0, 0, key_1, remaining_1, reset_ms_1, ...} when reserved, or
+-- Returns {1, 0, 0, window_id_1, remaining_1, reset_ms_1, ...} when reserved (integers only: the gateway
+-- parses this reply on every request; it names counters as base .. ':' .. window_id itself), or
 --         {0, i, retry_after_ms, ...} when limit i (1-based) would be exceeded; nothing is counted then.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = tonumber(ARGV[1])
-local keys, used, resets = {}, {}, {}
+local keys, windows, used, resets = {}, {}, {}, {}
 for i = 1, n do
   local base = ARGV[2 + (i - 1) * 4]
   local window = tonumber(ARGV[3 + (i - 1) * 4])
@@ -19,7 +20,7 @@ for i = 1, n do
   if current + cost > limit then
     return {0, i, math.ceil(reset * 1000)}
   end
-  keys[i], used[i], resets[i] = key, current + cost, reset
+  keys[i], windows[i], used[i], resets[i] = key, window_id, current + cost, reset
 end
 local result = {1, 0, 0}
 for i = 1, n do
@@ -29,7 +30,7 @@ for i = 1, n do
   redis.call('INCRBY', keys[i], cost)
   -- Kept a little past its window so a late reconciliation still finds it.
   redis.call('EXPIRE', keys[i], window + 120)
-  table.insert(result, keys[i])
+  table.insert(result, windows[i])
   table.insert(result, limit - used[i])
   table.insert(result, math.ceil(resets[i] * 1000))
 end

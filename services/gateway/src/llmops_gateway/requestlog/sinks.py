@@ -28,14 +28,18 @@ class NullSink(RequestLogSink):
 
 
 class BatchingSink(RequestLogSink):
-    """Queues records in memory and hands them to ``write_batch`` in batches from one background task.
+    """Keeps records in memory and hands them to ``write_batch`` in batches from one background task.
     A batch waits up to ``linger_s`` for company, so a busy gateway makes one write per many requests
-    rather than one each. On close, everything queued before is written first."""
+    rather than one each. On close, everything emitted before is written first. (A plain list, not an
+    ``asyncio.Queue``: the queue's bookkeeping cost more than the record itself on the request path.)"""
 
     def __init__(self, *, queue_size: int, batch_size: int, linger_s: float = 0.05) -> None:
-        self._queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=queue_size)
+        self._pending: list[dict] = []
+        self._queue_size = queue_size
         self._batch_size = batch_size
         self._linger_s = linger_s
+        self._wakeup = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task | None = None
 
     @abstractmethod
@@ -45,36 +49,33 @@ class BatchingSink(RequestLogSink):
         self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__}-writer")
 
     def emit(self, record: dict) -> bool:
-        try:
-            self._queue.put_nowait(record)
-            return True
-        except asyncio.QueueFull:
+        if len(self._pending) >= self._queue_size:
             return False
+        self._pending.append(record)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return True
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[dict] = []
-            item = await self._queue.get()
-            if item is not None and self._queue.qsize() < self._batch_size:
+        while True:
+            await self._wakeup.wait()
+            if not self._closing and len(self._pending) < self._batch_size:
                 await asyncio.sleep(self._linger_s)
-            while True:
-                if item is None:  # the sentinel from aclose: write what came before it, then stop
-                    stopping = True
-                    break
-                batch.append(item)
-                if self._queue.empty() or len(batch) >= self._batch_size:
-                    break
-                item = self._queue.get_nowait()
-            if batch:
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                del self._pending[: self._batch_size]
                 try:
                     await self.write_batch(batch)
                 except Exception:
                     logger.exception("request log batch lost", extra={"records": len(batch)})
+            if self._closing:  # only now: what was emitted before the close is written first
+                return
 
     async def aclose(self) -> None:
         if self._task is not None:
-            await self._queue.put(None)
+            self._closing = True
+            self._wakeup.set()
             await self._task
             self._task = None
 

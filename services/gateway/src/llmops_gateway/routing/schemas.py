@@ -1,4 +1,5 @@
 from datetime import datetime
+from functools import cached_property
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,7 +22,7 @@ class Variant(BaseModel):
         default=None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable holding the upstream's API key"
     )
 
-    @property
+    @cached_property  # read on every request; a URL object renders itself slowly
     def base_url(self) -> str:
         return str(self.upstream).rstrip("/")
 
@@ -62,6 +63,14 @@ class RouteSpec(BaseModel):
                 raise ValueError(f"fallback variant {fallback.name!r} reuses a variant's name; refer to it by name")
         return self
 
+    # Derived once per loaded route (the route table holds its specs until the next reload), not per request.
+
+    @cached_property
+    def active_variants(self) -> list[Variant]:
+        """The variants with a share of traffic."""
+        return [v for v in self.variants if v.weight > 0]
+
+    @cached_property
     def fallback_variants(self) -> list[Variant]:
         by_name = {v.name: v for v in self.variants}
         return [by_name[f] if isinstance(f, str) else f for f in self.fallbacks]

@@ -20,7 +20,9 @@ def _unit_hash(*parts: str) -> float:
 
 
 def choose(route_name: str, spec: RouteSpec, *, user: str | None) -> Variant:
-    variants = [v for v in spec.variants if v.weight > 0]
+    variants = spec.active_variants
+    if len(variants) == 1:
+        return variants[0]
     if not spec.sticky or user is None:
         return random.choices(variants, weights=[v.weight for v in variants])[0]
     # Score -ln(u)/w is exponentially distributed with rate w; the smallest wins with probability w/sum(w).
@@ -30,8 +32,10 @@ def choose(route_name: str, spec: RouteSpec, *, user: str | None) -> Variant:
 def candidates(route_name: str, spec: RouteSpec, *, user: str | None) -> list[Variant]:
     """The chosen variant first, then the route's fallbacks in order, without repeats."""
     chosen = choose(route_name, spec, user=user)
+    if not spec.fallbacks:
+        return [chosen]
     ordered, seen = [chosen], {chosen.name}
-    for fallback in spec.fallback_variants():
+    for fallback in spec.fallback_variants:
         if fallback.name not in seen:
             ordered.append(fallback)
             seen.add(fallback.name)
