@@ -8,7 +8,9 @@ keep-alive load generator (bench/loadgen.py) in this process. Each figure is the
 path, measured in interleaved rounds so that machine noise hits both alike:
 - sequential latency p50/p99: direct, via the gateway with a key without limits, and with a key with limits (the
   difference between the last two is the cost of the quota check: one Redis round trip);
-- throughput and p99 at each concurrency, direct and via a gateway with each worker count;
+- throughput and p99 at each concurrency, direct and via a gateway with each worker count, with the CPU each
+  process spent per request (gateway, upstream, load generator: /proc accounting); the same through
+  bench/python_floor_proxy.py, the least any Python proxy costs here (no features at all), as a reference;
 - 100 concurrent streams (the upstream sends 16 chunks 20 ms apart): time to first token and inter-chunk delay.
 Results: bench/results/gateway_bench.json and .png.
 """
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -46,16 +49,21 @@ class Platform:
         self.tmp, self.procs = tmp, []
         self.redis = find_or_start_redis(tmp, die_with_parent=True)
         self.admin_token, key_secret = new_secrets()
-        self.upstream_port, self.fastapi_port = free_port(), free_port()
-        self._spawn(
+        self.upstream_port, self.fastapi_port, self.floor_port = free_port(), free_port(), free_port()
+        self.upstream_pid = self._spawn(
             "upstream",
             [sys.executable, "-m", "llmops_testkit.fake_upstream", "--port", str(self.upstream_port)]
             + ["--chunks", str(CHUNKS), "--chunk-delay", str(CHUNK_DELAY_S)],
         )
-        self._spawn(
+        self.fastapi_pid = self._spawn(
             "fastapi-upstream",
             [sys.executable, "-m", "uvicorn", "fastapi_upstream:app", "--app-dir", str(Path(__file__).parent)]
             + ["--port", str(self.fastapi_port), "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
+        )
+        self.floor_pid = self._spawn(
+            "python-floor-proxy",
+            [sys.executable, str(Path(__file__).parent / "python_floor_proxy.py")]
+            + ["--port", str(self.floor_port), "--upstream-port", str(self.upstream_port)],
         )
         env = {
             "GATEWAY_ADMIN_TOKEN": self.admin_token,
@@ -66,22 +74,25 @@ class Platform:
             "GATEWAY_REQUEST_LOG_PATH": str(tmp / "request-log.jsonl"),
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
-        self.gateway_ports = {}
+        self.gateway_ports, self.gateway_pids = {}, {}
         for count in workers:
             port = self.gateway_ports[count] = free_port()
-            self._spawn(
+            self.gateway_pids[count] = self._spawn(
                 f"gateway-w{count}",
                 [sys.executable, "-m", "llmops_gateway", "--port", str(port), "--workers", str(count)],
                 env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-w{count}")} if count > 1 else env,
             )
         for port in (self.upstream_port, self.fastapi_port):
             wait_ready(f"http://127.0.0.1:{port}/v1/models", timeout_s=30)
+        # The floor proxy sends whatever it gets to the upstream's chat endpoint: an answer means it is up.
+        wait_ready(f"http://127.0.0.1:{self.floor_port}/v1/models", timeout_s=30)
         for port in self.gateway_ports.values():
             wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         log = self.tmp / f"{name}.log"
         self.procs.append(spawn(argv, log_path=log, env={**os.environ, **(env or {})}, die_with_parent=True))
+        return self.procs[-1].pid
 
     def setup_route_and_keys(self) -> dict[str, str]:
         url = f"http://127.0.0.1:{next(iter(self.gateway_ports.values()))}"
@@ -100,6 +111,22 @@ class Platform:
     def stop(self) -> None:
         stop_processes(self.procs)
         self.redis.stop()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time of a process and its children (a gateway's workers); of this process when ``pid`` is None."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [pid, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it just exited
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def chat(stream: bool, route: str = "bench") -> bytes:
@@ -141,21 +168,37 @@ def _gw_request(key: str, *, stream: bool, route: str = "bench") -> bytes:
 
 async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: list[int], requests: int) -> list[dict]:
     rows = []
-    targets = {"direct": (plat.upstream_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False)))}
+    direct = encode_post("127.0.0.1", "/v1/chat/completions", chat(False))
+    # name: (port, request, the proxy's pid (None: direct), the upstream's pid)
+    targets = {"direct": (plat.upstream_port, direct, None, plat.upstream_pid)}
+    targets["python_floor"] = (plat.floor_port, direct, plat.floor_pid, plat.upstream_pid)
     for count, port in plat.gateway_ports.items():
-        targets[f"gateway_w{count}"] = (port, _gw_request(keys["metered"], stream=False))
+        targets[f"gateway_w{count}"] = (
+            port,
+            _gw_request(keys["metered"], stream=False),
+            plat.gateway_pids[count],
+            plat.upstream_pid,
+        )
     # The same against an upstream built like vLLM's API server (bench/fastapi_upstream.py).
-    targets["direct_fastapi"] = (plat.fastapi_port, encode_post("127.0.0.1", "/v1/chat/completions", chat(False)))
+    direct_fastapi = encode_post("127.0.0.1", "/v1/chat/completions", chat(False))
+    targets["direct_fastapi"] = (plat.fastapi_port, direct_fastapi, None, plat.fastapi_pid)
     most = max(plat.gateway_ports)
     targets[f"gateway_w{most}_fastapi"] = (
         plat.gateway_ports[most],
         _gw_request(keys["metered"], stream=False, route="bench-fastapi"),
+        plat.gateway_pids[most],
+        plat.fastapi_pid,
     )
     for level in levels:
         runs: dict[str, list] = {name: [] for name in targets}
+        cpu: dict[str, list] = {name: [] for name in targets}
         for _ in range(2):
-            for name, (port, raw) in targets.items():
-                runs[name].append(await closed_loop("127.0.0.1", port, raw, concurrency=level, requests=requests))
+            for name, (port, raw, proxy_pid, upstream_pid) in targets.items():
+                pids = {"proxy": proxy_pid, "upstream": upstream_pid, "load_generator": None}
+                before = {role: cpu_seconds(pid) for role, pid in pids.items() if role != "proxy" or pid}
+                run = await closed_loop("127.0.0.1", port, raw, concurrency=level, requests=requests)
+                cpu[name].append({role: cpu_seconds(pids[role]) - was for role, was in before.items()})
+                runs[name].append(run)
         for name, measured in runs.items():
             latencies = [x for run in measured for x in run.latencies_s]
             rows.append(
@@ -166,11 +209,15 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
                     "p50_ms": percentile_ms(latencies, 50),
                     "p99_ms": percentile_ms(latencies, 99),
                     "errors": sum(r.errors for r in measured),
+                    "cpu_us_per_request": {
+                        role: round(1e6 * sum(c[role] for c in cpu[name]) / max(1, len(latencies)), 1)
+                        for role in cpu[name][0]
+                    },
                 }
             )
         level_rows = {r["path"]: r for r in rows if r["concurrency"] == level}
         for name, row in level_rows.items():
-            if name.startswith("gateway"):
+            if name.startswith(("gateway", "python_floor")):
                 row["reference"] = "direct_fastapi" if name.endswith("_fastapi") else "direct"
                 direct = level_rows[row["reference"]]
                 row["throughput_vs_direct"] = round(row["throughput_rps"] / direct["throughput_rps"], 3)
@@ -216,7 +263,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (seq_ax, tput_ax, stream_ax) = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, (seq_ax, tput_ax, cpu_ax, stream_ax) = plt.subplots(1, 4, figsize=(21, 4.8))
     seq = results["sequential"]
     names = ["direct", "gateway", "gateway_quota"]
     x = range(len(names))
@@ -236,6 +283,19 @@ def plot(results: dict, path: Path) -> None:
     tput_ax.set_ylabel("requests/s")
     tput_ax.set_title("Throughput (closed loop)")
     tput_ax.legend()
+
+    # Where the CPU goes, per request, at the highest concurrency: the 2 cores are shared by all three.
+    top = max(r["concurrency"] for r in rows)
+    at_top = [r for r in rows if r["concurrency"] == top and not r["path"].endswith("_fastapi")]
+    bottom = [0.0] * len(at_top)
+    for role in ("load_generator", "upstream", "proxy"):
+        heights = [r["cpu_us_per_request"].get(role, 0.0) for r in at_top]
+        cpu_ax.bar(range(len(at_top)), heights, 0.6, bottom=bottom, label=role.replace("_", " "))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    cpu_ax.set_xticks(range(len(at_top)), [r["path"].replace("_", "\n", 1) for r in at_top])
+    cpu_ax.set_ylabel("CPU µs per request")
+    cpu_ax.set_title(f"CPU per request at concurrency {top}")
+    cpu_ax.legend()
 
     st = results["streaming"]
     metrics = ["ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "gap_p99_ms"]

@@ -21,9 +21,18 @@ def _load(name: str) -> dict | None:
 
 def _describe(path: str) -> str:
     """``gateway_w2_fastapi`` -> "2 worker(s), FastAPI upstream"."""
+    if path == "python_floor":
+        return "reference: the least a Python proxy costs (bench/python_floor_proxy.py, no features)"
     workers = path.removeprefix("gateway_w").split("_")[0]
     upstream = "FastAPI upstream" if path.endswith("_fastapi") else "asyncio upstream"
     return f"{workers} worker(s), {upstream}"
+
+
+def _cpu(row: dict) -> str:
+    cpu = row.get("cpu_us_per_request")
+    if not cpu:
+        return ""
+    return f"; CPU/request: proxy {cpu['proxy']:.0f} µs, upstream {cpu['upstream']:.0f}, load generator {cpu['load_generator']:.0f}"
 
 
 def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
@@ -40,7 +49,7 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
         ("gateway", "quota check (p50, one Redis round trip)", f"{seq['quota_check_p50_ms']:.2f} ms"),
     ]
     for row in r["concurrency"]:
-        if row["path"].startswith("gateway"):
+        if row["path"].startswith(("gateway", "python_floor")):
             direct = next(
                 d for d in r["concurrency"] if d["path"] == row["reference"] and d["concurrency"] == row["concurrency"]
             )
@@ -50,7 +59,7 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
                     f"throughput at concurrency {row['concurrency']}, {_describe(row['path'])}",
                     (
                         f"{row['throughput_rps']:.0f} req/s = {row['throughput_vs_direct']:.2f}x direct "
-                        f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms"
+                        f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms" + _cpu(row)
                     ),
                 )
             )

@@ -64,6 +64,8 @@ def parse(body: bytes, kind: str) -> tuple[dict, ChatCompletionRequest | Complet
 async def reserve(
     gw: GatewayState, key: AuthenticatedKey, route: str, spec: RouteSpec, parsed, *, extra_tokens: int = 0
 ) -> Reservation | None:
+    if key.limits.empty and spec.limits.empty:
+        return None  # nothing to count: no estimate, no Redis
     cost = (
         extra_tokens
         + tokens.estimate_prompt_tokens(parsed)
