@@ -30,6 +30,7 @@ def test_cpu_defaults_work_on_two_cores():
     assert _flag(argv, "--gpu-memory-utilization") == "0.2" and _flag(argv, "--max-model-len") == "2048"
     assert "--enforce-eager" in argv and "--enable-lora" in argv and _flag(argv, "--max-lora-rank") == "16"
     assert "--quantization" not in argv
+    assert _flag(argv, "--dtype") == "float32"  # the bundled model: bfloat16 on AMX CPUs answered nonsense
 
 
 def test_gpu_settings_reach_the_command_line(monkeypatch):
@@ -47,6 +48,7 @@ def test_gpu_settings_reach_the_command_line(monkeypatch):
     assert _flag(argv, "--tensor-parallel-size") == "2" and _flag(argv, "--quantization") == "awq"
     assert _flag(argv, "--gpu-memory-utilization") == "0.9" and _flag(argv, "--max-loras") == "8"
     assert "--enforce-eager" not in argv and argv[-4:] == ["--max-num-seqs", "64", "--kv-cache-dtype", "fp8"]
+    assert _flag(argv, "--dtype") == "auto"  # any other model: vLLM's choice, unless set
 
 
 def test_vllm_environment_allows_runtime_lora_and_keeps_our_secrets_out(monkeypatch):

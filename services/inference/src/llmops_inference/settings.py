@@ -75,6 +75,14 @@ class InferenceSettings(ServiceSettings):
         """What vLLM loads: a local directory or a model id."""
         return self.model or str(prepare.bundled_model_dir(self.model_cache_dir))
 
+    def vllm_dtype(self) -> str:
+        # "auto" runs the bundled 135M model in float32: vLLM's bfloat16 CPU kernels on CPUs with AMX (Sapphire
+        # Rapids and later) turned its greedy answer to "What is the capital of France?" into nonsense, where
+        # transformers in either dtype answers "Paris"; at this size float32 costs little.
+        if self.dtype == "auto" and self.uses_bundled_model:
+            return "float32"
+        return self.dtype
+
     def served_name(self) -> str:
         if self.served_model_name:
             return self.served_model_name

@@ -23,7 +23,7 @@ def vllm_argv(settings: InferenceSettings) -> list[str]:
         "--port",
         str(settings.vllm_port),
         "--dtype",
-        settings.dtype,
+        settings.vllm_dtype(),
         "--max-model-len",
         str(settings.max_model_len),
         "--gpu-memory-utilization",
