@@ -110,14 +110,15 @@ class FakeUpstream:
         self, method: str, path: str, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         """Returns False when the connection must close."""
-        behaviour = self.behaviour
+        # Bound once: a request still running when the next test resets the fake counts into its own test's stats.
+        behaviour, stats = self.behaviour, self.stats
         if path.endswith("/models"):
             self._write_json(writer, 200, {"object": "list", "data": [{"id": self.name, "object": "model"}]})
             return True
         payload = orjson.loads(body) if body else {}
-        self.stats.requests.append(payload)
+        stats.requests.append(payload)
         if behaviour.delay_s and await self._client_left_during(reader, behaviour.delay_s):
-            self.stats.abandoned_before_answer += 1
+            stats.abandoned_before_answer += 1
             return False
         if behaviour.status != 200:
             error = {"error": {"message": f"{self.name} fails on purpose", "type": "server_error", "code": None}}
@@ -125,7 +126,7 @@ class FakeUpstream:
             return True
         chat = path.endswith("/chat/completions")
         if payload.get("stream"):
-            return await self._stream(reader, writer, payload, chat, behaviour)
+            return await self._stream(reader, writer, payload, chat, behaviour, stats)
         completion_tokens = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
         text = self._answer(payload, completion_tokens)
         choice = {"index": 0, "finish_reason": "stop"}
@@ -151,8 +152,9 @@ class FakeUpstream:
         payload: dict,
         chat: bool,
         behaviour: Behaviour,
+        stats: Stats,
     ) -> bool:
-        self.stats.streams_started += 1
+        stats.streams_started += 1
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n" + _OWN_ID + b"\r\n"
         )
@@ -173,10 +175,10 @@ class FakeUpstream:
                 self._write_event(writer, {"id": "cmpl-fake", "choices": [], "usage": self._usage(behaviour, count)})
             writer.write(self._chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
             await writer.drain()
-            self.stats.streams_finished += 1
+            stats.streams_finished += 1
             return True
         except (ConnectionError, asyncio.CancelledError):
-            self.stats.streams_cancelled += 1
+            stats.streams_cancelled += 1
             raise
 
     @staticmethod
