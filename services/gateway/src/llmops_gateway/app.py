@@ -68,7 +68,7 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
             upstream=upstream,
             authenticator=KeyAuthenticator(sessions, key_secret=key_secret, ttl_s=settings.key_cache_ttl_s),
             routes=RouteTable(sessions, ttl_s=settings.route_cache_ttl_s),
-            limiter=QuotaLimiter(settings.redis_url, prefix=settings.redis_key_prefix),
+            limiter=QuotaLimiter(settings.redis_url, prefix=settings.redis_key_prefix, lease_s=settings.quota_lease_s),
             breakers=CircuitBreakers(
                 threshold=settings.breaker_failure_threshold,
                 cooldown_s=settings.breaker_cooldown_s,

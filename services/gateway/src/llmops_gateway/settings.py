@@ -34,6 +34,9 @@ class GatewaySettings(ServiceSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "llmops:gw:"
     quota_failure_mode: QuotaFailureMode = QuotaFailureMode.closed
+    # A busy key's quota is taken from Redis this many seconds of its traffic at a time (at most 1/100 of a
+    # limit) and spent locally; 0: every request with limits checks Redis (see quotas/plan.py).
+    quota_lease_s: float = Field(default=0.1, ge=0, le=10)
 
     # A key or route change is seen by every replica within these many seconds.
     key_cache_ttl_s: float = 0.5

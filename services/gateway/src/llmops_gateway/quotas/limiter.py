@@ -1,7 +1,8 @@
 """Quotas and budgets in Redis: every limit of a request checked and reserved in one atomic script call.
 
-The check is the gateway's only Redis round trip on a request's path: it goes through one pipelined
-connection of its own (``quotas.pipe``), shared by concurrent requests. Reconciliations (real usage replacing
+The check is the gateway's only Redis round trip on a request's path, and a busy key's requests mostly skip it:
+a process leases quota ahead of use (``quotas.plan``). It goes through one pipelined connection of its own
+(``quotas.pipe``), shared by concurrent requests. Reconciliations (real usage replacing
 the reservation) do not need to be immediate: they are summed per counter and written together every
 ``reconcile_interval_s``, one round trip for all.
 """
@@ -10,11 +11,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 
 from llmops_gateway.limits import Limits
-from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, bulk, pack
+from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, pack
+from llmops_gateway.quotas.plan import Plan
 
 logger = logging.getLogger(__name__)
 
@@ -33,28 +36,28 @@ class _Script:
 _RESERVE = _Script.load("reserve.lua")
 _RECONCILE = _Script.load("reconcile.lua")
 
-_WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
-
 
 @dataclass(slots=True)
 class Reservation:
-    """What one request reserved: its token estimate and, for each limit that is set, the script's answer."""
+    """What one request reserved: its token estimate and, per limit that is set, the state after it."""
 
     tokens: int
-    plan: "_Plan | None" = None  # None: no limit applies
-    result: list[int] = field(default_factory=list)  # the script's reply: see reserve.lua
+    plan: Plan | None = None  # None: no limit applies
+    windows: list[int] = field(default_factory=list)  # per limit: the window its cost was counted in
+    remaining: list[int] = field(default_factory=list)
+    reset_s: list[float] = field(default_factory=list)
 
     def states(self):
         """(kind, limit, remaining, reset in seconds) of every limit checked."""
         if self.plan is not None:
             for i, (_, kind, limit) in enumerate(self.plan.limits):
-                yield kind, limit, self.result[4 + 3 * i], self.result[5 + 3 * i] / 1000
+                yield kind, limit, self.remaining[i], self.reset_s[i]
 
     def token_counters(self) -> list[str]:
         """The counters (of this window) that hold the token estimate."""
         if self.plan is None:
             return []
-        return [f"{base}:{self.result[3 + 3 * i]}" for i, base in self.plan.token_counter_bases]
+        return [f"{base}:{self.windows[i]}" for i, base in self.plan.token_counter_bases]
 
 
 class QuotaExceeded(Exception):
@@ -69,10 +72,17 @@ class QuotaStoreUnavailable(Exception):
 
 class QuotaLimiter:
     def __init__(
-        self, redis_url: str, *, prefix: str, timeout_s: float = 2.0, reconcile_interval_s: float = 0.02
+        self,
+        redis_url: str,
+        *,
+        prefix: str,
+        lease_s: float = 0.1,
+        timeout_s: float = 2.0,
+        reconcile_interval_s: float = 0.02,
     ) -> None:
         self._redis = PipelinedRedis(redis_url, timeout_s=timeout_s)
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, Plan] = {}
+        self._lease_s = lease_s
         self._prefix = prefix
         self._reconcile_interval_s = reconcile_interval_s
         self._pending: dict[str, int] = {}  # token counter -> summed correction not yet written
@@ -85,24 +95,41 @@ class QuotaLimiter:
         plan = self._plan(key_id, key_limits, route, route_limits)
         if not plan.limits:
             return Reservation(tokens=tokens)
+        now = time.monotonic()
+        plan.note(tokens, now)
+        if plan.spend(tokens, now):
+            lease = plan.lease
+            return _reservation(plan, tokens, lease.windows, lease.remaining, lease.ends_at, now)
+        leases = [0] * len(plan.limits) if plan.refilling else plan.wanted_leases(now)
+        asks_lease = any(leases)
+        plan.refilling |= asks_lease
         try:
-            result = await self._evalsha(_RESERVE, plan.command(tokens))
+            result = await self._evalsha(_RESERVE, plan.command(_RESERVE.sha, tokens, leases))
         except (ReplyError, OSError) as exc:
             raise QuotaStoreUnavailable(repr(exc)) from exc
+        finally:
+            if asks_lease:
+                plan.refilling = False
         if result[0] == 0:
             scope, kind, limit = plan.limits[result[1] - 1]
             cost = 1 if kind == "rpm" else tokens
             raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
-        return Reservation(tokens=tokens, plan=plan, result=result)
+        windows, remaining, leased = result[3::4], result[4::4], result[6::4]
+        # From the time before the call: a lease ends no later than its window does on Redis's clock.
+        ends_at = [now + reset_ms / 1000 for reset_ms in result[5::4]]
+        if any(leased):
+            plan.granted(windows, remaining, ends_at, leased)
+        return _reservation(plan, tokens, windows, remaining, ends_at, now)
 
-    def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
+    def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> Plan:
         """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
-        cache_key = (key_id, route, *_values(key_limits), *_values(route_limits))
+        cache_key = (key_id, route, key_limits.rpm, key_limits.tpm, key_limits.tpd)
+        cache_key += (route_limits.rpm, route_limits.tpm, route_limits.tpd)
         plan = self._plans.get(cache_key)
         if plan is None:
             if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
                 self._plans.clear()
-            plan = self._plans[cache_key] = _Plan.build(self._prefix, key_id, key_limits, route, route_limits)
+            plan = self._plans[cache_key] = Plan(self._prefix, key_id, key_limits, route, route_limits, self._lease_s)
         return plan
 
     async def _evalsha(self, script: "_Script", command: bytes):
@@ -153,36 +180,11 @@ class QuotaLimiter:
         self._redis.close()
 
 
-def _values(limits: Limits) -> tuple:
-    return limits.rpm, limits.tpm, limits.tpd
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    limits: list[tuple[str, str, int]]  # (scope, kind, limit), in the script's order
-    head: bytes  # EVALSHA, the script and its argument count
-    fixed: list[bytes]  # per limit: its counter, window and limit, encoded; its cost follows
-    token_counter_bases: list[tuple[int, str]]  # (index in limits, counter name without its window) of token limits
-
-    @classmethod
-    def build(cls, prefix: str, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> "_Plan":
-        limits, fixed, token_counter_bases = [], [], []
-        for scope, values, base in (
-            ("key", key_limits, f"{prefix}{{{key_id}}}"),
-            ("route", route_limits, f"{prefix}{{{key_id}}}:r:{route}"),
-        ):
-            for kind, limit in zip(("rpm", "tpm", "tpd"), _values(values), strict=True):
-                if limit is not None:
-                    if kind != "rpm":
-                        token_counter_bases.append((len(limits), f"{base}:{kind}"))
-                    limits.append((scope, kind, limit))
-                    fixed.append(bulk(f"{base}:{kind}") + bulk(_WINDOWS[kind]) + bulk(limit))
-        head = b"*%d\r\n" % (4 + 4 * len(limits)) + bulk("EVALSHA") + bulk(_RESERVE.sha) + bulk(0) + bulk(len(limits))
-        return cls(limits, head, fixed, token_counter_bases)
-
-    def command(self, tokens: int) -> bytes:
-        token_cost = bulk(tokens)
-        parts = [self.head]
-        for (_, kind, _), fixed in zip(self.limits, self.fixed, strict=True):
-            parts += (fixed, b"$1\r\n1\r\n" if kind == "rpm" else token_cost)
-        return b"".join(parts)
+def _reservation(
+    plan: Plan, tokens: int, windows: list[int], remaining: list[int], ends_at: list[float], now: float
+) -> Reservation:
+    """Remaining counts what this process still holds leased in the same window: it is not used yet."""
+    lease = plan.lease
+    if lease is not None:
+        remaining = [r + (lease.balance[i] if lease.windows[i] == windows[i] else 0) for i, r in enumerate(remaining)]
+    return Reservation(tokens, plan, windows, remaining, [max(0.0, end - now) for end in ends_at])

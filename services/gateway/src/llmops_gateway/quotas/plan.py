@@ -1,0 +1,100 @@
+"""One key and route's limits: the script call encoded once, and quota leased ahead of use.
+
+Leases: a busy key would make every request a Redis round trip, and on Redis a script run (with many replicas,
+a ceiling on the whole platform's throughput). So with a request's own cost a process takes up to
+``lease_s`` seconds of that key's recent traffic more (never over 1/100 of a limit) and spends it locally
+until it runs out or its window ends. Nothing is ever admitted beyond a limit: what a process spends was
+reserved in Redis first. What it leased and did not spend stays counted for the rest of that window, so a
+limit may refuse up to one lease per process early, never late. Quiet keys and small limits (a lease under 2)
+are checked in Redis on every request, exactly.
+"""
+
+import time
+
+from llmops_gateway.limits import Limits
+from llmops_gateway.quotas.pipe import bulk
+
+WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
+_MAX_LEASE_SHARE = 100  # a lease is at most 1/100 of its limit
+_RATE_PERIOD_S = 1.0  # the traffic rate that sizes leases is measured over this
+
+
+class Lease:
+    """Per limit: what is left to spend here, its window, what Redis had left for others, when the window ends."""
+
+    __slots__ = ("balance", "ends_at", "remaining", "windows")
+
+    def __init__(self, balance: list[int], windows: list[int], remaining: list[int], ends_at: list[float]) -> None:
+        self.balance, self.windows, self.remaining, self.ends_at = balance, windows, remaining, ends_at
+
+
+class Plan:
+    def __init__(self, prefix: str, key_id: str, key_limits: Limits, route: str, route_limits: Limits, lease_s: float):
+        self.limits: list[tuple[str, str, int]] = []  # (scope, kind, limit), in the script's order
+        self.fixed: list[bytes] = []  # per limit: its counter, window and limit, encoded; cost and lease follow
+        self.token_counter_bases: list[tuple[int, str]] = []  # (index in limits, counter without its window)
+        for scope, limits, base in (
+            ("key", key_limits, f"{prefix}{{{key_id}}}"),
+            ("route", route_limits, f"{prefix}{{{key_id}}}:r:{route}"),
+        ):
+            for kind, limit in (("rpm", limits.rpm), ("tpm", limits.tpm), ("tpd", limits.tpd)):
+                if limit is not None:
+                    if kind != "rpm":
+                        self.token_counter_bases.append((len(self.limits), f"{base}:{kind}"))
+                    self.limits.append((scope, kind, limit))
+                    self.fixed.append(bulk(f"{base}:{kind}") + bulk(WINDOWS[kind]) + bulk(limit))
+        self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA")  # the script's sha follows
+        self.lease: Lease | None = None
+        self.refilling = False  # one call at a time asks for a lease; the others meanwhile ask for their cost only
+        self._lease_s = lease_s
+        self._lease_requests = self._lease_tokens = 0
+        self._since, self._requests, self._tokens = time.monotonic(), 0, 0
+
+    def command(self, sha: str, tokens: int, leases: list[int]) -> bytes:
+        token_cost = bulk(tokens)
+        parts = [self.head, bulk(sha), bulk(0), bulk(len(self.limits))]
+        for (_, kind, _), fixed, lease in zip(self.limits, self.fixed, leases, strict=True):
+            parts += (fixed, b"$1\r\n1\r\n" if kind == "rpm" else token_cost, bulk(lease))
+        return b"".join(parts)
+
+    def note(self, tokens: int, now: float) -> None:
+        """Counts a request towards the traffic rate that sizes the next lease."""
+        self._requests += 1
+        self._tokens += tokens
+        elapsed = now - self._since
+        if elapsed >= _RATE_PERIOD_S:
+            self._lease_requests = int(self._requests / elapsed * self._lease_s)
+            self._lease_tokens = int(self._tokens / elapsed * self._lease_s)
+            self._since, self._requests, self._tokens = now, 0, 0
+
+    def wanted_leases(self, now: float) -> list[int]:
+        """Per limit, how much to lease with the next call (0 where what is left here is still enough)."""
+        lease, sizes = self.lease, []
+        for i, (_, kind, limit) in enumerate(self.limits):
+            size = min(self._lease_requests if kind == "rpm" else self._lease_tokens, limit // _MAX_LEASE_SHARE)
+            if size < 2 or (lease is not None and lease.ends_at[i] > now and lease.balance[i] >= size):
+                size = 0
+            sizes.append(size)
+        return sizes
+
+    def spend(self, tokens: int, now: float) -> bool:
+        """Takes a request's cost from the lease, if every limit's lease is current and has enough left."""
+        lease = self.lease
+        if lease is None:
+            return False
+        balance, ends_at = lease.balance, lease.ends_at
+        for i, (_, kind, _) in enumerate(self.limits):
+            if ends_at[i] <= now or balance[i] < (1 if kind == "rpm" else tokens):
+                return False
+        for i, (_, kind, _) in enumerate(self.limits):
+            balance[i] -= 1 if kind == "rpm" else tokens
+        return True
+
+    def granted(self, windows: list[int], remaining: list[int], ends_at: list[float], leased: list[int]) -> None:
+        """A script call's grant: added to what is left of a lease in the same windows, the rest dropped."""
+        old = self.lease
+        balance = [
+            leased[i] + (old.balance[i] if old is not None and old.windows[i] == windows[i] else 0)
+            for i in range(len(self.limits))
+        ]
+        self.lease = Lease(balance, windows, remaining, ends_at)
