@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from llmops_gateway.requestlog.sinks import jsonl
+
 
 class Spool:
     """Files are named by creation time, so replay goes oldest first. Several gateway processes may
@@ -27,7 +29,7 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{id(records):x}.jsonl"
         temporary = self.directory / f".{name}.tmp"
         with temporary.open("wb") as f:
-            f.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
+            f.write(jsonl(records))
             f.flush()
             os.fsync(f.fileno())
         path = self.directory / name

@@ -29,6 +29,7 @@ from llmops_gateway.proxy.front import CompletionsFront
 logger = logging.getLogger(__name__)
 
 NATIVE_PATHS = {b"/v1/chat/completions": "chat", b"/v1/completions": "text"}
+_REQUEST_ID = REQUEST_ID_HEADER.decode()
 _INTERNAL_ERROR = orjson.dumps(error_body("internal error", type="server_error", code="internal_error"))
 
 
@@ -153,7 +154,7 @@ class NativeExchange:
             return
         self.head_sent = True
         text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        text += f"x-request-id: {self.request_id}\r\n"
+        text += f"{_REQUEST_ID}: {self.request_id}\r\n"
         text += "transfer-encoding: chunked\r\n" if length is None else f"content-length: {length}\r\n"
         if not self.keep_alive:
             text += "connection: close\r\n"

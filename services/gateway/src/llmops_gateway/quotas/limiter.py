@@ -104,15 +104,16 @@ class QuotaLimiter:
         asks_lease = any(leases)
         plan.refilling |= asks_lease
         try:
-            result = await self._evalsha(_RESERVE, plan.command(_RESERVE.sha, tokens, leases))
+            result = await self._evalsha(_RESERVE, plan.command(tokens, leases))
         except (ReplyError, OSError) as exc:
             raise QuotaStoreUnavailable(repr(exc)) from exc
         finally:
             if asks_lease:
                 plan.refilling = False
         if result[0] == 0:
-            scope, kind, limit = plan.limits[result[1] - 1]
-            cost = 1 if kind == "rpm" else tokens
+            index = result[1] - 1
+            scope, kind, limit = plan.limits[index]
+            cost = plan.costs(tokens)[index]
             raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
         windows, remaining, leased = result[3::4], result[4::4], result[6::4]
         # From the time before the call: a lease ends no later than its window does on Redis's clock.
@@ -129,7 +130,9 @@ class QuotaLimiter:
         if plan is None:
             if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
                 self._plans.clear()
-            plan = self._plans[cache_key] = Plan(self._prefix, key_id, key_limits, route, route_limits, self._lease_s)
+            plan = self._plans[cache_key] = Plan(
+                _RESERVE.sha, self._prefix, key_id, key_limits, route, route_limits, self._lease_s
+            )
         return plan
 
     async def _evalsha(self, script: "_Script", command: bytes):
@@ -145,9 +148,10 @@ class QuotaLimiter:
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
         delta = actual_tokens - reservation.tokens
-        if delta == 0 or reservation.plan is None or not reservation.plan.token_counter_bases:
+        counters = reservation.token_counters() if delta else []
+        if not counters:
             return
-        for counter in reservation.token_counters():
+        for counter in counters:
             self._pending[counter] = self._pending.get(counter, 0) + delta
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())

@@ -29,7 +29,16 @@ class Lease:
 
 
 class Plan:
-    def __init__(self, prefix: str, key_id: str, key_limits: Limits, route: str, route_limits: Limits, lease_s: float):
+    def __init__(
+        self,
+        script_sha: str,
+        prefix: str,
+        key_id: str,
+        key_limits: Limits,
+        route: str,
+        route_limits: Limits,
+        lease_s: float,
+    ):
         self.limits: list[tuple[str, str, int]] = []  # (scope, kind, limit), in the script's order
         self.fixed: list[bytes] = []  # per limit: its counter, window and limit, encoded; cost and lease follow
         self.token_counter_bases: list[tuple[int, str]] = []  # (index in limits, counter without its window)
@@ -43,19 +52,23 @@ class Plan:
                         self.token_counter_bases.append((len(self.limits), f"{base}:{kind}"))
                     self.limits.append((scope, kind, limit))
                     self.fixed.append(bulk(f"{base}:{kind}") + bulk(WINDOWS[kind]) + bulk(limit))
-        self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA")  # the script's sha follows
+        self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA") + bulk(script_sha) + bulk(0)
+        self.head += bulk(len(self.limits))
         self.lease: Lease | None = None
         self.refilling = False  # one call at a time asks for a lease; the others meanwhile ask for their cost only
         self._lease_s = lease_s
         self._lease_requests = self._lease_tokens = 0
         self._since, self._requests, self._tokens = time.monotonic(), 0, 0
 
-    def command(self, sha: str, tokens: int, leases: list[int]) -> bytes:
-        token_cost = bulk(tokens)
-        parts = [self.head, bulk(sha), bulk(0), bulk(len(self.limits))]
-        for (_, kind, _), fixed, lease in zip(self.limits, self.fixed, leases, strict=True):
-            parts += (fixed, b"$1\r\n1\r\n" if kind == "rpm" else token_cost, bulk(lease))
+    def command(self, tokens: int, leases: list[int]) -> bytes:
+        parts = [self.head]
+        for fixed, cost, lease in zip(self.fixed, self.costs(tokens), leases, strict=True):
+            parts += (fixed, bulk(cost), bulk(lease))
         return b"".join(parts)
+
+    def costs(self, tokens: int) -> list[int]:
+        """A request's cost for each limit: one request, or its tokens."""
+        return [1 if kind == "rpm" else tokens for _, kind, _ in self.limits]
 
     def note(self, tokens: int, now: float) -> None:
         """Counts a request towards the traffic rate that sizes the next lease."""
@@ -82,12 +95,11 @@ class Plan:
         lease = self.lease
         if lease is None:
             return False
-        balance, ends_at = lease.balance, lease.ends_at
-        for i, (_, kind, _) in enumerate(self.limits):
-            if ends_at[i] <= now or balance[i] < (1 if kind == "rpm" else tokens):
-                return False
-        for i, (_, kind, _) in enumerate(self.limits):
-            balance[i] -= 1 if kind == "rpm" else tokens
+        balance, ends_at, costs = lease.balance, lease.ends_at, self.costs(tokens)
+        if any(end <= now or left < cost for end, left, cost in zip(ends_at, balance, costs, strict=True)):
+            return False
+        for i, cost in enumerate(costs):
+            balance[i] -= cost
         return True
 
     def granted(self, windows: list[int], remaining: list[int], ends_at: list[float], leased: list[int]) -> None:

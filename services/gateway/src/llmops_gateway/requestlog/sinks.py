@@ -10,6 +10,11 @@ import orjson
 logger = logging.getLogger(__name__)
 
 
+def jsonl(records: list[dict]) -> bytes:
+    """Records as JSON lines (the file sink's and the spool's format)."""
+    return b"".join(orjson.dumps(r, default=str, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+
+
 class RequestLogSink(ABC):
     @abstractmethod
     def emit(self, record: dict) -> bool:
@@ -92,7 +97,7 @@ class JsonlFileSink(BatchingSink):
         await super().start()
 
     async def write_batch(self, batch: list[dict]) -> None:
-        data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in batch)
+        data = jsonl(batch)
         await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:
