@@ -40,22 +40,23 @@ class Connection:
     def close(self) -> None:
         self.writer.close()
 
-    async def _head(self) -> tuple[int, dict[bytes, bytes]]:
+    async def _head(self) -> tuple[int, int | None]:
+        """The status and the content length (None: chunked). The head is searched, not split into headers:
+        the client's cost must not grow with the number of headers a server sends, or on a shared machine
+        a server that sends more (the gateway's x-ratelimit-*) would look slower by the client's work."""
         head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.split(b"\r\n")
-        headers = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-        return int(status_line.split(b" ", 2)[1]), headers
+        status = int(head[9:12])  # "HTTP/1.1 200 ..."
+        at = head.lower().find(b"\r\ncontent-length:")
+        if at < 0:
+            return status, None
+        return status, int(head[at + 17 : head.index(b"\r\n", at + 17)])
 
     async def request(self, raw: bytes) -> int:
         """Sends a request and reads the whole response; returns its status."""
         self.writer.write(raw)
-        status, headers = await self._head()
-        if b"content-length" in headers:
-            await self.reader.readexactly(int(headers[b"content-length"]))
+        status, length = await self._head()
+        if length is not None:
+            await self.reader.readexactly(length)
         else:
             async for _ in self._chunks():
                 pass

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from llmops_gateway.proxy.outbox import Outbox
+
 _IDLE_SWEEP_S = 10.0
 _PAUSE_ABOVE_BYTES = 256 * 1024  # a consumer this far behind stops the reading of its connection
 
@@ -135,7 +137,7 @@ class _Connection(asyncio.Protocol):
         self.head = self.loop.create_future()
         self.last_data_at = self.loop.time()
         self.watchdog = self.loop.call_at(self.last_data_at + self.client.read_timeout_s, self._check_silence)
-        self.transport.write(raw)
+        self.client.outbox.send(self.transport, raw)
         return self.head
 
     def wait_for_data(self) -> asyncio.Future:
@@ -254,9 +256,16 @@ class UpstreamClient:
     """Keep-alive connections per upstream origin; at most ``max_in_flight`` exchanges at once (more wait)."""
 
     def __init__(
-        self, *, connect_timeout_s: float, read_timeout_s: float, max_in_flight: int, idle_timeout_s: float = 30.0
+        self,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        max_in_flight: int,
+        idle_timeout_s: float = 30.0,
+        outbox: Outbox | None = None,
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.outbox = outbox or Outbox()  # requests go out in bursts (see proxy/outbox.py)
         self.idle_timeout_s = idle_timeout_s
         self.slots = asyncio.Semaphore(max_in_flight)
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}

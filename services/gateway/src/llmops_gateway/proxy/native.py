@@ -25,6 +25,7 @@ from llmops_common.streaming import ClientDisconnected
 from llmops_gateway.proxy import service
 from llmops_gateway.proxy.exchange import Reply
 from llmops_gateway.proxy.front import CompletionsFront
+from llmops_gateway.proxy.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class NativeExchange:
         self.too_large = False
         self.started = False  # the task serving it exists
         self.head_sent = False
+        self.in_outbox = False  # its whole response waits in the outbox
         # Read by HttpToolsProtocol: connection_lost sets ``disconnected`` and ``message_event``; shutdown
         # clears ``keep_alive``; a pipelined request waits while ``response_complete`` is false.
         self.disconnected = False
@@ -113,7 +115,7 @@ class NativeExchange:
             if reply.stream is not None:
                 await self._stream(reply)
             elif not self.disconnected:
-                self._write_head(reply.status, reply.headers, len(reply.body), reply.body)
+                self._write_head(reply.status, reply.headers, len(reply.body), reply.body, whole=True)
         except APIError as exc:
             body = orjson.dumps(error_body(exc.message, type=exc.type, code=exc.code))
             self._write_error(exc.status, {"content-type": "application/json", **(exc.headers or {})}, body)
@@ -123,13 +125,14 @@ class NativeExchange:
             logger.exception("unhandled error")
             self._write_error(500, {"content-type": "application/json"}, _INTERNAL_ERROR)
         finally:
-            self._complete()
+            if not self.in_outbox:  # else the outbox completes it once written
+                self._complete()
 
     def _write_error(self, status: int, headers: dict[str, str], body: bytes) -> None:
         if self.head_sent:  # too late for a status: cutting the connection is the only signal left
             self.keep_alive = False
         else:
-            self._write_head(status, headers, len(body), body)
+            self._write_head(status, headers, len(body), body, whole=True)
 
     async def _stream(self, reply: Reply) -> None:
         transport, flow = self.protocol.transport, self.protocol.flow
@@ -149,7 +152,11 @@ class NativeExchange:
             self.watcher = None
             await reply.stream.aclose()  # closes the upstream response if the stream did not end
 
-    def _write_head(self, status: int, headers: dict[str, str], length: int | None, body: bytes) -> None:
+    def _write_head(
+        self, status: int, headers: dict[str, str], length: int | None, body: bytes, *, whole: bool = False
+    ) -> None:
+        """``whole``: the entire response, sent with this iteration's other writes (``proxy.outbox``); the exchange
+        is complete once it is written (a shutdown meanwhile sees it unfinished and lets it go out)."""
         if self.disconnected:
             return
         self.head_sent = True
@@ -159,7 +166,11 @@ class NativeExchange:
         if not self.keep_alive:
             text += "connection: close\r\n"
         head = STATUS_LINE[status] + _default_headers(self.protocol.server_state) + text.encode("latin-1")
-        self.protocol.transport.write(b"".join((head, b"\r\n", body)))
+        if whole:
+            self.in_outbox = True
+            self.protocol.outbox.send(self.protocol.transport, b"".join((head, b"\r\n", body)), self._complete)
+        else:
+            self.protocol.transport.write(head + b"\r\n")
 
     def _complete(self) -> None:
         self.response_complete = True
@@ -192,6 +203,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the completion endpoints served natively."""
 
     front: CompletionsFront | None = None
+    outbox: Outbox | None = None
 
     def on_headers_complete(self) -> None:
         kind = NATIVE_PATHS.get(self.url.partition(b"?")[0])
@@ -230,7 +242,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _start(self, exchange: NativeExchange) -> None:
         exchange.started = True
-        task = self.loop.create_task(exchange.run(self.front.app.state.gateway))
+        gw = self.front.app.state.gateway
+        self.outbox = gw.upstream.outbox  # one burst per iteration for the upstreams' requests and the answers
+        task = self.loop.create_task(exchange.run(gw))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
