@@ -301,6 +301,19 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order(gateway, route,
     assert all(orjson.loads(body)["usage"]["total_tokens"] for _, body in first + rest)
 
 
+def test_connection_close_gets_the_whole_answer_then_the_close(gateway, route, key):
+    """The answer waits for the end of the loop iteration (proxy.outbox); the close must come after it."""
+    body = orjson.dumps(chat_body(route))
+    with _connect(gateway) as sock:
+        sock.sendall(_raw_head(key, len(body), extra="connection: close\r\n") + body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, answer = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
+    assert orjson.loads(answer)["choices"][0]["message"]["content"].startswith("alpha:")
+
+
 def test_expect_100_continue_and_a_query_string(gateway, route, key):
     body = orjson.dumps(chat_body(route))
     with _connect(gateway) as sock:
