@@ -2,26 +2,32 @@
 
 from llmops_gateway.quotas.limiter import Reservation
 
+_SUFFIXES = {"rpm": "requests", "tpm": "tokens", "tpd": "tokens-day"}
+# Per limit kind: the names of its limit, remaining and reset headers (built once, not per response).
+_NAMES = {
+    kind: (f"x-ratelimit-limit-{suffix}", f"x-ratelimit-remaining-{suffix}", f"x-ratelimit-reset-{suffix}")
+    for kind, suffix in _SUFFIXES.items()
+}
+
 
 def limit_headers(kind: str, limit: int, remaining: int, reset_s: float) -> dict[str, str]:
-    suffix = {"rpm": "requests", "tpm": "tokens", "tpd": "tokens-day"}[kind]
-    return {
-        f"x-ratelimit-limit-{suffix}": str(limit),
-        f"x-ratelimit-remaining-{suffix}": str(max(0, remaining)),
-        f"x-ratelimit-reset-{suffix}": f"{reset_s:.3f}s",
-    }
+    limit_name, remaining_name, reset_name = _NAMES[kind]
+    return {limit_name: str(limit), remaining_name: str(max(0, remaining)), reset_name: f"{reset_s:.3f}s"}
 
 
 def reservation_headers(reservation: Reservation | None) -> dict[str, str]:
-    """The tightest state of each limit kind, in OpenAI's ``x-ratelimit-*`` header names."""
-    if reservation is None:
+    """The tightest state of each limit kind (key or route), in OpenAI's ``x-ratelimit-*`` header names."""
+    if reservation is None or reservation.plan is None:
         return {}
-    tightest: dict[str, tuple] = {}
-    for state in reservation.states():
-        kind = state[0]
-        if kind not in tightest or state[2] < tightest[kind][2]:
-            tightest[kind] = state
+    limits, remaining = reservation.plan.limits, reservation.remaining
+    tightest: dict[str, int] = {}  # kind -> index of its limit with the least remaining
+    for i, (_, kind, _) in enumerate(limits):
+        if kind not in tightest or remaining[i] < remaining[tightest[kind]]:
+            tightest[kind] = i
     headers = {}
-    for state in tightest.values():
-        headers.update(limit_headers(*state))
+    for kind, i in tightest.items():
+        limit_name, remaining_name, reset_name = _NAMES[kind]
+        headers[limit_name] = str(limits[i][2])
+        headers[remaining_name] = str(max(0, remaining[i]))
+        headers[reset_name] = f"{reservation.reset_s[i]:.3f}s"
     return headers

@@ -47,12 +47,6 @@ class Reservation:
     remaining: list[int] = field(default_factory=list)
     reset_s: list[float] = field(default_factory=list)
 
-    def states(self):
-        """(kind, limit, remaining, reset in seconds) of every limit checked."""
-        if self.plan is not None:
-            for i, (_, kind, limit) in enumerate(self.plan.limits):
-                yield kind, limit, self.remaining[i], self.reset_s[i]
-
     def token_counters(self) -> list[str]:
         """The counters (of this window) that hold the token estimate."""
         if self.plan is None:
