@@ -1,6 +1,6 @@
 """Gateway benchmark: what the gateway adds to a request, measured side by side with calling the upstream directly.
 
-    .venv/bin/python bench/gateway_bench.py [--requests 3000] [--concurrency 1 16 64] [--streams 100] [--workers 1 2]
+    .venv/bin/python bench/gateway_bench.py [--requests 20000] [--concurrency 1 16 64] [--streams 100] [--workers 1 2]
 
 Everything runs on this machine in one run: a fake OpenAI upstream in its own process (answers at once, every
 response in one write with TCP_NODELAY), real gateway processes (SQLite keys, real Redis for quotas) and a lean
@@ -329,7 +329,7 @@ async def run_all(plat: Platform, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000, help="requests per path and level")
+    parser.add_argument("--requests", type=int, default=20000, help="requests per path and level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gateway worker counts to compare")
