@@ -46,7 +46,11 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
                 f"(direct {seq['direct']['p50_ms']:.2f} / {seq['direct']['p99_ms']:.2f} ms)"
             ),
         ),
-        ("gateway", "quota check (p50; a busy key mostly spends its local lease, else one Redis round trip)", f"{seq['quota_check_p50_ms']:.2f} ms"),
+        (
+            "gateway",
+            "quota check (p50; a busy key mostly spends its local lease, else one Redis round trip)",
+            f"{seq['quota_check_p50_ms']:.2f} ms",
+        ),
     ]
     for row in r["concurrency"]:
         if row["path"].startswith(("gateway", "python_floor")):

@@ -256,16 +256,11 @@ class UpstreamClient:
     """Keep-alive connections per upstream origin; at most ``max_in_flight`` exchanges at once (more wait)."""
 
     def __init__(
-        self,
-        *,
-        connect_timeout_s: float,
-        read_timeout_s: float,
-        max_in_flight: int,
-        idle_timeout_s: float = 30.0,
-        outbox: Outbox | None = None,
+        self, *, connect_timeout_s: float, read_timeout_s: float, max_in_flight: int, idle_timeout_s: float = 30.0
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
-        self.outbox = outbox or Outbox()  # requests go out in bursts (see proxy/outbox.py)
+        # Requests go out in bursts (proxy/outbox.py); the native protocol sends its answers through it too.
+        self.outbox = Outbox()
         self.idle_timeout_s = idle_timeout_s
         self.slots = asyncio.Semaphore(max_in_flight)
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}

@@ -243,7 +243,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _start(self, exchange: NativeExchange) -> None:
         exchange.started = True
         gw = self.front.app.state.gateway
-        self.outbox = gw.upstream.outbox  # one burst per iteration for the upstreams' requests and the answers
+        if self.outbox is None:  # once per process: one burst per iteration for upstream requests and answers
+            type(self).outbox = gw.upstream.outbox
         task = self.loop.create_task(exchange.run(gw))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -26,8 +26,5 @@ def reservation_headers(reservation: Reservation | None) -> dict[str, str]:
             tightest[kind] = i
     headers = {}
     for kind, i in tightest.items():
-        limit_name, remaining_name, reset_name = _NAMES[kind]
-        headers[limit_name] = str(limits[i][2])
-        headers[remaining_name] = str(max(0, remaining[i]))
-        headers[reset_name] = f"{reservation.reset_s[i]:.3f}s"
+        headers.update(limit_headers(kind, limits[i][2], remaining[i], reservation.reset_s[i]))
     return headers
