@@ -77,6 +77,20 @@ async def test_a_busy_key_mostly_skips_redis_and_headers_count_down(redis_url):
     await limiter.aclose()
 
 
+async def test_requests_that_find_the_lease_spent_wait_for_one_refill(redis_url):
+    """Concurrent requests on a spent lease: one asks Redis for the next lease, the others spend from it."""
+    await away_from_a_minute_edge(redis_url)
+    limiter = CountingLimiter(redis_url, prefix=f"lease-test:{uuid.uuid4().hex}:", lease_s=0.1)
+    limits = Limits(rpm=10**7, tpm=10**9)
+    await busy_for(limiter, "busy", limits, 1.2)  # the first second sizes the lease (hundreds of requests)
+    (plan,) = limiter._plans.values()
+    plan.lease.balance = [0] * len(plan.limits)  # spent
+    calls = limiter.calls
+    assert await reserve_many(limiter, "busy", limits, 16) == 16
+    assert limiter.calls - calls == 1
+    await limiter.aclose()
+
+
 async def test_leases_never_admit_beyond_a_limit_and_strand_little(redis_url):
     """Two processes on one key: together they admit the limit exactly, less at most a lease each."""
     await away_from_a_minute_edge(redis_url)

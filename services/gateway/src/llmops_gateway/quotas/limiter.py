@@ -92,18 +92,24 @@ class QuotaLimiter:
         now = time.monotonic()
         plan.note(tokens, now)
         if plan.spend(tokens, now):
-            lease = plan.lease
-            return _reservation(plan, tokens, lease.windows, lease.remaining, lease.ends_at, now)
-        leases = [0] * len(plan.limits) if plan.refilling else plan.wanted_leases(now)
-        asks_lease = any(leases)
-        plan.refilling |= asks_lease
+            return _from_lease(plan, tokens, now)
+        if plan.refill is not None:  # once: if the refill does not cover this request, it asks Redis itself
+            await plan.refill.wait()
+            now = time.monotonic()
+            if plan.spend(tokens, now):
+                return _from_lease(plan, tokens, now)
+        leases = [0] * len(plan.limits) if plan.refill is not None else plan.wanted_leases(now)
+        refill = asyncio.Event() if any(leases) else None
+        if refill is not None:
+            plan.refill = refill
         try:
             result = await self._evalsha(_RESERVE, plan.command(tokens, leases))
         except (ReplyError, OSError) as exc:
             raise QuotaStoreUnavailable(repr(exc)) from exc
         finally:
-            if asks_lease:
-                plan.refilling = False
+            if refill is not None:
+                plan.refill = None
+                refill.set()
         if result[0] == 0:
             index = result[1] - 1
             scope, kind, limit = plan.limits[index]
@@ -176,6 +182,11 @@ class QuotaLimiter:
                 await self._flusher
         await self.flush()
         self._redis.close()
+
+
+def _from_lease(plan: Plan, tokens: int, now: float) -> Reservation:
+    lease = plan.lease
+    return _reservation(plan, tokens, lease.windows, lease.remaining, lease.ends_at, now)
 
 
 def _reservation(

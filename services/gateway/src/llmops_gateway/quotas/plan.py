@@ -3,12 +3,15 @@
 Leases: a busy key would make every request a Redis round trip, and on Redis a script run (with many replicas,
 a ceiling on the whole platform's throughput). So with a request's own cost a process takes up to
 ``lease_s`` seconds of that key's recent traffic more (never over 1/100 of a limit) and spends it locally
-until it runs out or its window ends. Nothing is ever admitted beyond a limit: what a process spends was
-reserved in Redis first. What it leased and did not spend stays counted for the rest of that window, so a
+until it runs out or its window ends. One request at a time asks for the next lease; the others that find the
+lease spent meanwhile wait for it instead of each asking Redis (at 64 concurrent requests those bursts were
+5-7% of a busy key's requests). Nothing is ever admitted beyond a limit: what a process spends was reserved
+in Redis first. What it leased and did not spend stays counted for the rest of that window, so a
 limit may refuse up to one lease per process early, never late. Quiet keys and small limits (a lease under 2)
 are checked in Redis on every request, exactly.
 """
 
+import asyncio
 import time
 
 from llmops_gateway.limits import Limits
@@ -55,7 +58,8 @@ class Plan:
         self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA") + bulk(script_sha) + bulk(0)
         self.head += bulk(len(self.limits))
         self.lease: Lease | None = None
-        self.refilling = False  # one call at a time asks for a lease; the others meanwhile ask for their cost only
+        # Set while a call asks Redis for a lease: requests that find the lease spent meanwhile wait for it.
+        self.refill: asyncio.Event | None = None
         self._lease_s = lease_s
         self._lease_requests = self._lease_tokens = 0
         self._since, self._requests, self._tokens = time.monotonic(), 0, 0
