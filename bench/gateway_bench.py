@@ -9,8 +9,10 @@ path, measured in interleaved rounds so that machine noise hits both alike:
 - sequential latency p50/p99: direct, via the gateway with a key without limits, and with a key with limits (the
   difference between the last two is the cost of the quota check: one Redis round trip);
 - throughput and p99 at each concurrency, direct and via a gateway with each worker count, with the CPU each
-  process spent per request (gateway, upstream, load generator: /proc accounting); the same through
-  bench/python_floor_proxy.py, the least any Python proxy costs here (no features at all), as a reference;
+  process spent per request (gateway, upstream, load generator: /proc accounting); the same with a key without
+  limits (what the quota check costs under load); and, as references without any features, through
+  bench/python_floor_proxy.py (the least any Python proxy costs here) and nginx and HAProxy where installed
+  (bench/compiled_proxies.py);
 - 100 concurrent streams (the upstream sends 16 chunks 20 ms apart): time to first token and inter-chunk delay.
 Results: bench/results/gateway_bench.json and .png.
 """
@@ -31,6 +33,7 @@ import orjson
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
+import compiled_proxies
 from loadgen import closed_loop, concurrent_streams, encode_post, percentile_ms
 
 from llmops_cli.infra import find_or_start_redis
@@ -65,6 +68,12 @@ class Platform:
             [sys.executable, str(Path(__file__).parent / "python_floor_proxy.py")]
             + ["--port", str(self.floor_port), "--upstream-port", str(self.upstream_port)],
         )
+        # Compiled proxies, where installed, as references beside the Python floor: name -> (port, pid).
+        ports = {"nginx": free_port(), "haproxy": free_port()}
+        self.compiled = {
+            name: (ports[name], self._spawn(name, argv))
+            for name, argv in compiled_proxies.commands(tmp, ports, self.upstream_port).items()
+        }
         env = {
             "GATEWAY_ADMIN_TOKEN": self.admin_token,
             "GATEWAY_KEY_SECRET": key_secret,
@@ -84,8 +93,9 @@ class Platform:
             )
         for port in (self.upstream_port, self.fastapi_port):
             wait_ready(f"http://127.0.0.1:{port}/v1/models", timeout_s=30)
-        # The floor proxy sends whatever it gets to the upstream's chat endpoint: an answer means it is up.
-        wait_ready(f"http://127.0.0.1:{self.floor_port}/v1/models", timeout_s=30)
+        # The proxies pass whatever they get to the upstream: an answer means they are up.
+        for port in (self.floor_port, *(port for port, _ in self.compiled.values())):
+            wait_ready(f"http://127.0.0.1:{port}/v1/models", timeout_s=30)
         for port in self.gateway_ports.values():
             wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
 
@@ -172,6 +182,8 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
     # name: (port, request, the proxy's pid (None: direct), the upstream's pid)
     targets = {"direct": (plat.upstream_port, direct, None, plat.upstream_pid)}
     targets["python_floor"] = (plat.floor_port, direct, plat.floor_pid, plat.upstream_pid)
+    for name, (port, pid) in plat.compiled.items():
+        targets[name] = (port, direct, pid, plat.upstream_pid)
     for count, port in plat.gateway_ports.items():
         targets[f"gateway_w{count}"] = (
             port,
@@ -179,6 +191,14 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
             plat.gateway_pids[count],
             plat.upstream_pid,
         )
+    # What the quota check costs under load: the same gateway with a key without limits.
+    fewest = min(plat.gateway_ports)
+    targets[f"gateway_w{fewest}_nolimits"] = (
+        plat.gateway_ports[fewest],
+        _gw_request(keys["free"], stream=False),
+        plat.gateway_pids[fewest],
+        plat.upstream_pid,
+    )
     # The same against an upstream built like vLLM's API server (bench/fastapi_upstream.py).
     direct_fastapi = encode_post("127.0.0.1", "/v1/chat/completions", chat(False))
     targets["direct_fastapi"] = (plat.fastapi_port, direct_fastapi, None, plat.fastapi_pid)
@@ -217,7 +237,7 @@ async def concurrency_levels(plat: Platform, keys: dict[str, str], *, levels: li
             )
         level_rows = {r["path"]: r for r in rows if r["concurrency"] == level}
         for name, row in level_rows.items():
-            if name.startswith(("gateway", "python_floor")):
+            if not name.startswith("direct"):
                 row["reference"] = "direct_fastapi" if name.endswith("_fastapi") else "direct"
                 direct = level_rows[row["reference"]]
                 row["throughput_vs_direct"] = round(row["throughput_rps"] / direct["throughput_rps"], 3)

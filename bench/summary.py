@@ -19,13 +19,21 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+_REFERENCES = {
+    "python_floor": "reference: the least a Python proxy costs (bench/python_floor_proxy.py, no features)",
+    "nginx": "reference: nginx, compiled, 1 worker, no features",
+    "haproxy": "reference: HAProxy, compiled, 1 thread, no features",
+}
+
+
 def _describe(path: str) -> str:
     """``gateway_w2_fastapi`` -> "2 worker(s), FastAPI upstream"."""
-    if path == "python_floor":
-        return "reference: the least a Python proxy costs (bench/python_floor_proxy.py, no features)"
+    if path in _REFERENCES:
+        return _REFERENCES[path]
     workers = path.removeprefix("gateway_w").split("_")[0]
     upstream = "FastAPI upstream" if path.endswith("_fastapi") else "asyncio upstream"
-    return f"{workers} worker(s), {upstream}"
+    key = ", key without limits (no quota check)" if path.endswith("_nolimits") else ""
+    return f"{workers} worker(s), {upstream}{key}"
 
 
 def _cpu(row: dict) -> str:
@@ -53,7 +61,7 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
         ),
     ]
     for row in r["concurrency"]:
-        if row["path"].startswith(("gateway", "python_floor")):
+        if "reference" in row:  # a proxy measured against a direct path
             direct = next(
                 d for d in r["concurrency"] if d["path"] == row["reference"] and d["concurrency"] == row["concurrency"]
             )
