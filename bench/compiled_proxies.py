@@ -10,6 +10,8 @@ out.
 import shutil
 from pathlib import Path
 
+from llmops_cli.procs import free_port
+
 NGINX = """
 worker_processes 1;
 daemon off;
@@ -55,16 +57,16 @@ backend fake
 """
 
 
-def commands(tmp: Path, ports: dict[str, int], upstream_port: int) -> dict[str, list[str]]:
-    """The command line of each installed proxy (by name), its configuration written under ``tmp``."""
+def commands(tmp: Path, upstream_port: int) -> dict[str, tuple[int, list[str]]]:
+    """Each installed proxy by name: the port it will listen on and its command line (configuration in ``tmp``)."""
     found = {}
     if shutil.which("nginx"):
-        conf = tmp / "nginx.conf"
-        conf.write_text(NGINX.format(d=tmp, port=ports["nginx"], upstream_port=upstream_port))
+        port, conf = free_port(), tmp / "nginx.conf"
+        conf.write_text(NGINX.format(d=tmp, port=port, upstream_port=upstream_port))
         # -e: nginx opens its default error log before reading the configuration; keep it in tmp.
-        found["nginx"] = ["nginx", "-c", str(conf), "-e", str(tmp / "nginx-error.log")]
+        found["nginx"] = (port, ["nginx", "-c", str(conf), "-e", str(tmp / "nginx-error.log")])
     if shutil.which("haproxy"):
-        conf = tmp / "haproxy.cfg"
-        conf.write_text(HAPROXY.format(port=ports["haproxy"], upstream_port=upstream_port))
-        found["haproxy"] = ["haproxy", "-f", str(conf)]
+        port, conf = free_port(), tmp / "haproxy.cfg"
+        conf.write_text(HAPROXY.format(port=port, upstream_port=upstream_port))
+        found["haproxy"] = (port, ["haproxy", "-f", str(conf)])
     return found

@@ -69,10 +69,9 @@ class Platform:
             + ["--port", str(self.floor_port), "--upstream-port", str(self.upstream_port)],
         )
         # Compiled proxies, where installed, as references beside the Python floor: name -> (port, pid).
-        ports = {"nginx": free_port(), "haproxy": free_port()}
         self.compiled = {
-            name: (ports[name], self._spawn(name, argv))
-            for name, argv in compiled_proxies.commands(tmp, ports, self.upstream_port).items()
+            name: (port, self._spawn(name, argv))
+            for name, (port, argv) in compiled_proxies.commands(tmp, self.upstream_port).items()
         }
         env = {
             "GATEWAY_ADMIN_TOKEN": self.admin_token,

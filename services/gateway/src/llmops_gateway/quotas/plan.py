@@ -17,7 +17,7 @@ import time
 from llmops_gateway.limits import Limits
 from llmops_gateway.quotas.pipe import bulk
 
-WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
+_WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
 _MAX_LEASE_SHARE = 100  # a lease is at most 1/100 of its limit
 _RATE_PERIOD_S = 1.0  # the traffic rate that sizes leases is measured over this
 
@@ -54,7 +54,7 @@ class Plan:
                     if kind != "rpm":
                         self.token_counter_bases.append((len(self.limits), f"{base}:{kind}"))
                     self.limits.append((scope, kind, limit))
-                    self.fixed.append(bulk(f"{base}:{kind}") + bulk(WINDOWS[kind]) + bulk(limit))
+                    self.fixed.append(bulk(f"{base}:{kind}") + bulk(_WINDOWS[kind]) + bulk(limit))
         self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA") + bulk(script_sha) + bulk(0)
         self.head += bulk(len(self.limits))
         self.lease: Lease | None = None
