@@ -1,8 +1,4 @@
-"""The OpenAI-compatible proxy against a fake upstream on loopback (inference is not the subject here).
-
-Every test runs twice: against the production entry point, where the completion endpoints are served by the HTTP
-protocol itself (proxy.native), and under the bare uvicorn command, where they take the ASGI path (proxy.front).
-"""
+"""The OpenAI-compatible proxy against a fake upstream on loopback (inference is not the subject here)."""
 
 import socket
 import time
@@ -14,9 +10,9 @@ import pytest
 from llmops_testkit.gateway import chat_body, variant
 
 
-@pytest.fixture(scope="module", params=["native", "asgi"])
-def gateway(request, make_gateway, sql_url):
-    return make_gateway(sql_url=sql_url, module="llmops_gateway" if request.param == "native" else "")
+@pytest.fixture(scope="module")
+def gateway(make_gateway, sql_url):
+    return make_gateway(sql_url=sql_url)
 
 
 @pytest.fixture

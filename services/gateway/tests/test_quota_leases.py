@@ -6,29 +6,39 @@ import time
 import uuid
 
 import pytest
+import redis.asyncio as redis
 
 from llmops_gateway.limits import Limits
 from llmops_gateway.quotas.limiter import QuotaExceeded, QuotaLimiter
-from llmops_gateway.quotas.pipe import PipelinedRedis, pack
 
 NO_LIMITS = Limits()
 
 
 class CountingLimiter(QuotaLimiter):
-    """Counts the script calls that reach Redis."""
+    """Counts the reserve script calls that reach Redis."""
 
-    calls = 0
+    def __init__(self, redis_url: str, **options) -> None:
+        self.client = redis.from_url(redis_url)
+        super().__init__(self.client, **options)
+        self.calls = 0
+        script = self._reserve_script
 
-    async def _evalsha(self, script, command):
-        self.calls += 1
-        return await super()._evalsha(script, command)
+        async def counted(**arguments):
+            self.calls += 1
+            return await script(**arguments)
+
+        self._reserve_script = counted
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.client.aclose()
 
 
 async def away_from_a_minute_edge(redis_url: str) -> None:
     """The rpm window is a minute on Redis's clock: start a test well inside one."""
-    pipe = PipelinedRedis(redis_url)
-    seconds, _ = await pipe.call(pack(b"TIME"))
-    pipe.close()
+    client = redis.from_url(redis_url)
+    seconds, _ = await client.time()
+    await client.aclose()
     into_minute = int(seconds) % 60
     if into_minute > 45:
         await asyncio.sleep(61 - into_minute)

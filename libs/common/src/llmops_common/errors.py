@@ -34,6 +34,7 @@ class APIError(Exception):
         *,
         code: str | None = None,
         type: str | None = None,
+        param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -41,6 +42,7 @@ class APIError(Exception):
         self.message = message
         self.code = code
         self.type = type or _TYPES.get(status, "api_error" if status < 500 else "server_error")
+        self.param = param
         self.headers = headers
 
 
@@ -49,8 +51,11 @@ def error_body(message: str, *, type: str, code: str | None = None, param: str |
 
 
 def error_response(error: APIError) -> OrjsonResponse:
+    """The one rendering of an error a client sees, for every service and path."""
     return OrjsonResponse(
-        error_body(error.message, type=error.type, code=error.code), status_code=error.status, headers=error.headers
+        error_body(error.message, type=error.type, code=error.code, param=error.param),
+        status_code=error.status,
+        headers=error.headers,
     )
 
 
@@ -59,13 +64,17 @@ def internal_error_response() -> OrjsonResponse:
     return OrjsonResponse(error_body("internal error", type="server_error", code="internal_error"), status_code=500)
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+def validation_error(
+    errors: list[dict], *, status: int = 422, code: str = "invalid_request", prefix: tuple = ()
+) -> APIError:
+    """The one way pydantic's or FastAPI's validation errors become an ``APIError``: the first few problems in the
+    message, the first one's location (under ``prefix``, without FastAPI's leading ``body``) as ``param``."""
     parts, param = [], None
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in (*prefix, *err.get("loc", ())) if p != "body")
         param = param or loc or None
         parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request", param
+    return APIError(status, "; ".join(parts) or "invalid request", code=code, param=param)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -75,10 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
-        message, param = _describe_validation(exc)
-        return OrjsonResponse(
-            error_body(message, type="invalid_request_error", code="invalid_request", param=param), status_code=422
-        )
+        return error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:

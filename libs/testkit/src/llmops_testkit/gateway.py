@@ -33,8 +33,7 @@ class Gateway:
     def __init__(
         self, *, env: dict[str, str], state_dir: Path, replicas: int = 1, module: str = "llmops_gateway"
     ) -> None:
-        """``module``: the production entry point by default; ``""`` runs the app under the bare uvicorn command,
-        where the completion endpoints take the plain ASGI path (``proxy.front``) instead of ``proxy.native``."""
+        """``module``: the production entry point by default; ``""`` runs the app under the bare uvicorn command."""
         self.env = env
         self.state_dir = state_dir
         self.admin_token = env["GATEWAY_ADMIN_TOKEN"]

@@ -5,13 +5,7 @@ from llmops_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    # The completion endpoints are served by the HTTP protocol itself (proxy.native), everything else by the app.
-    serve(
-        "llmops_gateway.app:create_app",
-        GatewaySettings(),
-        description=__doc__,
-        http="llmops_gateway.proxy.native:GatewayHttpProtocol",
-    )
+    serve("llmops_gateway.app:create_app", GatewaySettings(), description=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The gateway's app factory: ``uvicorn llmops_gateway.app:create_app --factory``."""
+"""The gateway's app factory: ``uvicorn llmops_gateway.app:create_app --factory`` (``python -m llmops_gateway``
+runs the same app with production server settings)."""
 
-import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -14,15 +14,20 @@ from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
 from llmops_gateway import db
+from llmops_gateway.feedback.client import RatingsForwarder
 from llmops_gateway.feedback.views import router as feedback_router
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.accounting import Accounting
 from llmops_gateway.proxy.client import UpstreamClient
-from llmops_gateway.proxy.front import CompletionsFront
+from llmops_gateway.proxy.pipeline import CompletionPipeline
+from llmops_gateway.proxy.quota import QuotaCheck
+from llmops_gateway.proxy.upstream import Upstreams
 from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
 from llmops_gateway.rag.client import RetrieverClient
+from llmops_gateway.rag.service import Retrieval
 from llmops_gateway.requestlog.factory import make_sink
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.service import RouteTable
@@ -33,8 +38,7 @@ from llmops_gateway.state import GatewayState
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
-    """The gateway: the completion endpoints in front (``proxy.front``), everything else in a FastAPI app."""
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
     # Refuse to start with missing or default secrets outside dev mode, before opening anything.
@@ -49,56 +53,38 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
         engine = sql.make_engine(settings.database_url)
         await db.migrate(engine)
         sessions = sql.make_sessionmaker(engine)
-        redis_client = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         http = make_http_session()
-        upstream = UpstreamClient(
-            connect_timeout_s=settings.upstream_connect_timeout_s,
-            read_timeout_s=settings.upstream_read_timeout_s,
-            max_in_flight=settings.upstream_max_connections,
-        )
         request_log = make_sink(settings, metrics)
         await request_log.start()
-        app.state.gateway = gw = GatewayState(
-            settings=settings,
+        redis_client = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        app.state.gateway = state = GatewayState(
             admin_token=admin_token,
             engine=engine,
             sessions=sessions,
             redis=redis_client,
             http=http,
-            upstream=upstream,
+            upstream=UpstreamClient(
+                connect_timeout_s=settings.upstream_connect_timeout_s,
+                read_timeout_s=settings.upstream_read_timeout_s,
+                max_in_flight=settings.upstream_max_connections,
+            ),
             authenticator=KeyAuthenticator(sessions, key_secret=key_secret, ttl_s=settings.key_cache_ttl_s),
             routes=RouteTable(sessions, ttl_s=settings.route_cache_ttl_s),
-            limiter=QuotaLimiter(settings.redis_url, prefix=settings.redis_key_prefix, lease_s=settings.quota_lease_s),
-            breakers=CircuitBreakers(
-                threshold=settings.breaker_failure_threshold,
-                cooldown_s=settings.breaker_cooldown_s,
-                on_change=lambda route, variant, state: metrics.breaker_state.labels(route, variant).set(state),
-            ),
-            metrics=metrics,
+            limiter=QuotaLimiter(redis_client, prefix=settings.redis_key_prefix, lease_s=settings.quota_lease_s),
             request_log=request_log,
-            retriever=RetrieverClient(
-                http, url=settings.retriever_url, token=settings.retriever_token, timeout_s=settings.retriever_timeout_s
-            )
-            if settings.retriever_url
+            ratings=RatingsForwarder(http, url=settings.feedback_url, token=settings.feedback_token)
+            if settings.feedback_url
             else None,
         )
+        app.state.pipeline = _pipeline(settings, state, metrics, http)
         # Everything made so far lives as long as the process: keep the collector from walking it again and
         # again (full collections over it were the long tail of p99 under load).
         gc.freeze()
-        metrics_flusher = asyncio.create_task(metrics.flush_periodically(), name="metrics-flusher")
         logger.info("gateway started")
         try:
             yield
         finally:
-            metrics_flusher.cancel()
-            metrics.flush()
-            await gw.authenticator.aclose()
-            await gw.limiter.aclose()  # pending quota corrections
-            await request_log.aclose()
-            await upstream.aclose()
-            await http.close()
-            await redis_client.aclose()
-            await engine.dispose()
+            await state.aclose()
 
     app = FastAPI(title="LLMOps gateway", version="0.1.0", lifespan=lifespan)
 
@@ -114,4 +100,33 @@ def create_app(settings: GatewaySettings | None = None) -> CompletionsFront:
     app.include_router(feedback_router)
     app.include_router(keys_router)
     app.include_router(routes_router)
-    return CompletionsFront(app)
+    return app
+
+
+def _pipeline(settings: GatewaySettings, state: GatewayState, metrics: GatewayMetrics, http) -> CompletionPipeline:
+    """The completion stages, each given only what it uses."""
+    quota = QuotaCheck(
+        state.limiter,
+        metrics,
+        failure_mode=settings.quota_failure_mode,
+        default_max_tokens=settings.default_max_tokens_reserve,
+    )
+    breakers = CircuitBreakers(
+        threshold=settings.breaker_failure_threshold,
+        cooldown_s=settings.breaker_cooldown_s,
+        on_change=lambda route, variant, breaker: metrics.breaker_state.labels(route, variant).set(breaker),
+    )
+    retriever = None
+    if settings.retriever_url:
+        retriever = RetrieverClient(
+            http, url=settings.retriever_url, token=settings.retriever_token, timeout_s=settings.retriever_timeout_s
+        )
+    return CompletionPipeline(
+        authenticator=state.authenticator,
+        routes=state.routes,
+        quota=quota,
+        retrieval=Retrieval(retriever, metrics),
+        upstreams=Upstreams(state.upstream, breakers, metrics),
+        accounting=Accounting(metrics, quota, state.request_log),
+        max_body_bytes=settings.max_body_bytes,
+    )

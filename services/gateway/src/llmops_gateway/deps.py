@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the gateway's views."""
+"""FastAPI dependencies: each view asks for the parts it uses, never the whole gateway state."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -7,23 +7,38 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_common.auth import require_token
+from llmops_gateway.feedback.client import RatingsForwarder
+from llmops_gateway.keys.auth import KeyAuthenticator
+from llmops_gateway.routing.service import RouteTable
 from llmops_gateway.state import GatewayState
 
 
-async def get_gateway(request: Request) -> GatewayState:
+def _state(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
-GatewayDep = Annotated[GatewayState, Depends(get_gateway)]
-
-
-async def get_session(gw: GatewayDep) -> AsyncIterator[AsyncSession]:
-    async with gw.sessions() as session:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with _state(request).sessions() as session:
         yield session
 
 
+def get_authenticator(request: Request) -> KeyAuthenticator:
+    return _state(request).authenticator
+
+
+def get_routes(request: Request) -> RouteTable:
+    return _state(request).routes
+
+
+def get_ratings(request: Request) -> RatingsForwarder | None:
+    return _state(request).ratings
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+AuthenticatorDep = Annotated[KeyAuthenticator, Depends(get_authenticator)]
+RoutesDep = Annotated[RouteTable, Depends(get_routes)]
+RatingsDep = Annotated[RatingsForwarder | None, Depends(get_ratings)]
 
 
-async def require_admin(request: Request, gw: GatewayDep) -> None:
-    require_token(request, gw.admin_token, code="invalid_admin_token")
+async def require_admin(request: Request) -> None:
+    require_token(request, _state(request).admin_token, code="invalid_admin_token")

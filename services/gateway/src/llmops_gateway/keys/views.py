@@ -1,6 +1,6 @@
 from fastapi import APIRouter, Depends
 
-from llmops_gateway.deps import GatewayDep, SessionDep, require_admin
+from llmops_gateway.deps import AuthenticatorDep, SessionDep, require_admin
 from llmops_gateway.keys import service
 from llmops_gateway.keys.schemas import KeyCreate, KeyCreated, KeyList, KeyPublic, KeyUpdate
 
@@ -8,8 +8,8 @@ router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[Dep
 
 
 @router.post("", status_code=201)
-async def create_key(data: KeyCreate, session: SessionDep, gw: GatewayDep) -> KeyCreated:
-    key, secret = await service.create(session, data=data, key_secret=gw.authenticator.key_secret)
+async def create_key(data: KeyCreate, session: SessionDep, authenticator: AuthenticatorDep) -> KeyCreated:
+    key, secret = await service.create(session, data=data, key_secret=authenticator.key_secret)
     return KeyCreated(**service.to_public(key).model_dump(), key=secret)
 
 
@@ -24,15 +24,15 @@ async def get_key(key_id: str, session: SessionDep) -> KeyPublic:
 
 
 @router.patch("/{key_id}")
-async def update_key(key_id: str, data: KeyUpdate, session: SessionDep, gw: GatewayDep) -> KeyPublic:
+async def update_key(key_id: str, data: KeyUpdate, session: SessionDep, authenticator: AuthenticatorDep) -> KeyPublic:
     key = await service.update(session, key_id=key_id, data=data)
-    gw.authenticator.forget()
+    authenticator.forget()
     return service.to_public(key)
 
 
 @router.delete("/{key_id}")
-async def revoke_key(key_id: str, session: SessionDep, gw: GatewayDep) -> KeyPublic:
+async def revoke_key(key_id: str, session: SessionDep, authenticator: AuthenticatorDep) -> KeyPublic:
     """Revokes the key (it stays listed, with ``revoked_at``). Every replica refuses it within the key cache TTL."""
     key = await service.revoke(session, key_id=key_id)
-    gw.authenticator.forget()
+    authenticator.forget()
     return service.to_public(key)

@@ -12,7 +12,7 @@ class ChatMessage(BaseModel):
     content: str | list[dict] | None = None
 
 
-class _CompletionBase(BaseModel):
+class CompletionRequestBase(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
@@ -22,10 +22,29 @@ class _CompletionBase(BaseModel):
     user: str | None = Field(default=None, max_length=256)
 
 
-class ChatCompletionRequest(_CompletionBase):
+class ChatCompletionRequest(CompletionRequestBase):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
 
-class CompletionRequest(_CompletionBase):
+class CompletionRequest(CompletionRequestBase):
     prompt: str | list[str] | list[int] | list[list[int]]
+
+
+def openapi_body(model: type[BaseModel]) -> dict:
+    """A request body documented in OpenAPI from the model the gateway validates it with (the views read the raw
+    body themselves, so every field the model does not name still passes through to the upstream)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {name: inline(value) for name, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}

@@ -45,73 +45,72 @@ def _upstream_headers(variant: Variant, request_id: str) -> list[tuple[bytes, by
     return headers
 
 
-async def send(
-    *,
-    client: UpstreamClient,
-    breakers: CircuitBreakers,
-    metrics: GatewayMetrics,
-    route: str,
-    variants: list[Variant],
-    path: str,
-    payload: dict,
-    request_id: str,
-) -> UpstreamResponse:
-    """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``."""
-    last_error: APIError | None = None
-    for variant in variants:
-        admission = breakers.allow(route, variant.name)
-        if not admission:
-            metrics.upstream_errors.labels(route, variant.name, "circuit_open").inc()
-            last_error = last_error or APIError(
-                503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open"
-            )
-            continue
-        payload["model"] = variant.model
-        sent_at = time.perf_counter()
-        try:
-            response = await client.post(
-                variant.base_url, path, orjson.dumps(payload), _upstream_headers(variant, request_id)
-            )
-        except asyncio.CancelledError:
-            breakers.record_abandoned(route, variant.name, admission)
-            raise
-        except UpstreamTimeout as exc:
-            last_error = _failed(breakers, metrics, route, variant, "timeout", exc, 504)
-            continue
-        except (UpstreamError, OSError) as exc:
-            last_error = _failed(breakers, metrics, route, variant, "connect", exc, 502)
-            continue
-        if response.status in _RETRY_STATUSES:
-            body = await _read_quietly(response)
-            kind = "overloaded" if response.status == 429 else "status_5xx"
-            if response.status >= 500:
-                breakers.record_failure(route, variant.name)
-            else:
-                breakers.record_success(route, variant.name)
-            metrics.upstream_errors.labels(route, variant.name, kind).inc()
-            logger.warning(
-                "upstream answered %s",
-                response.status,
-                extra={"route": route, "variant": variant.name, "body": body[:300]},
-            )
-            if response.status == 429:
-                retry_after = (response.header(b"retry-after") or b"1").decode("latin-1")
-                last_error = APIError(
-                    429,
-                    f"upstream {variant.name!r} is overloaded",
-                    code="upstream_overloaded",
-                    headers={"retry-after": retry_after if retry_after.isdigit() else "1"},
+class Upstreams:
+    """The call-upstream stage: a route's candidate variants in order, through their circuit breakers."""
+
+    def __init__(self, client: UpstreamClient, breakers: CircuitBreakers, metrics: GatewayMetrics) -> None:
+        self._client, self._breakers, self._metrics = client, breakers, metrics
+
+    async def send(
+        self, *, route: str, variants: list[Variant], path: str, payload: dict, request_id: str
+    ) -> UpstreamResponse:
+        """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``."""
+        breakers, metrics = self._breakers, self._metrics
+        last_error: APIError | None = None
+        for variant in variants:
+            admission = breakers.allow(route, variant.name)
+            if not admission:
+                metrics.upstream_errors.labels(route, variant.name, "circuit_open").inc()
+                last_error = last_error or APIError(
+                    503, f"variant {variant.name!r} is unavailable (circuit open)", code="circuit_open"
                 )
-            else:
-                last_error = APIError(
-                    502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error"
+                continue
+            payload["model"] = variant.model
+            sent_at = time.perf_counter()
+            try:
+                response = await self._client.post(
+                    variant.base_url, path, orjson.dumps(payload), _upstream_headers(variant, request_id)
                 )
-            continue
+            except asyncio.CancelledError:
+                breakers.record_abandoned(route, variant.name, admission)
+                raise
+            except UpstreamTimeout as exc:
+                last_error = _failed(breakers, metrics, route, variant, "timeout", exc, 504)
+                continue
+            except (UpstreamError, OSError) as exc:
+                last_error = _failed(breakers, metrics, route, variant, "connect", exc, 502)
+                continue
+            if response.status in _RETRY_STATUSES:
+                last_error = await _refused(breakers, metrics, route, variant, response)
+                continue
+            breakers.record_success(route, variant.name)
+            return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())
+        error = last_error or APIError(503, "no variant available", code="no_variant")
+        error.headers = {**(error.headers or {}), "x-llmops-variant": variants[-1].name}  # the last one tried
+        raise error
+
+
+async def _refused(breakers, metrics, route: str, variant: Variant, response: Response) -> APIError:
+    """An answer with a status after which the next fallback is tried."""
+    body = await _read_quietly(response)
+    kind = "overloaded" if response.status == 429 else "status_5xx"
+    if response.status >= 500:
+        breakers.record_failure(route, variant.name)
+    else:
         breakers.record_success(route, variant.name)
-        return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())
-    error = last_error or APIError(503, "no variant available", code="no_variant")
-    error.headers = {**(error.headers or {}), "x-llmops-variant": variants[-1].name}  # the last one tried
-    raise error
+    metrics.upstream_errors.labels(route, variant.name, kind).inc()
+    logger.warning(
+        "upstream answered %s", response.status, extra={"route": route, "variant": variant.name, "body": body[:300]}
+    )
+    if response.status == 429:
+        retry_after = (response.header(b"retry-after") or b"1").decode("latin-1")
+        return APIError(
+            429,
+            f"upstream {variant.name!r} is overloaded",
+            code="upstream_overloaded",
+            headers={"retry-after": retry_after if retry_after.isdigit() else "1"},
+        )
+    return APIError(502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
 
 
 def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: BaseException, status: int) -> APIError:

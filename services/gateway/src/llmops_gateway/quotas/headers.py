@@ -1,6 +1,6 @@
 """Quota state in OpenAI's ``x-ratelimit-*`` response headers."""
 
-from llmops_gateway.quotas.limiter import Reservation
+from llmops_gateway.quotas.plan import Reservation
 
 _SUFFIXES = {"rpm": "requests", "tpm": "tokens", "tpd": "tokens-day"}
 # Per limit kind: the names of its limit, remaining and reset headers (built once, not per response).

@@ -1,57 +1,29 @@
 """Quotas and budgets in Redis: every limit of a request checked and reserved in one atomic script call.
 
 The check is the gateway's only Redis round trip on a request's path, and a busy key's requests mostly skip it:
-a process leases quota ahead of use (``quotas.plan``). It goes through one pipelined connection of its own
-(``quotas.pipe``), shared by concurrent requests. Reconciliations (real usage replacing
-the reservation) do not need to be immediate: they are summed per counter and written together every
-``reconcile_interval_s``, one round trip for all.
+a process leases quota ahead of use (``quotas.plan``). Reconciliations (real usage replacing the reservation) do
+not need to be immediate: they are summed per counter and written together every ``reconcile_interval_s``,
+one round trip for all. Redis is reached through redis-py (a script object reloads the script after a Redis
+restart); the gateway's readiness probe shares the same client.
 """
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from importlib.resources import files
 
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
 from llmops_gateway.limits import Limits
-from llmops_gateway.quotas.pipe import PipelinedRedis, ReplyError, pack
-from llmops_gateway.quotas.plan import Plan
+from llmops_gateway.quotas.plan import Plan, Reservation
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Script:
-    source: str
-    sha: str
-
-    @classmethod
-    def load(cls, name: str) -> "_Script":
-        source = files(__package__).joinpath(name).read_text()
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
-
-
-_RESERVE = _Script.load("reserve.lua")
-_RECONCILE = _Script.load("reconcile.lua")
-
-
-@dataclass(slots=True)
-class Reservation:
-    """What one request reserved: its token estimate and, per limit that is set, the state after it."""
-
-    tokens: int
-    plan: Plan | None = None  # None: no limit applies
-    windows: list[int] = field(default_factory=list)  # per limit: the window its cost was counted in
-    remaining: list[int] = field(default_factory=list)
-    reset_s: list[float] = field(default_factory=list)
-
-    def token_counters(self) -> list[str]:
-        """The counters (of this window) that hold the token estimate."""
-        if self.plan is None:
-            return []
-        return [f"{base}:{self.windows[i]}" for i, base in self.plan.token_counter_bases]
+def _script(client: redis.Redis, name: str):
+    return client.register_script(files(__package__).joinpath(name).read_text())
 
 
 class QuotaExceeded(Exception):
@@ -66,15 +38,10 @@ class QuotaStoreUnavailable(Exception):
 
 class QuotaLimiter:
     def __init__(
-        self,
-        redis_url: str,
-        *,
-        prefix: str,
-        lease_s: float = 0.1,
-        timeout_s: float = 2.0,
-        reconcile_interval_s: float = 0.02,
+        self, client: redis.Redis, *, prefix: str, lease_s: float = 0.1, reconcile_interval_s: float = 0.02
     ) -> None:
-        self._redis = PipelinedRedis(redis_url, timeout_s=timeout_s)
+        self._reserve_script = _script(client, "reserve.lua")
+        self._reconcile_script = _script(client, "reconcile.lua")
         self._plans: dict[tuple, Plan] = {}
         self._lease_s = lease_s
         self._prefix = prefix
@@ -91,25 +58,20 @@ class QuotaLimiter:
             return Reservation(tokens=tokens)
         now = time.monotonic()
         plan.note(tokens, now)
-        if plan.spend(tokens, now):
-            return _from_lease(plan, tokens, now)
-        if plan.refill is not None:  # once: if the refill does not cover this request, it asks Redis itself
+        if reservation := plan.spend(tokens, now):
+            return reservation
+        refilling = plan.refill is not None
+        if refilling:  # once: if the refill does not cover this request, it asks Redis itself
             await plan.refill.wait()
             now = time.monotonic()
-            if plan.spend(tokens, now):
-                return _from_lease(plan, tokens, now)
-        leases = [0] * len(plan.limits) if plan.refill is not None else plan.wanted_leases(now)
-        refill = asyncio.Event() if any(leases) else None
-        if refill is not None:
-            plan.refill = refill
-        try:
-            result = await self._evalsha(_RESERVE, plan.command(tokens, leases))
-        except (ReplyError, OSError) as exc:
-            raise QuotaStoreUnavailable(repr(exc)) from exc
-        finally:
-            if refill is not None:
-                plan.refill = None
-                refill.set()
+            if reservation := plan.spend(tokens, now):
+                return reservation
+        leases = [0] * len(plan.limits) if refilling else plan.wanted_leases(now)
+        with plan.refilling(leases):
+            try:
+                result = await self._reserve_script(args=plan.script_args(tokens, leases))
+            except (RedisError, OSError) as exc:
+                raise QuotaStoreUnavailable(repr(exc)) from exc
         if result[0] == 0:
             index = result[1] - 1
             scope, kind, limit = plan.limits[index]
@@ -120,7 +82,7 @@ class QuotaLimiter:
         ends_at = [now + reset_ms / 1000 for reset_ms in result[5::4]]
         if any(leased):
             plan.granted(windows, remaining, ends_at, leased)
-        return _reservation(plan, tokens, windows, remaining, ends_at, now)
+        return plan.reservation(tokens, windows, remaining, ends_at, now)
 
     def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> Plan:
         """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
@@ -130,20 +92,8 @@ class QuotaLimiter:
         if plan is None:
             if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
                 self._plans.clear()
-            plan = self._plans[cache_key] = Plan(
-                _RESERVE.sha, self._prefix, key_id, key_limits, route, route_limits, self._lease_s
-            )
+            plan = self._plans[cache_key] = Plan(self._prefix, key_id, key_limits, route, route_limits, self._lease_s)
         return plan
-
-    async def _evalsha(self, script: "_Script", command: bytes):
-        try:
-            return await self._redis.call(command)
-        except ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # A restarted or flushed Redis has forgotten the script: load it and go again.
-        await self._redis.call(pack(b"SCRIPT", b"LOAD", script.source))
-        return await self._redis.call(command)
 
     def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
         """Replace the reserved token estimate by the real usage, in the next batched write."""
@@ -169,9 +119,8 @@ class QuotaLimiter:
             return
         counters = list(pending)
         try:
-            command = pack(b"EVALSHA", _RECONCILE.sha, len(counters), *counters, *(pending[c] for c in counters))
-            await self._evalsha(_RECONCILE, command)
-        except (ReplyError, OSError) as exc:
+            await self._reconcile_script(keys=counters, args=[pending[c] for c in counters])
+        except (RedisError, OSError) as exc:
             logger.warning("quota reconciliation failed", extra={"error": repr(exc), "counters": len(counters)})
 
     async def aclose(self) -> None:
@@ -181,19 +130,3 @@ class QuotaLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
-        self._redis.close()
-
-
-def _from_lease(plan: Plan, tokens: int, now: float) -> Reservation:
-    lease = plan.lease
-    return _reservation(plan, tokens, lease.windows, lease.remaining, lease.ends_at, now)
-
-
-def _reservation(
-    plan: Plan, tokens: int, windows: list[int], remaining: list[int], ends_at: list[float], now: float
-) -> Reservation:
-    """Remaining counts what this process still holds leased in the same window: it is not used yet."""
-    lease = plan.lease
-    if lease is not None:
-        remaining = [r + (lease.balance[i] if lease.windows[i] == windows[i] else 0) for i, r in enumerate(remaining)]
-    return Reservation(tokens, plan, windows, remaining, [max(0.0, end - now) for end in ends_at])

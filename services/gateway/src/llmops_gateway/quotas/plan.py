@@ -13,9 +13,10 @@ are checked in Redis on every request, exactly.
 
 import asyncio
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from llmops_gateway.limits import Limits
-from llmops_gateway.quotas.pipe import bulk
 
 _WINDOWS = {"rpm": 60, "tpm": 60, "tpd": 86_400}
 _MAX_LEASE_SHARE = 100  # a lease is at most 1/100 of its limit
@@ -31,10 +32,28 @@ class Lease:
         self.balance, self.windows, self.remaining, self.ends_at = balance, windows, remaining, ends_at
 
 
+@dataclass(slots=True)
+class Reservation:
+    """What one request reserved: its token estimate and, per limit that is set, the state after it."""
+
+    tokens: int
+    plan: "Plan | None" = None  # None: no limit applies
+    windows: list[int] = field(default_factory=list)  # per limit: the window its cost was counted in
+    remaining: list[int] = field(default_factory=list)
+    reset_s: list[float] = field(default_factory=list)
+
+    def token_counters(self) -> list[str]:
+        """The counters (of this window) that hold the token estimate."""
+        if self.plan is None:
+            return []
+        return [f"{base}:{self.windows[i]}" for i, base in self.plan.token_counter_bases]
+
+
 class Plan:
+    """One key and route's limits, the reserve script's arguments for them, and this process's lease."""
+
     def __init__(
         self,
-        script_sha: str,
         prefix: str,
         key_id: str,
         key_limits: Limits,
@@ -43,7 +62,7 @@ class Plan:
         lease_s: float,
     ):
         self.limits: list[tuple[str, str, int]] = []  # (scope, kind, limit), in the script's order
-        self.fixed: list[bytes] = []  # per limit: its counter, window and limit, encoded; cost and lease follow
+        self.fixed: list[tuple[str, int, int]] = []  # per limit: its counter, window and limit; cost and lease follow
         self.token_counter_bases: list[tuple[int, str]] = []  # (index in limits, counter without its window)
         for scope, limits, base in (
             ("key", key_limits, f"{prefix}{{{key_id}}}"),
@@ -54,9 +73,7 @@ class Plan:
                     if kind != "rpm":
                         self.token_counter_bases.append((len(self.limits), f"{base}:{kind}"))
                     self.limits.append((scope, kind, limit))
-                    self.fixed.append(bulk(f"{base}:{kind}") + bulk(_WINDOWS[kind]) + bulk(limit))
-        self.head = b"*%d\r\n" % (4 + 5 * len(self.limits)) + bulk("EVALSHA") + bulk(script_sha) + bulk(0)
-        self.head += bulk(len(self.limits))
+                    self.fixed.append((f"{base}:{kind}", _WINDOWS[kind], limit))
         self.lease: Lease | None = None
         # Set while a call asks Redis for a lease: requests that find the lease spent meanwhile wait for it.
         self.refill: asyncio.Event | None = None
@@ -64,11 +81,12 @@ class Plan:
         self._lease_requests = self._lease_tokens = 0
         self._since, self._requests, self._tokens = time.monotonic(), 0, 0
 
-    def command(self, tokens: int, leases: list[int]) -> bytes:
-        parts = [self.head]
+    def script_args(self, tokens: int, leases: list[int]) -> list:
+        """The reserve script's ARGV (quotas/reserve.lua)."""
+        args: list = [len(self.limits)]
         for fixed, cost, lease in zip(self.fixed, self.costs(tokens), leases, strict=True):
-            parts += (fixed, bulk(cost), bulk(lease))
-        return b"".join(parts)
+            args += (*fixed, cost, lease)
+        return args
 
     def costs(self, tokens: int) -> list[int]:
         """A request's cost for each limit: one request, or its tokens."""
@@ -94,17 +112,42 @@ class Plan:
             sizes.append(size)
         return sizes
 
-    def spend(self, tokens: int, now: float) -> bool:
+    def spend(self, tokens: int, now: float) -> Reservation | None:
         """Takes a request's cost from the lease, if every limit's lease is current and has enough left."""
         lease = self.lease
         if lease is None:
-            return False
+            return None
         balance, ends_at, costs = lease.balance, lease.ends_at, self.costs(tokens)
         if any(end <= now or left < cost for end, left, cost in zip(ends_at, balance, costs, strict=True)):
-            return False
+            return None
         for i, cost in enumerate(costs):
             balance[i] -= cost
-        return True
+        return self.reservation(tokens, lease.windows, lease.remaining, lease.ends_at, now)
+
+    @contextmanager
+    def refilling(self, leases: list[int]):
+        """Marks a script call that asks for a lease: requests that find the lease spent meanwhile wait for it."""
+        if not any(leases):
+            yield
+            return
+        self.refill = refill = asyncio.Event()
+        try:
+            yield
+        finally:
+            self.refill = None
+            refill.set()
+
+    def reservation(
+        self, tokens: int, windows: list[int], remaining: list[int], ends_at: list[float], now: float
+    ) -> Reservation:
+        """Remaining counts what this process still holds leased in the same window: it is not used yet."""
+        lease = self.lease
+        if lease is not None:
+            remaining = [
+                r + (lease.balance[i] if lease.windows[i] == w else 0)
+                for i, (r, w) in enumerate(zip(remaining, windows, strict=True))
+            ]
+        return Reservation(tokens, self, windows, remaining, [max(0.0, end - now) for end in ends_at])
 
     def granted(self, windows: list[int], remaining: list[int], ends_at: list[float], leased: list[int]) -> None:
         """A script call's grant: added to what is left of a lease in the same windows, the rest dropped."""

@@ -1,7 +1,8 @@
 """Retrieval-augmented generation in the proxy flow: decide, retrieve, fill the template into the prompt.
 
-``plan`` runs before quota (validation only), ``retrieve`` after it; the upstream then sees the augmented
-messages, the request log records them with the retrieved point ids, and the client gets the sources.
+``Retrieval.plan`` runs with routing (validation only), ``Retrieval.retrieve`` once quota is reserved (a refused
+request costs the retriever nothing); the upstream then sees the augmented messages, the request log records them
+with the retrieved point ids, and the client gets the sources.
 """
 
 import logging
@@ -10,13 +11,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from llmops_common.errors import APIError
+from llmops_common.errors import APIError, validation_error
+from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.rag import sources as fmt
-from llmops_gateway.rag.client import RetrieverUnavailable
+from llmops_gateway.rag.client import RetrieverClient, RetrieverUnavailable
 from llmops_gateway.rag.schemas import DEFAULT_ROUTE, RagRequest, RagRoute
 from llmops_gateway.rag.templates import PromptTemplate, render
-from llmops_gateway.routing.schemas import RouteSpec
-from llmops_gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
 
@@ -37,35 +37,6 @@ class RagContext:
     sources: list[dict] = field(default_factory=list)  # as returned to the client
     retrieved_ids: list[str] = field(default_factory=list)  # the chunks put into the prompt
     context: bool = True  # False: the retriever was down and the answer was made without context
-
-
-def plan(gw: GatewayState, payload: dict, spec: RouteSpec) -> Plan | None:
-    """Whether this request retrieves, and how. Takes ``rag`` out of the payload: it never goes upstream."""
-    raw = payload.pop("rag", None)
-    route = spec.rag or DEFAULT_ROUTE
-    if raw is False or (raw is None and route.collection is None):
-        return None
-    if gw.retriever is None:
-        raise APIError(400, "RAG is not available: no retriever is configured", code="rag_unavailable")
-    try:
-        request = RagRequest.model_validate({} if raw in (None, True) else raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in ("rag", *first["loc"]))
-        raise APIError(422, f"{where}: {first['msg']}", code="invalid_rag") from None
-    collection = request.collection or route.collection
-    if collection is None:
-        raise APIError(422, "rag.collection is required: this route has no default collection", code="invalid_rag")
-    if not route.may_use(collection):
-        raise APIError(403, f"this route may not retrieve from {collection!r}", code="rag_collection_not_allowed")
-    filters = [f for f in (route.filter, request.filter) if f]  # the route's filter always applies
-    return Plan(
-        route=route,
-        collection=collection,
-        top_k=request.top_k or route.top_k,
-        filter=filters[0] if len(filters) == 1 else ({"must": filters} if filters else None),
-        score_threshold=request.score_threshold if request.score_threshold is not None else route.score_threshold,
-    )
 
 
 def context_tokens(rag: Plan | None) -> int:
@@ -115,36 +86,70 @@ def _apply(payload: dict, kind: str, *, system: str, user: str | None) -> None:
         messages.insert(0, {"role": "system", "content": system})
 
 
-async def retrieve(gw: GatewayState, rag: Plan, payload: dict, *, kind: str, route: str, request_id: str) -> RagContext:
-    template: PromptTemplate = rag.route.prompt()
-    question = question_of(payload, kind)
-    started = time.perf_counter()
-    try:
-        chunks = await gw.retriever.search(
-            collection=rag.collection,
-            query=question,
-            top_k=rag.top_k,
-            filter=rag.filter,
-            score_threshold=rag.score_threshold,
-            request_id=request_id,
+class Retrieval:
+    """The retrieve stage, built once with the retriever's client (None: RAG requests are refused)."""
+
+    def __init__(self, retriever: RetrieverClient | None, metrics: GatewayMetrics) -> None:
+        self._retriever = retriever
+        self._metrics = metrics
+
+    def plan(self, payload: dict, route_rag: RagRoute | None) -> Plan | None:
+        """Whether this request retrieves, and how. Takes ``rag`` out of the payload: it never goes upstream."""
+        raw = payload.pop("rag", None)
+        route = route_rag or DEFAULT_ROUTE
+        if raw is False or (raw is None and route.collection is None):
+            return None
+        if self._retriever is None:
+            raise APIError(400, "RAG is not available: no retriever is configured", code="rag_unavailable")
+        try:
+            request = RagRequest.model_validate({} if raw in (None, True) else raw)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(), code="invalid_rag", prefix=("rag",)) from None
+        collection = request.collection or route.collection
+        if collection is None:
+            raise APIError(422, "rag.collection is required: this route has no default collection", code="invalid_rag")
+        if not route.may_use(collection):
+            raise APIError(403, f"this route may not retrieve from {collection!r}", code="rag_collection_not_allowed")
+        filters = [f for f in (route.filter, request.filter) if f]  # the route's filter always applies
+        return Plan(
+            route=route,
+            collection=collection,
+            top_k=request.top_k or route.top_k,
+            filter=filters[0] if len(filters) == 1 else ({"must": filters} if filters else None),
+            score_threshold=request.score_threshold if request.score_threshold is not None else route.score_threshold,
         )
-    except RetrieverUnavailable as exc:
-        gw.metrics.rag_retrievals.labels(route, "unavailable").inc()
-        logger.error(
-            "retriever unavailable", extra={"route": route, "policy": rag.route.on_retriever_error, "error": str(exc)}
-        )
-        if rag.route.on_retriever_error == "fail":
-            raise APIError(
-                503, "the retriever is unavailable; no answer without context", code="retriever_unavailable"
-            ) from None
-        _apply(payload, kind, system=template.no_context_system, user=None)
-        return RagContext(context=False)
-    except APIError:
-        gw.metrics.rag_retrievals.labels(route, "refused").inc()
-        raise
-    gw.metrics.rag_retrievals.labels(route, "ok").inc()
-    gw.metrics.rag_latency.labels(route).observe(time.perf_counter() - started)
-    block, used = fmt.context_block(chunks, max_chars=rag.route.max_context_chars)
-    user = None if template.user == "{question}" else render(template.user, sources=block, question=question)
-    _apply(payload, kind, system=render(template.system, sources=block, question=question), user=user)
-    return RagContext(sources=fmt.public(used), retrieved_ids=[c.id for c in used])
+
+    async def retrieve(self, rag: Plan, payload: dict, *, kind: str, route: str, request_id: str) -> RagContext:
+        template: PromptTemplate = rag.route.prompt()
+        question = question_of(payload, kind)
+        started = time.perf_counter()
+        try:
+            chunks = await self._retriever.search(
+                collection=rag.collection,
+                query=question,
+                top_k=rag.top_k,
+                filter=rag.filter,
+                score_threshold=rag.score_threshold,
+                request_id=request_id,
+            )
+        except RetrieverUnavailable as exc:
+            self._metrics.rag_retrievals.labels(route, "unavailable").inc()
+            logger.error(
+                "retriever unavailable",
+                extra={"route": route, "policy": rag.route.on_retriever_error, "error": str(exc)},
+            )
+            if rag.route.on_retriever_error == "fail":
+                raise APIError(
+                    503, "the retriever is unavailable; no answer without context", code="retriever_unavailable"
+                ) from None
+            _apply(payload, kind, system=template.no_context_system, user=None)
+            return RagContext(context=False)
+        except APIError:
+            self._metrics.rag_retrievals.labels(route, "refused").inc()
+            raise
+        self._metrics.rag_retrievals.labels(route, "ok").inc()
+        self._metrics.rag_latency.labels(route).observe(time.perf_counter() - started)
+        block, used = fmt.context_block(chunks, max_chars=rag.route.max_context_chars)
+        user = None if template.user == "{question}" else render(template.user, sources=block, question=question)
+        _apply(payload, kind, system=render(template.system, sources=block, question=question), user=user)
+        return RagContext(sources=fmt.public(used), retrieved_ids=[c.id for c in used])

@@ -1,5 +1,5 @@
-from llmops_gateway.feedback.sink import FeedbackSink
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.requestlog.feedback_sink import FeedbackSink
 from llmops_gateway.requestlog.sinks import JsonlFileSink, NullSink, RequestLogSink
 from llmops_gateway.settings import GatewaySettings, RequestLogSinkKind
 

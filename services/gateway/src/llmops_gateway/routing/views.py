@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from llmops_gateway.deps import GatewayDep, SessionDep, require_admin
+from llmops_gateway.deps import RoutesDep, SessionDep, require_admin
 from llmops_gateway.routing import service
 from llmops_gateway.routing.schemas import NAME_PATTERN, RouteList, RoutePublic, RouteSpec
 
@@ -12,10 +12,10 @@ RouteName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
 @router.put("/{name}")
-async def put_route(name: RouteName, spec: RouteSpec, session: SessionDep, gw: GatewayDep) -> RoutePublic:
+async def put_route(name: RouteName, spec: RouteSpec, session: SessionDep, routes: RoutesDep) -> RoutePublic:
     """Creates or replaces a route. Every replica applies it within the route cache TTL, without a restart."""
     route = await service.put(session, name=name, spec=spec)
-    gw.routes.invalidate()
+    routes.invalidate()
     return service.to_public(route)
 
 
@@ -30,6 +30,6 @@ async def get_route(name: RouteName, session: SessionDep) -> RoutePublic:
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_route(name: RouteName, session: SessionDep, gw: GatewayDep) -> None:
+async def delete_route(name: RouteName, session: SessionDep, routes: RoutesDep) -> None:
     await service.delete(session, name=name)
-    gw.routes.invalidate()
+    routes.invalidate()

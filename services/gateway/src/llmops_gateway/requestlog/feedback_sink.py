@@ -7,9 +7,9 @@ import logging
 import aiohttp
 import orjson
 
-from llmops_gateway.feedback.spool import Spool
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.requestlog.sinks import BatchingSink
+from llmops_gateway.requestlog.spool import Spool
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,102 @@
+"""The account-and-log stage: every request that reached routing ends here once, whatever became of it.
+
+Metrics, the quota reconciliation (real usage replaces the reservation) and the request-log record; nothing here
+delays the client.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from llmops_gateway.keys.auth import AuthenticatedKey
+from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy import tokens
+from llmops_gateway.proxy.quota import QuotaCheck
+from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
+from llmops_gateway.quotas.plan import Reservation
+from llmops_gateway.rag.service import RagContext
+from llmops_gateway.requestlog.sinks import RequestLogSink
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Call:
+    """What is known about a request by the time it reaches the upstream."""
+
+    request_id: str
+    kind: str  # "chat" or "text"
+    key: AuthenticatedKey
+    route: str
+    parsed: ChatCompletionRequest | CompletionRequest
+    reservation: Reservation | None
+    started: float  # perf_counter
+    started_wall: float  # time.time
+    rag: RagContext | None = None  # set when the prompt was augmented with retrieved context
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a call ended."""
+
+    status: int
+    variant: str = "-"  # "-": no variant was reached
+    model: str | None = None
+    usage: dict | None = None
+    answer: str | None = None
+    upstream_s: float = 0.0
+    ttft: float | None = None
+    error: str | None = None
+
+
+class Accounting:
+    def __init__(self, metrics: GatewayMetrics, quota: QuotaCheck, request_log: RequestLogSink) -> None:
+        self._metrics, self._quota, self._request_log = metrics, quota, request_log
+
+    def refused(self, route: str, status: int) -> None:
+        """A request refused before routing finished: counted for error rates, under a configured route only."""
+        self._metrics.for_variant(route, "-").count(status)
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        total_s = time.perf_counter() - call.started
+        usage = dict(outcome.usage or {})
+        prompt_tokens = usage.get("prompt_tokens")
+        if prompt_tokens is None:
+            prompt_tokens = tokens.estimate_prompt_tokens(call.parsed) if outcome.status == 200 else 0
+        completion_tokens = usage.get("completion_tokens") or 0
+        usage.update(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+        m = self._metrics.for_variant(call.route, outcome.variant)
+        m.count(outcome.status)
+        m.latency.observe(total_s)
+        m.added_latency.observe(max(0.0, total_s - outcome.upstream_s))
+        if outcome.ttft is not None:
+            m.ttft.observe(outcome.ttft)
+        m.prompt_tokens.inc(prompt_tokens)
+        m.completion_tokens.inc(completion_tokens)
+        self._quota.reconcile(call.reservation, actual_tokens=usage["total_tokens"])
+        record = {
+            "request_id": call.request_id,
+            "key_id": call.key.id,
+            "route": call.route,
+            "variant": outcome.variant,
+            "model": outcome.model,
+            "kind": call.kind,
+            "stream": call.parsed.stream,
+            "status": outcome.status,
+            "prompt": tokens.prompt_text(call.parsed),
+            "answer": outcome.answer,
+            "usage": usage,
+            "latency_ms": round(total_s * 1000, 3),
+            "ttft_ms": round(outcome.ttft * 1000, 3) if outcome.ttft is not None else None,
+            "started_at": call.started_wall,
+            "finished_at": time.time(),
+            "retrieved_ids": call.rag.retrieved_ids if call.rag is not None else [],
+            "error": outcome.error,
+        }
+        if not self._request_log.emit(record):
+            self._metrics.request_log_dropped.inc()
+            logger.error("request log queue full; record dropped", extra={"route": call.route})
