@@ -7,13 +7,23 @@ one POST at a time per keep-alive connection, responses with a length, chunked o
 or read whole, TLS for https upstreams, a connect timeout and a limit on silence between bytes. Bodies pass
 through as sent (no Accept-Encoding is sent, nothing is decompressed). The retriever and feedback calls,
 off the hot path, keep aiohttp.
+
+TLS verifies certificates against ``ssl.create_default_context()`` (the system store, or SSL_CERT_FILE /
+SSL_CERT_DIR) unless given a context. HTTP_PROXY / HTTPS_PROXY / NO_PROXY (either case) are read once, as the
+standard library reads them: an http upstream through a proxy gets absolute-form requests (with
+Proxy-Authorization when the proxy URL has user:password), an https upstream a CONNECT tunnel with TLS to the
+upstream inside it. Whether and how an origin goes through a proxy is decided once per base URL (``Origin``);
+a request costs the same with or without one.
 """
 
 import asyncio
+import base64
+import ipaddress
 import socket
 import ssl
 import time
-from urllib.parse import urlsplit
+import urllib.request
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
@@ -39,21 +49,104 @@ class UpstreamBroken(UpstreamError):
     """The connection dropped, or the upstream sent something that is not HTTP, before the answer ended."""
 
 
+class Proxy:
+    """An HTTP proxy (``http://[user:password@]host[:port]``): where to connect and how to authenticate."""
+
+    __slots__ = ("authorization", "host", "key", "port", "url")
+
+    def __init__(self, url: str) -> None:
+        if "://" not in url:
+            url = "http://" + url  # HTTP_PROXY=proxy:3128, as curl and requests read it
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            where = parts.netloc.rpartition("@")[2]
+            raise ValueError(f"unsupported proxy {parts.scheme}://{where}: only http:// proxies are supported")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.url = f"http://{_authority(self.host, self.port)}"  # without credentials: for messages
+        self.authorization = b""
+        if parts.username is not None:
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.authorization = b"Basic " + base64.b64encode(secret)
+        self.key = (self.host, self.port, self.authorization)
+
+
 class Origin:
-    """Where requests for one base URL go, with the request line prefix and Host header encoded once."""
+    """Where requests for one base URL go, with the request line prefix and Host header encoded once.
 
-    __slots__ = ("host", "host_header", "path_prefix", "pool_key", "port", "tls")
+    Through a proxy: an http upstream's requests go to the proxy in absolute form (the prefix carries the
+    scheme and authority, the host lines the Proxy-Authorization); an https upstream is reached through a
+    CONNECT tunnel (``tunnel``) and its requests look as they would without the proxy.
+    """
 
-    def __init__(self, base_url: str) -> None:
+    __slots__ = (
+        "address",
+        "authority",
+        "host",
+        "host_lines",
+        "path_prefix",
+        "pool_key",
+        "port",
+        "proxy",
+        "tls",
+        "tunnel",
+    )
+
+    def __init__(self, base_url: str, proxy: Proxy | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
+        self.authority = _authority(self.host, self.port)
         self.path_prefix = parts.path.rstrip("/").encode()
-        self.host_header = parts.netloc.rpartition("@")[2].encode()
-        self.pool_key = (self.host, self.port, self.tls)  # base URLs on one server share its connections
+        host_header = parts.netloc.rpartition("@")[2].encode()
+        self.host_lines = host_header  # the Host header's value, and any header lines every request here carries
+        self.proxy, self.tunnel = proxy, proxy is not None and self.tls
+        self.address = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)  # where TCP goes
+        if proxy is not None and not self.tls:
+            self.path_prefix = b"http://" + host_header + self.path_prefix
+            if proxy.authorization:
+                self.host_lines += b"\r\nproxy-authorization: " + proxy.authorization
+        # Base URLs on one server (through one proxy) share its connections.
+        self.pool_key = (self.host, self.port, self.tls, proxy.key if proxy else None)
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bypasses_proxy(no_proxy: str, host: str, port: int) -> bool:
+    """Whether NO_PROXY exempts ``host``: the standard library's rules (``*``; a name covers itself and its
+    subdomains, a leading dot or ``*.`` ignored; ``name:port`` only that port) plus IP addresses and CIDR
+    networks, as curl and requests read them."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in no_proxy.replace(" ", ",").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return True
+        name, entry_port = entry, ""
+        if entry.startswith("["):  # [v6]:port
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest.removeprefix(":")
+        elif entry.count(":") == 1:
+            name, _, entry_port = entry.partition(":")
+        name = name.removeprefix("*").lstrip(".")
+        if not name or (entry_port and entry_port != str(port)):
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+                continue
+            except ValueError:
+                pass
+        if host == name or host.endswith("." + name):
+            return True
+    return False
 
 
 class Response:
@@ -252,32 +345,118 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
 
+class _ProxiedConnection(_Connection):
+    """A connection to an HTTP proxy carrying absolute-form requests: its 407 is the proxy's refusal, not an answer."""
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() == 407:
+            proxy = self.origin.proxy
+            hint = " (user:password in the proxy URL)" if not proxy.authorization else ""
+            self._fail(UpstreamConnectError(f"proxy {proxy.url} wants credentials for {self.origin.authority}{hint}"))
+            self.abort()
+            return
+        super().on_headers_complete()
+
+
+class _Tunnel(asyncio.Protocol):
+    """A connection to a proxy until it answers CONNECT; TLS to the upstream then takes it over."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future = asyncio.get_running_loop().create_future()  # the proxy's response head
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.answer.done():
+            return
+        if b"\r\n\r\n" in self.buffer:
+            self.answer.set_result(self.buffer)
+        elif len(self.buffer) > 65536:
+            self.answer.set_exception(ConnectionError("the proxy's answer to CONNECT has no end"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionError("the proxy closed the connection"))
+
+    async def open(self, origin: Origin) -> asyncio.Transport:
+        """Asks the proxy for a tunnel to the origin; returns the transport once it is open."""
+        proxy = origin.proxy
+        request = f"CONNECT {origin.authority} HTTP/1.1\r\nhost: {origin.authority}\r\n".encode()
+        if proxy.authorization:
+            request += b"proxy-authorization: " + proxy.authorization + b"\r\n"
+        self.transport.write(request + b"\r\n")
+        head = await self.answer
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        status = status_line.split(" ", 2)[1] if status_line.count(" ") >= 1 else ""
+        if not (status.isdigit() and 200 <= int(status) < 300):
+            hint = " (the proxy wants credentials: user:password in the proxy URL)" if status == "407" else ""
+            raise UpstreamConnectError(
+                f"proxy {proxy.url} refused CONNECT to {origin.authority}: {status_line!r}{hint}"
+            )
+        if not head.endswith(b"\r\n\r\n"):
+            raise UpstreamConnectError(f"proxy {proxy.url} sent data before the tunnel to {origin.authority} opened")
+        return self.transport
+
+
 class UpstreamClient:
-    """Keep-alive connections per upstream origin; at most ``max_in_flight`` exchanges at once (more wait)."""
+    """Keep-alive connections per upstream origin; at most ``max_in_flight`` exchanges at once (more wait).
+
+    ``ssl_context`` verifies https upstreams (default: ``ssl.create_default_context()``); ``proxies`` maps
+    ``http`` / ``https`` to a proxy URL and ``no`` to a NO_PROXY list, as ``urllib.request.getproxies()`` does
+    (default: read from the environment, once, here).
+    """
 
     def __init__(
-        self, *, connect_timeout_s: float, read_timeout_s: float, max_in_flight: int, idle_timeout_s: float = 30.0
+        self,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        max_in_flight: int,
+        idle_timeout_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        proxies: dict[str, str] | None = None,
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         # Requests go out in bursts (proxy/outbox.py); the native protocol sends its answers through it too.
         self.outbox = Outbox()
         self.idle_timeout_s = idle_timeout_s
         self.slots = asyncio.Semaphore(max_in_flight)
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self._idle: dict[tuple, list[_Connection]] = {}
         self._origins: dict[str, Origin] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
+        proxies = urllib.request.getproxies() if proxies is None else proxies
+        self._proxies = {scheme: Proxy(url) for scheme in ("http", "https") if (url := proxies.get(scheme))}
+        self._no_proxy = proxies.get("no", "")
         self._sweeper: asyncio.TimerHandle | None = None
 
     def origin(self, base_url: str) -> Origin:
         origin = self._origins.get(base_url)
         if origin is None:
-            origin = self._origins[base_url] = Origin(base_url)
+            origin = self._origins[base_url] = Origin(base_url, self._proxy_for(base_url))
         return origin
+
+    def _proxy_for(self, base_url: str) -> Proxy | None:
+        parts = urlsplit(base_url)
+        proxy = self._proxies.get(parts.scheme)
+        if proxy is None or not parts.hostname:
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return None if bypasses_proxy(self._no_proxy, parts.hostname, port) else proxy
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR
+        return self._ssl
 
     async def post(self, base_url: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
         """Sends a POST to ``base_url + path``; returns when the answer's headers are in."""
         origin = self.origin(base_url)
-        head = [b"POST ", origin.path_prefix, path.encode(), b" HTTP/1.1\r\nhost: ", origin.host_header]
+        head = [b"POST ", origin.path_prefix, path.encode(), b" HTTP/1.1\r\nhost: ", origin.host_lines]
         for name, value in headers:
             head += (b"\r\n", name, b": ", value)
         head += (b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
@@ -318,20 +497,35 @@ class UpstreamClient:
         return None
 
     async def _connect(self, origin: Origin) -> _Connection:
-        loop = asyncio.get_running_loop()
-        ssl_context = None
-        if origin.tls:
-            self._ssl = self._ssl or ssl.create_default_context()
-            ssl_context = self._ssl
+        via = f" through proxy {origin.proxy.url}" if origin.proxy else ""
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, origin), origin.host, origin.port, ssl=ssl_context
+                if origin.tunnel:
+                    return await self._connect_tunnel(origin)
+                protocol = _Connection if origin.proxy is None else _ProxiedConnection
+                _, conn = await asyncio.get_running_loop().create_connection(
+                    lambda: protocol(self, origin),
+                    *origin.address,
+                    ssl=self.ssl_context() if origin.tls else None,
                 )
+                return conn
         except TimeoutError:
-            raise UpstreamTimeout(f"connecting to {origin.host}:{origin.port} timed out") from None
-        except OSError as exc:
-            raise UpstreamConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from None
+            raise UpstreamTimeout(f"connecting to {origin.authority}{via} timed out") from None
+        except OSError as exc:  # refused, unreachable, TLS handshake or certificate verification failed
+            raise UpstreamConnectError(f"cannot connect to {origin.authority}{via}: {exc}") from None
+
+    async def _connect_tunnel(self, origin: Origin) -> _Connection:
+        """CONNECT through the proxy, then TLS to the upstream (checked against the upstream's name) inside."""
+        loop = asyncio.get_running_loop()
+        transport, tunnel = await loop.create_connection(_Tunnel, *origin.address)
+        try:
+            await tunnel.open(origin)
+            conn = _Connection(self, origin)
+            tls = await loop.start_tls(transport, conn, self.ssl_context(), server_hostname=origin.host)
+        except BaseException:
+            transport.abort()
+            raise
+        conn.connection_made(tls)
         return conn
 
     def put_back(self, conn: _Connection) -> None:
