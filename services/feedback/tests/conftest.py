@@ -60,7 +60,8 @@ def route() -> str:
 
 @pytest.fixture
 def make_record(route):
-    """A request record as the gateway emits it (``RequestRecordIn``), with a fresh request id; fields override."""
+    """A request record as the gateway emits it (``contracts.requestlog.RequestLogRecord``), with a fresh request
+    id; fields override."""
 
     def make(**fields) -> dict:
         now = time.time()

@@ -3,7 +3,7 @@
 SFT: every thumbs-up answer, and every correction (a better answer a user wrote), as a conversation
 ending in the assistant turn to learn. Preference: (chosen, rejected) where both exist for one
 prompt: a correction beats the answer it corrected, and a thumbs-up answer beats a thumbs-down
-answer to the same prompt.
+answer to the same prompt. The lines' shapes are ``llmops_common.contracts.datasets``: the trainer reads them.
 """
 
 from collections.abc import AsyncIterator
@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common.contracts.datasets import ChatMessage, LineMetadata, PreferenceLine, SFTLine
 from llmops_feedback.ratings.models import Rating
 from llmops_feedback.records.models import RequestRecord
 
@@ -26,24 +28,31 @@ class Filters:
     until: datetime | None = None
 
 
-def _messages(record: RequestRecord) -> list[dict] | None:
-    """The prompt as chat messages, or None when it cannot be training text (redacted, odd shapes, token ids)."""
+_CONVERSATION = TypeAdapter(list[ChatMessage])
+
+
+def _messages(record: RequestRecord) -> list[ChatMessage] | None:
+    """The prompt as chat messages, or None when it cannot be training text (redacted, odd shapes, roles other than
+    system/user/assistant, token ids)."""
     prompt = record.prompt
     if record.kind == "chat":
-        if isinstance(prompt, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
-        ):
-            return [{"role": m["role"], "content": m["content"]} for m in prompt]
-        return None
+        try:
+            return _CONVERSATION.validate_python(prompt) if isinstance(prompt, list) else None
+        except ValidationError:
+            return None
     if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
+        return [ChatMessage(role="user", content=prompt)]
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        return [{"role": "user", "content": "\n".join(prompt)}]
+        return [ChatMessage(role="user", content="\n".join(prompt))]
     return None  # token ids: no text to learn from
 
 
-def _meta(record: RequestRecord, source: str) -> dict:
-    return {"request_id": record.request_id, "route": record.route, "variant": record.variant, "source": source}
+def _meta(record: RequestRecord, source: str) -> LineMetadata:
+    return LineMetadata(request_id=record.request_id, route=record.route, variant=record.variant, source=source)
+
+
+def _line(line: SFTLine | PreferenceLine) -> bytes:
+    return orjson.dumps(line.model_dump(mode="json", exclude_none=True)) + b"\n"
 
 
 async def _rated(session: AsyncSession, filters: Filters) -> AsyncIterator[tuple[RequestRecord, Rating]]:
@@ -77,8 +86,8 @@ async def sft_lines(session: AsyncSession, filters: Filters) -> AsyncIterator[by
         prompt = _messages(record)
         if prompt is None:
             continue
-        messages = [*prompt, {"role": "assistant", "content": answer}]
-        yield orjson.dumps({"messages": messages, "metadata": _meta(record, source)}) + b"\n"
+        messages = [*prompt, ChatMessage(role="assistant", content=answer)]
+        yield _line(SFTLine(messages=messages, metadata=_meta(record, source)))
 
 
 async def preference_lines(session: AsyncSession, filters: Filters) -> AsyncIterator[bytes]:
@@ -91,7 +100,7 @@ async def preference_lines(session: AsyncSession, filters: Filters) -> AsyncIter
         if rating.correction and rating.correction != record.answer:
             yield _pair(messages, rating.correction, record.answer, record, "correction")
             continue
-        prompt = orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)
+        prompt = orjson.dumps([m.model_dump() for m in messages], option=orjson.OPT_SORT_KEYS)
         # Every thumbs-down answer pairs with the prompt's first thumbs-up answer, whichever came first.
         if rating.rating == "down":
             if prompt in liked:
@@ -104,15 +113,12 @@ async def preference_lines(session: AsyncSession, filters: Filters) -> AsyncIter
                 yield _pair(messages, record.answer, bad.answer, bad, "thumbs")
 
 
-def _pair(messages: list[dict], chosen: str, rejected: str, record: RequestRecord, source: str) -> bytes:
-    return (
-        orjson.dumps(
-            {
-                "prompt": messages,
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "metadata": _meta(record, source),
-            }
+def _pair(messages: list[ChatMessage], chosen: str, rejected: str, record: RequestRecord, source: str) -> bytes:
+    return _line(
+        PreferenceLine(
+            prompt=messages,
+            chosen=[ChatMessage(role="assistant", content=chosen)],
+            rejected=[ChatMessage(role="assistant", content=rejected)],
+            metadata=_meta(record, source),
         )
-        + b"\n"
     )

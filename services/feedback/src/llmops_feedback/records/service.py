@@ -6,16 +6,16 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common.contracts.requestlog import RequestLogRecord
 from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
 from llmops_feedback.ratings.models import Rating
 from llmops_feedback.records.models import RequestRecord
-from llmops_feedback.records.schemas import RequestRecordIn
 
 _INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def _row(record: RequestRecordIn, *, store_text: bool, received_at: datetime) -> dict:
+def _row(record: RequestLogRecord, *, store_text: bool, received_at: datetime) -> dict:
     return {
         "request_id": record.request_id,
         "key_id": record.key_id,
@@ -40,7 +40,7 @@ def _row(record: RequestRecordIn, *, store_text: bool, received_at: datetime) ->
     }
 
 
-async def ingest(session: AsyncSession, *, records: list[RequestRecordIn], store_text: bool) -> list[RequestRecordIn]:
+async def ingest(session: AsyncSession, *, records: list[RequestLogRecord], store_text: bool) -> list[RequestLogRecord]:
     """Inserts records not seen before and returns them; a record delivered again (same request id) changes nothing."""
     received_at = utcnow()
     unique = {r.request_id: r for r in records}  # a batch may repeat itself after a partial replay

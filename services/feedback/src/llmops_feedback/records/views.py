@@ -1,16 +1,17 @@
 from fastapi import APIRouter
 
+from llmops_common.contracts.requestlog import RequestLogBatch
 from llmops_common.errors import APIError
 from llmops_feedback.deps import AdminDep, IngestDep, SessionDep, StateDep
 from llmops_feedback.ratings.service import to_public
 from llmops_feedback.records import service
-from llmops_feedback.records.schemas import IngestBatch, IngestResult, RequestPublic
+from llmops_feedback.records.schemas import IngestResult, RequestPublic
 
 router = APIRouter(prefix="/v1/requests", tags=["request log"])
 
 
 @router.post("")
-async def ingest(batch: IngestBatch, _: IngestDep, session: SessionDep, state: StateDep) -> IngestResult:
+async def ingest(batch: RequestLogBatch, _: IngestDep, session: SessionDep, state: StateDep) -> IngestResult:
     """Stores request records; idempotent on ``request_id``, so the gateway may deliver a batch again."""
     if len(batch.records) > state.settings.max_batch:
         raise APIError(413, f"at most {state.settings.max_batch} records per batch", code="batch_too_large")

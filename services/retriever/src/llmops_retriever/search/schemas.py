@@ -1,4 +1,4 @@
-from typing import Any
+"""The search request; its answer is the shared contract (``llmops_common.contracts.search``): the gateway reads it."""
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,19 +25,3 @@ class SearchRequest(BaseModel):
         if not query.strip():
             raise ValueError("query is blank")
         return query
-
-
-class SearchHit(BaseModel):
-    id: str = Field(description="the chunk's point id")
-    document_id: str
-    chunk_index: int
-    score: float = Field(description="dense similarity, or the RRF fusion score in hybrid mode")
-    text: str
-    metadata: dict[str, Any]
-    source: str | None = None
-
-
-class SearchResponse(BaseModel):
-    data: list[SearchHit]
-    hybrid: bool
-    took_ms: float

@@ -3,10 +3,11 @@
 import asyncio
 import time
 
+from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
 from llmops_retriever.collections.service import get_spec, not_found
 from llmops_retriever.embedding import sparse
-from llmops_retriever.search.schemas import SearchHit, SearchRequest, SearchResponse
+from llmops_retriever.search.schemas import SearchRequest
 from llmops_retriever.state import RetrieverState
 from llmops_retriever.store.base import CollectionNotFound, Query
 

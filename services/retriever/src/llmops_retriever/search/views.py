@@ -1,8 +1,9 @@
 from fastapi import APIRouter
 
+from llmops_common.contracts.search import SearchResponse
 from llmops_retriever.deps import ReaderDep, StateDep
 from llmops_retriever.search import service
-from llmops_retriever.search.schemas import SearchRequest, SearchResponse
+from llmops_retriever.search.schemas import SearchRequest
 
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["search"])
 
