@@ -9,7 +9,7 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmops-installed
 
 # Every installable package of the repository; later services add themselves here.
-PACKAGES := libs/common libs/cli libs/testkit services/gateway services/feedback services/inference services/retriever \
+PACKAGES := libs/common libs/models libs/cli libs/testkit services/gateway services/feedback services/inference services/retriever \
 	services/trainer
 # What pip installs for them: the inference service with vLLM's CPU build (a GPU image installs [cuda]).
 INSTALL_SPECS := $(patsubst services/inference,services/inference[cpu],$(PACKAGES))

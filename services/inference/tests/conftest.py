@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_inference.prepare import bundled_model_dir
+from llmops_models.prepare import bundled_model_dir
 from llmops_testkit.inference import prepare_bundled_model
 from llmops_testkit.lora import train_tiny_adapter
 

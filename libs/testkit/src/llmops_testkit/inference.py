@@ -33,7 +33,7 @@ def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None =
 
 def prepare_bundled_model() -> None:
     """Converts the bundled model once per machine (a checksum check afterwards), outside any timed start."""
-    subprocess.run([sys.executable, "-m", "llmops_inference.prepare"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "llmops_models.prepare"], check=True, stdout=subprocess.DEVNULL)
 
 
 class InferenceService:

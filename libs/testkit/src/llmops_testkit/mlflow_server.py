@@ -6,9 +6,10 @@ from pathlib import Path
 
 from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
 from llmops_cli.services import MLFLOW_ENV, mlflow_argv
+from llmops_common.contracts.adapters import ADAPTER_TAG, ADAPTER_TAG_VALUE
 from llmops_testkit.processes import wait_ready
 
-ADAPTER_TAGS = {"llmops.kind": "lora-adapter"}  # what the inference service's registry sync looks for
+ADAPTER_TAGS = {ADAPTER_TAG: ADAPTER_TAG_VALUE}  # what the inference service's registry sync looks for
 
 
 class MlflowServer:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from pydantic import Field
 
+from llmops_common.contracts.models import BUNDLED_MODEL_NAME
 from llmops_common.settings import ServiceSettings, require_secret, service_config
-from llmops_inference import prepare
+from llmops_models import prepare
 
 DEV_ADMIN_TOKEN = "dev-inference-admin-token"
 
@@ -87,7 +88,7 @@ class InferenceSettings(ServiceSettings):
         if self.served_model_name:
             return self.served_model_name
         if self.uses_bundled_model:
-            return prepare.BUNDLED_MODEL_NAME
+            return BUNDLED_MODEL_NAME
         return self.model.rstrip("/").rsplit("/", 1)[-1]
 
     def extra_argv(self) -> list[str]:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from pydantic import Field
 
+from llmops_common.contracts.models import BUNDLED_MODEL_NAME
 from llmops_common.settings import ServiceSettings, require_secret, service_config
-from llmops_inference import prepare
+from llmops_models import prepare
 
 DEV_ADMIN_TOKEN = "dev-trainer-admin-token"
 # The feedback service's development admin token: in dev mode the trainer can read its exports out of the box.
@@ -83,12 +84,12 @@ class TrainerSettings(ServiceSettings):
         return self.feedback_token or (DEV_FEEDBACK_TOKEN if self.dev_mode else None)
 
     def base_model_names(self) -> list[str]:
-        return [prepare.BUNDLED_MODEL_NAME, *self.base_models]
+        return [BUNDLED_MODEL_NAME, *self.base_models]
 
     def resolve_base_model(self, name: str) -> str:
         """Where a base model's weights are: the bundled checkpoint (prepared on first use) or a configured source."""
         if name in self.base_models:
             return self.base_models[name]
-        if name == prepare.BUNDLED_MODEL_NAME:
+        if name == BUNDLED_MODEL_NAME:
             return str(prepare.bundled_model_dir(self.model_cache_dir))
         raise KeyError(name)

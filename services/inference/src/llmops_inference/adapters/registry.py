@@ -1,9 +1,10 @@
 """LoRA adapters in the MLflow model registry: which to serve, and their files.
 
-A registered model tagged ``llmops.kind=lora-adapter`` is an adapter; each of its aliases is served as
-``<model>@<alias>`` (``support-bot@champion``) with the version the alias points to. Moving an alias swaps the
-weights behind a stable name; deleting it retires the name. A version's ``source`` is the artifact URI of a
-PEFT adapter directory (``adapter_config.json`` + weights), e.g. ``runs:/…`` or ``mlflow-artifacts:/…/adapter``.
+The naming and tags are the contract the trainer registers by (``llmops_common.contracts.adapters``): a registered
+model tagged ``llmops.kind=lora-adapter`` is an adapter; each of its aliases is served as ``<model>@<alias>``
+(``support-bot@champion``) with the version the alias points to. Moving an alias swaps the weights behind a stable
+name; deleting it retires the name. A version's ``source`` is the artifact URI of a PEFT adapter directory
+(``adapter_config.json`` + weights), e.g. ``runs:/…`` or ``mlflow-artifacts:/…/adapter``.
 The MLflow client blocks: call these from a worker thread.
 """
 
@@ -15,12 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ADAPTER_TAG = "llmops.kind"
-ADAPTER_TAG_VALUE = "lora-adapter"
-
-
-def served_name(model: str, alias: str) -> str:
-    return f"{model}@{alias}"
+from llmops_common.contracts.adapters import ADAPTER_TAG, ADAPTER_TAG_VALUE, served_name
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# No "@": model@alias names belong to adapters synced from the registry.
+# No "@": model@alias names (llmops_common.contracts.adapters.served_name) belong to adapters synced from the registry.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 

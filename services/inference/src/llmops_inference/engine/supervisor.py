@@ -140,7 +140,7 @@ class VllmSupervisor:
     async def _prepare(self) -> None:
         """The bundled model, converted once (a no-op after checksums). In a child: torch stays out of this process."""
         self._set_state(EngineState.preparing)
-        argv = [sys.executable, "-m", "llmops_inference.prepare", "--output", self.settings.model_source()]
+        argv = [sys.executable, "-m", "llmops_models.prepare", "--output", self.settings.model_source()]
         process = self._spawn(argv)
         code = await asyncio.to_thread(process.wait)
         if code != 0:

@@ -5,9 +5,9 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common.contracts.adapters import served_name
 from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
-from llmops_inference.adapters.registry import served_name
 from llmops_trainer.datasets.validate import PreparedDataset
 from llmops_trainer.jobs.models import FINISHED, JobState, TrainingJob
 from llmops_trainer.jobs.schemas import JobPublic, JobSpec, Progress

@@ -5,8 +5,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from llmops_common.contracts.models import BUNDLED_MODEL_NAME
 from llmops_common.errors import APIError
-from llmops_inference.prepare import BUNDLED_MODEL_NAME
 from llmops_trainer.datasets import feedback, validate
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.deps import AdminDep, SessionDep, StateDep

@@ -1,13 +1,14 @@
-"""A job's MLflow run and its registration, following the inference service's registry contract: a registered
-model tagged ``llmops.kind=lora-adapter``, whose version ``source`` is the artifact URI of a PEFT adapter
-directory, served by inference as ``<model>@<alias>`` for each alias."""
+"""A job's MLflow run and its registration, following the adapter registry contract
+(``llmops_common.contracts.adapters``): a registered model tagged ``llmops.kind=lora-adapter``, whose version
+``source`` is the artifact URI of a PEFT adapter directory, served by inference as ``<model>@<alias>`` for each
+alias."""
 
 import logging
 import re
 import time
 from pathlib import Path
 
-from llmops_inference.adapters.registry import ADAPTER_TAG, ADAPTER_TAG_VALUE
+from llmops_common.contracts.adapters import ADAPTER_TAG, ADAPTER_TAG_VALUE
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ def run_job(task, job_id: str, ctx: WorkerContext) -> dict:
 def _base_model_source(settings: TrainerSettings, name: str) -> str:
     source = settings.resolve_base_model(name)
     if name not in settings.base_models:
-        from llmops_inference import prepare
+        from llmops_models import prepare
 
         prepare.prepare(dest=prepare.bundled_model_dir(settings.model_cache_dir), progress=False)  # once; then a check
     return source
