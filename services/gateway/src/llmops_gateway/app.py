@@ -19,12 +19,12 @@ from llmops_gateway.feedback.views import router as feedback_router
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.keys.views import router as keys_router
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy import views as proxy_views
 from llmops_gateway.proxy.accounting import Accounting
 from llmops_gateway.proxy.client import UpstreamClient
 from llmops_gateway.proxy.pipeline import CompletionPipeline
 from llmops_gateway.proxy.quota import QuotaCheck
 from llmops_gateway.proxy.upstream import Upstreams
-from llmops_gateway.proxy.views import router as proxy_router
 from llmops_gateway.quotas.limiter import QuotaLimiter
 from llmops_gateway.rag.client import RetrieverClient
 from llmops_gateway.rag.service import Retrieval
@@ -96,10 +96,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     # Without Redis only keys with limits are refused (or served unmetered, by setting): degraded, not down.
     install_common(app, registry=registry, readiness={"database": database_ready}, degraded_by={"redis": redis_ready})
-    app.include_router(proxy_router)
+    app.router.routes.extend(proxy_views.routes)
+    app.include_router(proxy_views.router)
     app.include_router(feedback_router)
     app.include_router(keys_router)
     app.include_router(routes_router)
+    proxy_views.document(app)
     return app
 
 

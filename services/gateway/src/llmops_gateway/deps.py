@@ -1,4 +1,7 @@
-"""FastAPI dependencies: each view asks for the parts it uses, never the whole gateway state."""
+"""FastAPI dependencies: each view asks for the parts it uses, never the whole gateway state.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in a thread pool, which cost more than a whole request.
+"""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -22,15 +25,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_authenticator(request: Request) -> KeyAuthenticator:
+async def get_authenticator(request: Request) -> KeyAuthenticator:
     return _state(request).authenticator
 
 
-def get_routes(request: Request) -> RouteTable:
+async def get_routes(request: Request) -> RouteTable:
     return _state(request).routes
 
 
-def get_ratings(request: Request) -> RatingsForwarder | None:
+async def get_ratings(request: Request) -> RatingsForwarder | None:
     return _state(request).ratings
 
 
