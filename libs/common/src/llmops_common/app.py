@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from llmops_common.errors import install_error_handlers
 from llmops_common.health import ReadinessCheck, health_router
 from llmops_common.metrics import metrics_router
-from llmops_common.middleware import RequestIdMiddleware
+from llmops_common.middleware import HeaderLimitMiddleware, RequestIdMiddleware
 
 
 def install_common(
@@ -16,11 +16,12 @@ def install_common(
     readiness: dict[str, ReadinessCheck],
     degraded_by: dict[str, ReadinessCheck] | None = None,
 ) -> None:
-    """Adds request ids, OpenAI-format errors, ``/healthz``, ``/readyz`` and ``/metrics``.
+    """Adds request ids, a limit on header size, OpenAI-format errors, ``/healthz``, ``/readyz`` and ``/metrics``.
 
     Readiness checks are called per probe, so they may reach for ``app.state`` set up in the lifespan.
     """
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeaderLimitMiddleware)  # added last: runs first
     install_error_handlers(app)
     app.include_router(health_router(readiness, degraded_by=degraded_by))
     app.include_router(metrics_router(registry))

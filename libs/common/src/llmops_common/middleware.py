@@ -4,6 +4,7 @@ import itertools
 import os
 import secrets
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops_common.logging import request_id_var
@@ -63,3 +64,35 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+
+
+MAX_HEADER_BYTES = 32 * 1024  # like nginx's default (4 buffers of 8 KiB)
+
+
+class HeaderLimitMiddleware:
+    """Refuses a request whose headers add up to more than ``max_bytes`` with 431, in the OpenAI error body.
+
+    uvicorn's httptools protocol sets no limit of its own on header size, so without this any size is parsed and
+    handed to the app; here such a request is answered at once and goes no further.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > self.max_bytes:
+            body = orjson.dumps(
+                {
+                    "error": {
+                        "message": f"request headers over {self.max_bytes} bytes",
+                        "type": "invalid_request_error",
+                        "code": "headers_too_large",
+                        "param": None,
+                    }
+                }
+            )
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 431, "headers": [*headers, (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
