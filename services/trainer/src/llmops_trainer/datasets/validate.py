@@ -1,8 +1,9 @@
 """Chat-format JSONL datasets: validated line by line, scrubbed, deduplicated, hashed, split.
 
-A line is ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``: an optional system
-message first, at least one user message, and an assistant message last (the answer the model learns; earlier
-turns are its prompt). Other keys (``metadata`` from the feedback export, ``name``, ...) are ignored.
+A line is the feedback export's SFT line (``llmops_common.contracts.datasets.SFTLine``):
+``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``. Training adds its rules: an
+optional system message first, at least one user message, and an assistant message last (the answer the model
+learns; earlier turns are its prompt), no blank text. Other keys (``metadata``, ``name``, ...) are ignored.
 
 The canonical form of a dataset is its scrubbed examples, deduplicated and sorted, one compact JSON object per
 line with sorted keys. Its sha256 therefore names the *set* of examples: reordering or repeating lines of a file
@@ -15,8 +16,10 @@ import re
 from dataclasses import dataclass, field
 
 import orjson
+from pydantic import ValidationError
 
-ROLES = ("system", "user", "assistant")
+from llmops_common.contracts.datasets import ROLES, SFTLine
+
 MAX_REPORTED_ERRORS = 10
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?!\w)")
@@ -77,27 +80,36 @@ def scrub(text: str) -> str:
     return _PHONE.sub(_phone, _EMAIL.sub("[EMAIL]", text))
 
 
+def _shape_error(error: dict) -> str:
+    """A pydantic error on an SFT line's ``messages``, said the way a person fixing the file needs it."""
+    where = error["loc"][1:]
+    if not where:
+        return "'messages' must be a non-empty list"
+    name = f"messages[{where[0]}]"
+    if len(where) == 1:
+        return f"{name} must be an object"
+    if where[1] == "role":
+        got = None if error["type"] == "missing" else error.get("input")
+        return f"{name}.role must be one of {', '.join(ROLES)} (got {got!r})"[:300]
+    return f"{name}.content must be a non-empty string"
+
+
 def check_example(document: object) -> list[dict]:
     """The example's messages (role and content only), or ValueError/TypeError saying what is wrong with it."""
     if not isinstance(document, dict):
         raise TypeError("expected a JSON object with a 'messages' list")
-    messages = document.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("'messages' must be a non-empty list")
-    clean = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise TypeError(f"messages[{i}] must be an object")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"messages[{i}].role must be one of {', '.join(ROLES)} (got {role!r})"[:300])
-        if not isinstance(content, str) or not content.strip():
+    try:
+        line = SFTLine.model_validate({"messages": document.get("messages")})  # metadata is not the trainer's
+    except ValidationError as exc:
+        raise ValueError(_shape_error(exc.errors()[0])) from None
+    clean = [message.model_dump() for message in line.messages]
+    for i, message in enumerate(clean):
+        if not message["content"].strip():
             raise ValueError(f"messages[{i}].content must be a non-empty string")
-        if "\x00" in content:
+        if "\x00" in message["content"]:
             raise ValueError(f"messages[{i}].content contains a NUL character")
-        if role == "system" and i != 0:
+        if message["role"] == "system" and i != 0:
             raise ValueError(f"messages[{i}]: a system message may only come first")
-        clean.append({"role": role, "content": content})
     if clean[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant's answer to learn")
     if not any(m["role"] == "user" for m in clean[:-1]):
