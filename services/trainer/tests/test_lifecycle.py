@@ -2,6 +2,7 @@
 Celery messages on real Redis) retrying or failing jobs whose worker was lost."""
 
 import asyncio
+import base64
 import json
 import uuid
 from datetime import timedelta
@@ -74,6 +75,17 @@ async def _claim(sessions, job_id: str, worker: str, max_attempts: int = 3) -> l
                                      max_attempts=max_attempts)
 
 
+async def test_a_jobs_row_gives_back_the_resolved_spec_its_worker_runs(sessions):
+    """What the message carries and what a message without it (queued by an older API) falls back to."""
+    job_id = await _new_job(sessions)
+    async with sessions() as session:
+        job = await jobs.get(session, job_id=job_id)
+    expected = JobSpec(registry={"model_name": "m"}).resolved(base_model="b")
+    assert jobs.spec_of(job) == expected and JobSpec.model_validate(expected.model_dump(mode="json")) == expected
+    assert job.hyperparameters == expected.model_dump(include={"lora", "training"})
+    assert job.hyperparameters["lora"]["alpha"] == 16  # stored as before: alpha resolved to 2 x r
+
+
 async def test_a_claim_is_fenced_by_attempt(sessions):
     job_id = await _new_job(sessions)
     first = await _claim(sessions, job_id, "w1")
@@ -119,8 +131,8 @@ async def test_the_reaper_retries_fails_or_cancels_lost_jobs_once(sessions, redi
     settings = TrainerSettings(redis_url=redis_url, redis_key_prefix=f"test:{uuid.uuid4().hex[:8]}:trainer:")
     app = make_celery(settings, results=False)
 
-    async def send(job_id: str) -> str:
-        return await asyncio.to_thread(dispatch, app, job_id=job_id, queue=settings.queue)
+    async def send(job_id: str, spec: JobSpec) -> str:
+        return await asyncio.to_thread(dispatch, app, job_id=job_id, spec=spec, queue=settings.queue)
 
     lost_at = sql.utcnow() - timedelta(minutes=2)
     retry, give_up, cancel, alive, queued = [await _new_job(sessions) for _ in range(5)]
@@ -147,7 +159,12 @@ async def test_the_reaper_retries_fails_or_cancels_lost_jobs_once(sessions, redi
     broker = redis.Redis.from_url(redis_url)
     messages = broker.lrange(f"{settings.redis_key_prefix}{settings.queue}", 0, -1)
     assert len(messages) == 1  # one message for the one retried job, in the private prefix
-    assert json.loads(messages[0])["headers"]["argsrepr"] == repr([retry])
+    message = json.loads(messages[0])
+    assert message["headers"]["argsrepr"] == repr([retry])
+    # The job's resolved spec travels as JSON and validates back into the model the API accepted.
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    spec = JobSpec.model_validate(kwargs["spec"])
+    assert args == [retry] and spec.base_model == "b" and spec.registry.model_name == "m" and spec.lora.alpha == 16
     broker.delete(*broker.scan_iter(match=f"{settings.redis_key_prefix}*"))
     app.close()
 

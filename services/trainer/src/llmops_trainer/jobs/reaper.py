@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.sql import utcnow
 from llmops_trainer.jobs.models import JobState, TrainingJob
+from llmops_trainer.jobs.schemas import JobSpec
+from llmops_trainer.jobs.service import spec_of
 
 logger = logging.getLogger(__name__)
 
-Dispatch = Callable[[str], Awaitable[str]]  # job id -> task id
+Dispatch = Callable[[str, JobSpec], Awaitable[str]]  # job id, its spec -> task id
 
 
 async def reap(
@@ -51,7 +53,7 @@ async def reap(
             # The message goes out first: one lost between our commit and the send would strand the job as queued.
             # Arriving early is fine: a worker may claim a running job whose heartbeat is stale.
             try:
-                task_id = await dispatch(job.id)
+                task_id = await dispatch(job.id, spec_of(job))
             except Exception as exc:  # noqa: BLE001 - the broker is down: try again on the next pass
                 logger.warning("could not requeue a lost job", extra={"job_id": job.id, "error": repr(exc)})
                 continue

@@ -53,6 +53,10 @@ class LoraSpec(Strict):
                 raise ValueError(f"{name!r} is not a module name")
         return modules
 
+    @property
+    def effective_alpha(self) -> int:
+        return self.alpha or 2 * self.r
+
 
 class TrainingSpec(Strict):
     """Give ``epochs`` or ``max_steps`` (neither: one epoch)."""
@@ -100,12 +104,18 @@ class JobCreate(Strict):
 
 
 class JobSpec(Strict):
-    """``POST /jobs/upload``'s ``spec`` field: a job without its dataset (the file is the dataset)."""
+    """``POST /jobs/upload``'s ``spec`` field: a job without its dataset (the file is the dataset). Resolved, it is
+    also what a worker receives in the job's message (``model_dump(mode="json")``) and validates back."""
 
     base_model: str | None = Field(default=None, max_length=256)
     lora: LoraSpec = Field(default_factory=LoraSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     registry: RegistryTarget
+
+    def resolved(self, *, base_model: str) -> "JobSpec":
+        """The job as it runs: the base model named, LoRA alpha filled in (default 2 × r)."""
+        lora = self.lora.model_copy(update={"alpha": self.lora.effective_alpha})
+        return self.model_copy(update={"base_model": base_model, "lora": lora})
 
 
 class Progress(BaseModel):

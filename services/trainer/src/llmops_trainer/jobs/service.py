@@ -20,17 +20,15 @@ def new_job_id() -> str:
 async def create(
     session: AsyncSession, *, spec: JobSpec, base_model: str, dataset: PreparedDataset, source: dict
 ) -> TrainingJob:
-    training = spec.training.model_dump()
-    lora = spec.lora.model_dump()
-    lora["alpha"] = lora["alpha"] or 2 * lora["r"]
+    spec = spec.resolved(base_model=base_model)
     job = TrainingJob(
         id=new_job_id(),
         state=JobState.queued,
         created_at=utcnow(),
-        base_model=base_model,
+        base_model=spec.base_model,
         model_name=spec.registry.model_name,
         alias=spec.registry.alias,
-        hyperparameters={"lora": lora, "training": training},
+        hyperparameters=spec.model_dump(include={"lora", "training"}),
         dataset_sha256=dataset.sha256,
         dataset_info={"source": source, **dataset.info()},
         attempt=0,
@@ -40,6 +38,12 @@ async def create(
     session.add(job)
     await session.commit()
     return job
+
+
+def spec_of(job: TrainingJob) -> JobSpec:
+    """The resolved spec a job was created with, read back from its row: what its worker receives."""
+    registry = {"model_name": job.model_name, "alias": job.alias}
+    return JobSpec.model_validate({"base_model": job.base_model, **job.hyperparameters, "registry": registry})
 
 
 async def get(session: AsyncSession, *, job_id: str) -> TrainingJob:

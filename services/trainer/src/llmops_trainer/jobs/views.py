@@ -35,7 +35,7 @@ async def _submit(state: StateDep, session: SessionDep, *, spec: JobSpec, raw: b
     await datasets.store(session, dataset=dataset)
     job = await service.create(session, spec=spec, base_model=base_model, dataset=dataset, source=source)
     try:
-        job.task_id = await state.dispatch(job.id)
+        job.task_id = await state.dispatch(job.id, service.spec_of(job))
         await session.commit()
     except Exception as exc:  # noqa: BLE001 - whatever the broker's error, the job cannot run
         await service.fail_undispatched(session, job_id=job.id, error=f"could not queue the job: {exc!r}"[:500])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from llmops_trainer.jobs.schemas import LoraSpec, TrainingSpec
 from llmops_trainer.training import device
 from llmops_trainer.training.data import Collator, tokenize
 
@@ -87,8 +88,8 @@ def run(
     source: str,
     train_examples: list,
     eval_examples: list,
-    lora: dict,
-    training: dict,
+    lora: LoraSpec,
+    training: TrainingSpec,
     device_plan: device.DevicePlan,
     out_dir: Path,
     hooks: Hooks,
@@ -96,10 +97,10 @@ def run(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, PrinterCallback, Trainer, TrainingArguments, set_seed
 
-    set_seed(training["seed"])
+    set_seed(training.seed)
     tokenizer = AutoTokenizer.from_pretrained(source)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    max_len = training["max_seq_length"]
+    max_len = training.max_seq_length
     train = tokenize(tokenizer, train_examples, max_seq_length=max_len)
     evaluation = tokenize(tokenizer, eval_examples, max_seq_length=max_len)
     counts = {"train": len(train.features), "eval": len(evaluation.features),
@@ -110,19 +111,19 @@ def run(
         return Outcome(True, 0, None, None, 0.0, 0, counts, None)
 
     model = device.load_base_model(source, device_plan)
-    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=lora["target_modules"], bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(r=lora.r, lora_alpha=lora.effective_alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
-    eval_steps = training.get("eval_steps")
+    eval_steps = training.eval_steps
     args = TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=training["batch_size"],
-        per_device_eval_batch_size=training["batch_size"],
-        gradient_accumulation_steps=training["gradient_accumulation_steps"],
-        learning_rate=training["learning_rate"],
-        num_train_epochs=training.get("epochs") or 1.0,
-        max_steps=training.get("max_steps") or -1,
-        warmup_steps=training["warmup_steps"],
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        num_train_epochs=training.epochs or 1.0,
+        max_steps=training.max_steps or -1,
+        warmup_steps=training.warmup_steps,
         logging_strategy="steps",
         logging_steps=1,  # a loss per step, in MLflow and in the job's progress
         eval_strategy="steps" if eval_steps and evaluation.features else "no",
@@ -130,8 +131,8 @@ def run(
         save_strategy="no",  # the adapter is saved once, at the end
         report_to="none",  # metrics go to MLflow through the hooks, into the job's own run
         disable_tqdm=True,
-        seed=training["seed"],
-        data_seed=training["seed"],
+        seed=training.seed,
+        data_seed=training.seed,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         **device_plan.trainer_args(),

@@ -2,6 +2,7 @@
 
 from celery import Celery
 
+from llmops_trainer.jobs.schemas import JobSpec
 from llmops_trainer.settings import TrainerSettings
 
 TRAIN_TASK = "llmops_trainer.train"
@@ -36,6 +37,7 @@ def make_celery(settings: TrainerSettings, *, results: bool = True) -> Celery:
     return app
 
 
-def dispatch(app: Celery, *, job_id: str, queue: str) -> str:
-    """Queues a job's message; returns its task id. Blocking (call it from a thread in async code)."""
-    return app.send_task(TRAIN_TASK, args=[job_id], queue=queue).id
+def dispatch(app: Celery, *, job_id: str, spec: JobSpec, queue: str) -> str:
+    """Queues a job's message: its id, and its resolved spec as JSON (the worker validates it back into a
+    ``JobSpec``). Returns the task id. Blocking (call it from a thread in async code)."""
+    return app.send_task(TRAIN_TASK, args=[job_id], kwargs={"spec": spec.model_dump(mode="json")}, queue=queue).id

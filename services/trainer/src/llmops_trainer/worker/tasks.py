@@ -14,6 +14,8 @@ from llmops_trainer.datasets import service as datasets
 from llmops_trainer.datasets import validate
 from llmops_trainer.jobs import lifecycle
 from llmops_trainer.jobs.models import JobState, TrainingJob
+from llmops_trainer.jobs.schemas import JobSpec
+from llmops_trainer.jobs.service import spec_of
 from llmops_trainer.settings import TrainerSettings
 from llmops_trainer.training import device, loop, tracking
 from llmops_trainer.worker.celery_app import TRAIN_TASK
@@ -56,8 +58,8 @@ def register(app: Celery, settings: TrainerSettings) -> None:
         return contexts[0]
 
     @app.task(name=TRAIN_TASK, bind=True, acks_late=True, max_retries=None)
-    def train(task, job_id: str) -> dict:
-        return run_job(task, job_id, context())
+    def train(task, job_id: str, spec: dict | None = None) -> dict:
+        return run_job(task, job_id, spec, context())
 
 
 def _retrying(fn: Callable, *, tries: int, delay_s: float, stop: Callable[[], bool]):
@@ -72,7 +74,9 @@ def _retrying(fn: Callable, *, tries: int, delay_s: float, stop: Callable[[], bo
             time.sleep(delay_s * 2**attempt)
 
 
-def run_job(task, job_id: str, ctx: WorkerContext) -> dict:
+def run_job(task, job_id: str, spec: dict | None, ctx: WorkerContext) -> dict:
+    """``spec``: the job's ``JobSpec`` as JSON, validated back first thing once the job is claimed (a spec that does
+    not validate fails the job instead of leaving it queued). None: a message queued before messages carried it."""
     settings, store = ctx.settings, ctx.store
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
@@ -92,8 +96,9 @@ def run_job(task, job_id: str, ctx: WorkerContext) -> dict:
     work_dir = settings.work_dir / f"{job.id}-{job.attempt}"
     tracker: tracking.Tracker | None = None
     try:
-        tracker = tracking.Tracker(settings.mlflow_tracking_uri, job_id=job.id, model_name=job.model_name)
-        return _train_and_publish(ctx, job, beat, tracker, work_dir)
+        job_spec = JobSpec.model_validate(spec) if spec is not None else spec_of(job)
+        tracker = tracking.Tracker(settings.mlflow_tracking_uri, job_id=job.id, model_name=job_spec.registry.model_name)
+        return _train_and_publish(ctx, job, job_spec, beat, tracker, work_dir)
     except Exception as exc:
         if tracker is not None:
             tracker.end("FAILED")
@@ -131,20 +136,20 @@ def _base_model_source(settings: TrainerSettings, name: str) -> str:
     return source
 
 
-def _train_and_publish(ctx: WorkerContext, job: TrainingJob, beat: Heartbeat, tracker, work_dir) -> dict:
+def _train_and_publish(ctx: WorkerContext, job: TrainingJob, spec: JobSpec, beat: Heartbeat, tracker, work_dir) -> dict:
     settings, store = ctx.settings, ctx.store
-    lora, training = job.hyperparameters["lora"], job.hyperparameters["training"]
-    plan = device.plan(settings.device, training["quantization"], threads=settings.torch_threads)
-    source = _base_model_source(settings, job.base_model)
+    lora, training = spec.lora, spec.training
+    plan = device.plan(settings.device, training.quantization, threads=settings.torch_threads)
+    source = _base_model_source(settings, spec.base_model)
     examples = validate.load_canonical(store.call(datasets.content, sha256=job.dataset_sha256))
-    train, evaluation = validate.split(examples, eval_fraction=training["eval_fraction"], seed=training["seed"])
+    train, evaluation = validate.split(examples, eval_fraction=training.eval_fraction, seed=training.seed)
     params = {
-        "job_id": job.id, "attempt": job.attempt, "base_model": job.base_model, "device": plan.device,
-        "dtype": plan.dtype, **{f"lora_{k}": v for k, v in lora.items()}, **training,
+        "job_id": job.id, "attempt": job.attempt, "base_model": spec.base_model, "device": plan.device,
+        "dtype": plan.dtype, **{f"lora_{k}": v for k, v in lora.model_dump().items()}, **training.model_dump(),
         "dataset_sha256": job.dataset_sha256, "dataset_examples": len(examples), "dataset_train": len(train),
         "dataset_eval": len(evaluation), "dataset_source": job.dataset_info.get("source"),
     }
-    tags = {tracking.BASE_MODEL_TAG: job.base_model, tracking.DATASET_TAG: job.dataset_sha256}
+    tags = {tracking.BASE_MODEL_TAG: spec.base_model, tracking.DATASET_TAG: job.dataset_sha256}
     experiment_id, run_id = tracker.start(params=params, tags=tags, previous_run_id=job.mlflow_run_id)
     store.call(lifecycle.update_running, job_id=job.id, attempt=job.attempt, mlflow_experiment_id=experiment_id,
                mlflow_run_id=run_id)
@@ -169,7 +174,7 @@ def _train_and_publish(ctx: WorkerContext, job: TrainingJob, beat: Heartbeat, tr
                                                              outcome.counts.items()}}
     tracker.metrics(summary, outcome.steps)
     version = _retrying(
-        lambda: tracker.publish(outcome.adapter_dir, alias=job.alias, version_tags=tags),
+        lambda: tracker.publish(outcome.adapter_dir, alias=spec.registry.alias, version_tags=tags),
         tries=5, delay_s=2.0, stop=beat.should_stop,
     )
     tracker.end("FINISHED")
