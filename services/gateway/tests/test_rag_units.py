@@ -4,7 +4,7 @@ The whole flow is tested end to end against a real retriever in services/retriev
 import pytest
 from pydantic import ValidationError
 
-from llmops_gateway.rag.client import Chunk
+from llmops_common.contracts.search import SearchHit
 from llmops_gateway.rag.schemas import RagRoute
 from llmops_gateway.rag.sources import context_block
 from llmops_gateway.rag.stream import DoneInjector
@@ -35,8 +35,8 @@ def test_bytes_pass_through_unheld_and_a_stream_without_done_gets_the_event_last
     assert injector.finish() == EVENT and injector.finish() == b""
 
 
-def chunk(i: int, text: str) -> Chunk:
-    return Chunk(id=f"id{i}", document_id=f"d{i}", chunk_index=0, score=1.0 / (i + 1), text=text, metadata={})
+def chunk(i: int, text: str) -> SearchHit:
+    return SearchHit(id=f"id{i}", document_id=f"d{i}", chunk_index=0, score=1.0 / (i + 1), text=text, metadata={})
 
 
 def test_the_context_keeps_within_its_budget_in_rank_order():

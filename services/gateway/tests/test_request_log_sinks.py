@@ -4,7 +4,20 @@ import asyncio
 
 import orjson
 
+from llmops_common.contracts.requestlog import RequestLogRecord
 from llmops_gateway.requestlog.sinks import BatchingSink, JsonlFileSink
+
+
+def record(request_id: str) -> RequestLogRecord:
+    return RequestLogRecord(
+        request_id=request_id,
+        route="r",
+        variant="a",
+        status=200,
+        prompt=[{"role": "user", "content": "hi"}],
+        started_at=1.0,
+        finished_at=2.0,
+    )
 
 
 class SlowSink(BatchingSink):
@@ -39,7 +52,7 @@ async def test_jsonl_file_gets_one_line_per_record(tmp_path):
     sink = JsonlFileSink(tmp_path / "log" / "requests.jsonl")
     await sink.start()
     for i in range(1500):  # more than one batch
-        sink.emit({"request_id": f"r{i}", "prompt": [{"role": "user", "content": "hi"}]})
+        sink.emit(record(f"r{i}"))
     await sink.aclose()
     lines = (tmp_path / "log" / "requests.jsonl").read_bytes().splitlines()
     assert [orjson.loads(line)["request_id"] for line in lines] == [f"r{i}" for i in range(1500)]

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from llmops_common.contracts.requestlog import RequestLogRecord, Usage
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.proxy import tokens
@@ -59,16 +60,11 @@ class Accounting:
 
     def finish(self, call: Call, outcome: Outcome) -> None:
         total_s = time.perf_counter() - call.started
-        usage = dict(outcome.usage or {})
+        usage = outcome.usage or {}
         prompt_tokens = usage.get("prompt_tokens")
         if prompt_tokens is None:
             prompt_tokens = tokens.estimate_prompt_tokens(call.parsed) if outcome.status == 200 else 0
         completion_tokens = usage.get("completion_tokens") or 0
-        usage.update(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
-        )
         m = self._metrics.for_variant(call.route, outcome.variant)
         m.count(outcome.status)
         m.latency.observe(total_s)
@@ -77,26 +73,27 @@ class Accounting:
             m.ttft.observe(outcome.ttft)
         m.prompt_tokens.inc(prompt_tokens)
         m.completion_tokens.inc(completion_tokens)
-        self._quota.reconcile(call.reservation, actual_tokens=usage["total_tokens"])
-        record = {
-            "request_id": call.request_id,
-            "key_id": call.key.id,
-            "route": call.route,
-            "variant": outcome.variant,
-            "model": outcome.model,
-            "kind": call.kind,
-            "stream": call.parsed.stream,
-            "status": outcome.status,
-            "prompt": tokens.prompt_text(call.parsed),
-            "answer": outcome.answer,
-            "usage": usage,
-            "latency_ms": round(total_s * 1000, 3),
-            "ttft_ms": round(outcome.ttft * 1000, 3) if outcome.ttft is not None else None,
-            "started_at": call.started_wall,
-            "finished_at": time.time(),
-            "retrieved_ids": call.rag.retrieved_ids if call.rag is not None else [],
-            "error": outcome.error,
-        }
+        self._quota.reconcile(call.reservation, actual_tokens=prompt_tokens + completion_tokens)
+        # Built without validation (every field comes from the gateway itself); serialised by the sink's writer.
+        record = RequestLogRecord.model_construct(
+            request_id=call.request_id,
+            key_id=call.key.id,
+            route=call.route,
+            variant=outcome.variant,
+            model=outcome.model,
+            kind=call.kind,
+            stream=call.parsed.stream,
+            status=outcome.status,
+            prompt=tokens.prompt_text(call.parsed),
+            answer=outcome.answer,
+            usage=Usage.model_construct(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            latency_ms=round(total_s * 1000, 3),
+            ttft_ms=round(outcome.ttft * 1000, 3) if outcome.ttft is not None else None,
+            started_at=call.started_wall,
+            finished_at=time.time(),
+            retrieved_ids=call.rag.retrieved_ids if call.rag is not None else [],
+            error=outcome.error,
+        )
         if not self._request_log.emit(record):
             self._metrics.request_log_dropped.inc()
             logger.error("request log queue full; record dropped", extra={"route": call.route})

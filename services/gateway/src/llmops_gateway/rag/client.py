@@ -1,11 +1,12 @@
 """The retriever's search API, as the gateway calls it (with its read token)."""
 
 import logging
-from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from pydantic import ValidationError
 
+from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
 
 logger = logging.getLogger(__name__)
@@ -13,16 +14,6 @@ logger = logging.getLogger(__name__)
 
 class RetrieverUnavailable(Exception):
     """Unreachable, timed out, or failing on its side: the route's ``on_retriever_error`` decides."""
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    id: str
-    document_id: str
-    chunk_index: int
-    score: float
-    text: str
-    metadata: dict
 
 
 class RetrieverClient:
@@ -41,7 +32,7 @@ class RetrieverClient:
         filter: dict | None,
         score_threshold: float | None,
         request_id: str,
-    ) -> list[Chunk]:
+    ) -> list[SearchHit]:
         """Raises ``RetrieverUnavailable``, or an ``APIError`` the client caused (unknown collection, bad filter)."""
         body = {"query": query, "top_k": top_k, "filter": filter, "score_threshold": score_threshold}
         try:
@@ -57,11 +48,8 @@ class RetrieverClient:
             raise RetrieverUnavailable(repr(exc)) from None
         if status == 200:
             try:
-                return [
-                    Chunk(h["id"], h["document_id"], h["chunk_index"], h["score"], h["text"], h.get("metadata") or {})
-                    for h in orjson.loads(payload)["data"]
-                ]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                return SearchResponse.model_validate_json(payload).data
+            except ValidationError as exc:
                 raise RetrieverUnavailable(f"unexpected search answer: {exc!r}") from None
         message = _message(payload)
         if status == 404:

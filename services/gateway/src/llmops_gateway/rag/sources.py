@@ -4,12 +4,12 @@ import time
 
 import orjson
 
-from llmops_gateway.rag.client import Chunk
+from llmops_common.contracts.search import SearchHit
 
 SNIPPET_CHARS = 300
 
 
-def context_block(chunks: list[Chunk], *, max_chars: int) -> tuple[str, list[Chunk]]:
+def context_block(chunks: list[SearchHit], *, max_chars: int) -> tuple[str, list[SearchHit]]:
     """``[1] text`` per chunk, best first, within ``max_chars``; returns the block and the chunks it holds."""
     lines, used, total = [], [], 0
     for chunk in chunks:
@@ -28,7 +28,7 @@ def context_block(chunks: list[Chunk], *, max_chars: int) -> tuple[str, list[Chu
     return "\n".join(lines) if lines else "(no relevant sources were found)", used
 
 
-def public(chunks: list[Chunk]) -> list[dict]:
+def public(chunks: list[SearchHit]) -> list[dict]:
     """What the client gets: ``index`` is the [n] the prompt cites the chunk by."""
     return [
         {

@@ -5,10 +5,10 @@ import contextlib
 import logging
 
 import aiohttp
-import orjson
 
+from llmops_common.contracts.requestlog import RequestLogRecord
 from llmops_gateway.metrics import GatewayMetrics
-from llmops_gateway.requestlog.sinks import BatchingSink
+from llmops_gateway.requestlog.sinks import BatchingSink, json_array
 from llmops_gateway.requestlog.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class FeedbackSink(BatchingSink):
         if self._http is not None:
             await self._http.close()
 
-    async def write_batch(self, batch: list[dict]) -> None:
+    async def write_batch(self, batch: list[RequestLogRecord]) -> None:
         if self._reachable:
             try:
                 await self._deliver(batch)
@@ -79,8 +79,8 @@ class FeedbackSink(BatchingSink):
         self._metrics.request_log_spooled.inc(len(batch))
         self._wake_replayer.set()
 
-    async def _deliver(self, batch: list[dict]) -> None:
-        body = orjson.dumps({"records": batch}, default=str)
+    async def _deliver(self, batch: list[RequestLogRecord]) -> None:
+        body = b'{"records":' + json_array(batch) + b"}"  # the feedback service's RequestLogBatch
         async with self._http.post(self._url, data=body, headers=self._headers) as response:
             if response.status in (400, 413, 422):
                 raise _Refused(f"{response.status}: {(await response.text())[:500]}")

@@ -5,19 +5,32 @@ import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-import orjson
+from pydantic import TypeAdapter
+
+from llmops_common.contracts.requestlog import RequestLogRecord
 
 logger = logging.getLogger(__name__)
 
+_RECORD = TypeAdapter(RequestLogRecord)
+_RECORDS = TypeAdapter(list[RequestLogRecord])
 
-def jsonl(records: list[dict]) -> bytes:
+
+def jsonl(records: list[RequestLogRecord]) -> bytes:
     """Records as JSON lines (the file sink's and the spool's format)."""
-    return b"".join(orjson.dumps(r, default=str, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+    return b"".join(_RECORD.dump_json(r) + b"\n" for r in records)
+
+
+def json_array(records: list[RequestLogRecord]) -> bytes:
+    return _RECORDS.dump_json(records)
+
+
+def from_jsonl(data: bytes) -> list[RequestLogRecord]:
+    return [RequestLogRecord.model_validate_json(line) for line in data.splitlines() if line]
 
 
 class RequestLogSink(ABC):
     @abstractmethod
-    def emit(self, record: dict) -> bool:
+    def emit(self, record: RequestLogRecord) -> bool:
         """Queue a record; False if it could not be queued."""
 
     async def start(self) -> None:
@@ -28,7 +41,7 @@ class RequestLogSink(ABC):
 
 
 class NullSink(RequestLogSink):
-    def emit(self, record: dict) -> bool:
+    def emit(self, record: RequestLogRecord) -> bool:
         return True
 
 
@@ -39,7 +52,7 @@ class BatchingSink(RequestLogSink):
     ``asyncio.Queue``: the queue's bookkeeping cost more than the record itself on the request path.)"""
 
     def __init__(self, *, queue_size: int, batch_size: int, linger_s: float = 0.05) -> None:
-        self._pending: list[dict] = []
+        self._pending: list[RequestLogRecord] = []
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._linger_s = linger_s
@@ -48,12 +61,12 @@ class BatchingSink(RequestLogSink):
         self._task: asyncio.Task | None = None
 
     @abstractmethod
-    async def write_batch(self, batch: list[dict]) -> None: ...
+    async def write_batch(self, batch: list[RequestLogRecord]) -> None: ...
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__}-writer")
 
-    def emit(self, record: dict) -> bool:
+    def emit(self, record: RequestLogRecord) -> bool:
         if len(self._pending) >= self._queue_size:
             return False
         self._pending.append(record)
@@ -96,7 +109,7 @@ class JsonlFileSink(BatchingSink):
         self._path.parent.mkdir(parents=True, exist_ok=True)
         await super().start()
 
-    async def write_batch(self, batch: list[dict]) -> None:
+    async def write_batch(self, batch: list[RequestLogRecord]) -> None:
         data = jsonl(batch)
         await asyncio.to_thread(self._append, data)
 

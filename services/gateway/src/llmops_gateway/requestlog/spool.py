@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-
-from llmops_gateway.requestlog.sinks import jsonl
+from llmops_common.contracts.requestlog import RequestLogRecord
+from llmops_gateway.requestlog.sinks import from_jsonl, jsonl
 
 
 class Spool:
@@ -24,7 +23,7 @@ class Spool:
     def prepare(self) -> None:
         self.rejected.mkdir(parents=True, exist_ok=True)
 
-    def write(self, records: list[dict]) -> Path:
+    def write(self, records: list[RequestLogRecord]) -> Path:
         """Durably: fsync'd under a temporary name, then renamed into place."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{id(records):x}.jsonl"
         temporary = self.directory / f".{name}.tmp"
@@ -50,7 +49,7 @@ class Spool:
         return total
 
     @contextmanager
-    def take(self, path: Path) -> Iterator[list[dict] | None]:
+    def take(self, path: Path) -> Iterator[list[RequestLogRecord] | None]:
         """Yields the file's records under a lock (None if another process holds it or it is gone);
         ``done(path)`` inside the block removes it."""
         try:
@@ -67,7 +66,7 @@ class Spool:
             if not path.exists():  # delivered by the process that held the lock before us
                 yield None
                 return
-            yield [orjson.loads(line) for line in handle.read().splitlines() if line]
+            yield from_jsonl(handle.read())
 
     @staticmethod
     def done(path: Path) -> None:
