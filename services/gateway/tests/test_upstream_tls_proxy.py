@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import uvloop
 from cryptography import x509
@@ -24,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from llmops_gateway.proxy.client import UpstreamClient, UpstreamConnectError, bypasses_proxy
 from llmops_testkit.fake_upstream import FakeUpstream
+from llmops_testkit.gateway import chat_body
 
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM = CHAT[:-1] + b', "stream": true}'
@@ -462,3 +464,21 @@ def test_tunnel_under_uvloop(authority, fake):
 
     lines = uvloop.run(scenario())
     assert len(lines) == 1 and lines[0].startswith("CONNECT 127.0.0.1:")
+
+
+# --- the whole gateway ---
+
+
+async def test_gateway_reaches_an_https_upstream_signed_by_its_configured_ca(make_gateway, sql_url, authority, fake):
+    """GATEWAY_UPSTREAM_CA_BUNDLE: a private CA trusted for upstreams, end to end through a gateway process."""
+    async with TlsRelay(authority.server_context("127.0.0.1"), fake.port) as relay:
+        trusting = make_gateway(sql_url=sql_url, GATEWAY_UPSTREAM_CA_BUNDLE=str(authority.ca_path))
+        default = make_gateway(sql_url=sql_url)
+        statuses = []
+        for gateway in (trusting, default):
+            route = gateway.put_route(variants=[{"name": "tls", "upstream": relay.base_url, "model": "m"}])
+            _, key = gateway.create_key()
+            async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}) as client:
+                reply = await client.post("/v1/chat/completions", json=chat_body(route), timeout=30)
+            statuses.append((reply.status_code, reply.json().get("error", {}).get("code")))
+    assert statuses == [(200, None), (502, "upstream_connect")]

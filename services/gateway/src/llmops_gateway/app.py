@@ -3,6 +3,7 @@ runs the same app with production server settings)."""
 
 import gc
 import logging
+import ssl
 from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
@@ -67,6 +68,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 connect_timeout_s=settings.upstream_connect_timeout_s,
                 read_timeout_s=settings.upstream_read_timeout_s,
                 max_in_flight=settings.upstream_max_connections,
+                ssl_context=_upstream_tls(settings),
             ),
             authenticator=KeyAuthenticator(sessions, key_secret=key_secret, ttl_s=settings.key_cache_ttl_s),
             routes=RouteTable(sessions, ttl_s=settings.route_cache_ttl_s),
@@ -103,6 +105,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(routes_router)
     proxy_views.document(app)
     return app
+
+
+def _upstream_tls(settings: GatewaySettings) -> ssl.SSLContext | None:
+    """None: the client's default (the system's CAs)."""
+    if not settings.upstream_ca_bundle:
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=settings.upstream_ca_bundle)
+    return context
 
 
 def _pipeline(settings: GatewaySettings, state: GatewayState, metrics: GatewayMetrics, http) -> CompletionPipeline:

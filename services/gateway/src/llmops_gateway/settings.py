@@ -49,6 +49,9 @@ class GatewaySettings(ServiceSettings):
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 120.0  # longest silence allowed between upstream bytes
     upstream_max_connections: int = 1000  # upstream requests in flight at once (each holds a connection)
+    # https upstreams are verified against the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR) and these, e.g. a private CA.
+    # Upstream requests honour HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment.
+    upstream_ca_bundle: str | None = Field(default=None, description="PEM file of extra CAs for https upstreams")
 
     breaker_failure_threshold: int = 5  # consecutive failures that open a variant's circuit
     breaker_cooldown_s: float = 30.0  # how long it stays open before one trial request
