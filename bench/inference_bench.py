@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from llmops_cli.infra import find_or_start_redis
-from llmops_inference.prepare import bundled_model_dir
+from llmops_models.prepare import bundled_model_dir
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
 from llmops_testkit.lora import train_tiny_adapter

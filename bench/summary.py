@@ -23,6 +23,8 @@ _REFERENCES = {
     "python_floor": "reference: the least a Python proxy costs (bench/python_floor_proxy.py, no features)",
     "nginx": "reference: nginx, compiled, 1 worker, no features",
     "haproxy": "reference: HAProxy, compiled, 1 thread, no features",
+    "litellm": "reference: LiteLLM's proxy, 1 worker (what users would pick instead)",
+    "gateway_w1_aiohttp": "1 worker(s), asyncio upstream, upstream client on aiohttp (bench/aiohttp_upstream.py)",
 }
 
 
@@ -43,6 +45,15 @@ def _cpu(row: dict) -> str:
     return f"; CPU/request: proxy {cpu['proxy']:.0f} µs, upstream {cpu['upstream']:.0f}, load generator {cpu['load_generator']:.0f}"
 
 
+def _ratios(row: dict) -> str:
+    parts = []
+    if "ratio_vs_litellm" in row:
+        parts.append(f"{row['ratio_vs_litellm']:.0f}x LiteLLM")
+    if "ratio_vs_gateway" in row:
+        parts.append(f"{row['ratio_vs_gateway']:.2f}x the gateway's own client")
+    return "".join(f"; {part}" for part in parts)
+
+
 def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
     seq, streams = r["sequential"], r["streaming"]
     rows = [
@@ -54,6 +65,17 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
                 f"(direct {seq['direct']['p50_ms']:.2f} / {seq['direct']['p99_ms']:.2f} ms)"
             ),
         ),
+    ]
+    if "added_litellm" in seq:
+        litellm = seq["added_litellm"]
+        rows.append(
+            (
+                "gateway",
+                "reference: LiteLLM's proxy, added latency, sequential (p50 / p99)",
+                f"{litellm['p50_ms']:.2f} / {litellm['p99_ms']:.2f} ms",
+            )
+        )
+    rows += [
         (
             "gateway",
             "quota check (p50; a busy key mostly spends its local lease, else one Redis round trip)",
@@ -71,7 +93,9 @@ def gateway_rows(r: dict) -> list[tuple[str, str, str]]:
                     f"throughput at concurrency {row['concurrency']}, {_describe(row['path'])}",
                     (
                         f"{row['throughput_rps']:.0f} req/s = {row['throughput_vs_direct']:.2f}x direct "
-                        f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms" + _cpu(row)
+                        f"({direct['throughput_rps']:.0f}); added p99 {row['added_p99_ms']:.1f} ms"
+                        + _ratios(row)
+                        + _cpu(row)
                     ),
                 )
             )

@@ -73,7 +73,8 @@ def run_one(rank: int, steps: int, batch_size: int, seq_len: int, threads: int) 
     """In the child process: one training run, measured."""
     import torch
 
-    from llmops_inference.prepare import bundled_model_dir, prepare
+    from llmops_models.prepare import bundled_model_dir, prepare
+    from llmops_trainer.jobs.schemas import LoraSpec, TrainingSpec
     from llmops_trainer.training import device, loop
 
     prepare(progress=False)
@@ -110,18 +111,8 @@ def run_one(rank: int, steps: int, batch_size: int, seq_len: int, threads: int) 
             source=str(bundled_model_dir()),
             train_examples=synthetic_examples(max(64, batch_size * steps)),
             eval_examples=[],
-            lora={"r": rank, "alpha": 2 * rank, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-            training={
-                "seed": 0,
-                "max_seq_length": seq_len,
-                "batch_size": batch_size,
-                "gradient_accumulation_steps": 1,
-                "learning_rate": 2e-4,
-                "epochs": None,
-                "max_steps": steps,
-                "warmup_steps": 0,
-                "eval_steps": None,
-            },
+            lora=LoraSpec(r=rank, alpha=2 * rank, dropout=0.05, target_modules=["q_proj", "v_proj"]),
+            training=TrainingSpec(max_seq_length=seq_len, batch_size=batch_size, learning_rate=2e-4, max_steps=steps),
             device_plan=plan,
             out_dir=Path(out),
             hooks=Hooks(),
