@@ -71,4 +71,7 @@ def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace, 
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         backlog=2048,
+        # Services sit behind a load balancer or each other; none reads the client's address, so uvicorn's
+        # X-Forwarded-For rewriting (a middleware around every request) is left out.
+        proxy_headers=False,
     )

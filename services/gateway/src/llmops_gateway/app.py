@@ -98,7 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     # Without Redis only keys with limits are refused (or served unmetered, by setting): degraded, not down.
     install_common(app, registry=registry, readiness={"database": database_ready}, degraded_by={"redis": redis_ready})
-    app.router.routes.extend(proxy_views.routes)
+    app.router.routes[:0] = proxy_views.routes  # first: matched before every other route
     app.include_router(proxy_views.router)
     app.include_router(feedback_router)
     app.include_router(keys_router)

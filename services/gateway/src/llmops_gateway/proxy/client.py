@@ -422,7 +422,7 @@ class UpstreamClient:
         proxies: dict[str, str] | None = None,
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
-        # Requests go out in bursts (proxy/outbox.py); the native protocol sends its answers through it too.
+        # Requests go out in bursts (proxy/outbox.py).
         self.outbox = Outbox()
         self.idle_timeout_s = idle_timeout_s
         self.slots = asyncio.Semaphore(max_in_flight)
