@@ -204,10 +204,20 @@ def platform(request, prometheus, llmops_state_dir, redis_url, mlflow_server, ma
             **retriever.gateway_env(),
         )
         prometheus.set_targets("gateway", [gateway.url])
+        # A second feedback replica on the same store, with the experiment controller (it needs the gateway).
+        experiments = make_feedback(
+            sql_url=f"sqlite+aiosqlite:///{state / 'feedback.db'}",
+            FEEDBACK_GATEWAY_URL=gateway.url,
+            FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
+            FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
+            FEEDBACK_EXPERIMENT_INTERVAL_S="0.5",
+        )
+        prometheus.set_targets("feedback", [feedback.url, experiments.url])
         prometheus.wait_scraped(JOBS)
         yield SimpleNamespace(
             gateway=gateway,
             feedback=feedback,
+            experiments=experiments,
             trainer=trainer,
             retriever=retriever,
             inference=inference,
@@ -265,6 +275,19 @@ def drive_traffic(platform) -> None:
     )
     _, key = gateway.create_key()
     _, limited = gateway.create_key(limits={"rpm": 1})
+    # An experiment: the base model against the adapter, ramped at once (nothing breaks, a step may be short).
+    split = gateway.put_route(
+        variants=[
+            {"name": "base", "upstream": upstream, "model": inference.base_model},
+            {"name": "tuned", "upstream": upstream, "model": adapter, "weight": 0},
+        ]
+    )
+    policy = {"steps": [0.25, 0.5], "min_ratings_per_arm": 1000}
+    with platform.experiments.admin() as admin:
+        opened = admin.post(
+            "/v1/experiments", json={"route": split, "champion": "base", "challenger": "tuned", "policy": policy}
+        )
+        assert opened.status_code == 201, opened.text
 
     auth = {"authorization": f"Bearer {key}"}
     with httpx.Client(base_url=gateway.url, headers=auth, timeout=180) as client, gateway.client(limited) as limited:
@@ -279,6 +302,8 @@ def drive_traffic(platform) -> None:
             assert 429 in statuses, statuses
             rate(client, platform.feedback, liked, "up")
             rate(client, platform.feedback, disliked, "down")
+            for user in ("ana", "bo", "cy", "dee"):  # sticky per user: both arms get some
+                rate(client, platform.feedback, chat(client, split, "Say hi.", user=user), "up")
             time.sleep(3)
 
         platform.quota_redis.stop()

@@ -10,8 +10,15 @@ from llmops_common.contracts.search import SearchResponse
 
 
 def _record(**fields) -> dict:
-    return {"request_id": "r1", "route": "r", "variant": "a", "status": 200, "started_at": 1.0, "finished_at": 2.0,
-            **fields}
+    return {
+        "request_id": "r1",
+        "route": "r",
+        "variant": "a",
+        "status": 200,
+        "started_at": 1.0,
+        "finished_at": 2.0,
+        **fields,
+    }
 
 
 def test_a_newer_gateways_fields_are_ignored_and_nul_characters_replaced():
@@ -37,22 +44,34 @@ def test_a_batch_has_records_and_nothing_else():
 
 
 def test_search_response_reads_what_the_retriever_answers():
-    hit = {"id": "p1", "document_id": "d", "chunk_index": 0, "score": 0.5, "text": "t", "metadata": {"k": 1},
-           "source": None}
+    hit = {
+        "id": "p1",
+        "document_id": "d",
+        "chunk_index": 0,
+        "score": 0.5,
+        "text": "t",
+        "metadata": {"k": 1},
+        "source": None,
+    }
     response = SearchResponse.model_validate({"data": [hit], "hybrid": False, "took_ms": 1.5})
     assert response.data[0].model_dump() == hit
 
 
 def test_dataset_lines_keep_role_and_content_only():
-    line = SFTLine.model_validate({"messages": [{"role": "user", "content": "q", "name": "x"},
-                                                {"role": "assistant", "content": "a"}]})
-    assert line.model_dump(exclude_none=True) == {"messages": [{"role": "user", "content": "q"},
-                                                               {"role": "assistant", "content": "a"}]}
+    line = SFTLine.model_validate(
+        {"messages": [{"role": "user", "content": "q", "name": "x"}, {"role": "assistant", "content": "a"}]}
+    )
+    assert line.model_dump(exclude_none=True) == {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    }
     with pytest.raises(ValidationError):
         SFTLine.model_validate({"messages": [{"role": "tool", "content": "x"}]})
     assert ROLES == ("system", "user", "assistant")
-    pair = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
-            "rejected": [{"role": "assistant", "content": "b"}]}
+    pair = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+    }
     assert PreferenceLine.model_validate(pair).model_dump(exclude_none=True) == pair
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmops_common.sql import alembic_config
 from llmops_feedback.db import Base, migrate
-from llmops_feedback.ratings import models as _ratings  # noqa: F401  (tables onto Base.metadata)
+from llmops_feedback.experiments import models as _experiments  # noqa: F401  (tables onto Base.metadata)
+from llmops_feedback.ratings import models as _ratings  # noqa: F401
 from llmops_feedback.records import models as _records  # noqa: F401
 from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 
@@ -52,7 +53,7 @@ async def _migrate_diff_down_and_up(url: str) -> dict:
 def test_migrations_match_the_models_and_go_down_and_up(new_database):
     result = asyncio.run(_migrate_diff_down_and_up(new_database()))
     assert result["first"] == []
-    assert result["tables"] == {"request_log", "ratings", VERSION_TABLE}
+    assert result["tables"] == {"request_log", "ratings", "experiments", "experiment_decisions", "leases", VERSION_TABLE}
     assert result["after_downgrade"] <= {VERSION_TABLE}
     assert result["again"] == []
 

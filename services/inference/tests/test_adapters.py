@@ -3,6 +3,7 @@
 import uuid
 
 import httpx
+import orjson
 import pytest
 
 from llmops_testkit.inference import chat_text, wait_for
@@ -47,10 +48,28 @@ def test_a_registered_adapter_is_synced_and_answers_as_trained(
         assert admin.delete(f"/admin/adapters/{served}").json()["error"]["code"] == "registry_managed"
 
 
-def test_moving_an_alias_swaps_the_adapter_behind_a_stable_name(inference_service, mlflow_server, trained_adapters):
+def _versions_logged(gateway, route: str) -> list[str | None]:
+    """The registry versions of the route's requests in the gateway's request log (JSONL sink), in order."""
+    if not gateway.request_log_path.exists():
+        return []
+    lines = gateway.request_log_path.read_text().splitlines()
+    return [r.get("model_version") for r in map(orjson.loads, lines) if r["route"] == route]
+
+
+def test_moving_an_alias_swaps_the_adapter_behind_a_stable_name(
+    inference_service, mlflow_server, trained_adapters, gateway_to_inference
+):
     model = _unique("swap-bot")
     mlflow_server.register_adapter(model, trained_adapters["BLUEBERRY"], alias="champion")
     wait_for(lambda: _loaded(inference_service, f"{model}@champion", "1"), timeout_s=60, what="version 1")
+    gateway, key = gateway_to_inference
+    gateway.put_route(
+        model,
+        variants=[{"name": "champion", "upstream": f"{inference_service.url}/v1", "model": f"{model}@champion"}],
+    )
+    body = {"model": model, "messages": [{"role": "user", "content": QUESTION}], "temperature": 0, "max_tokens": 24}
+    with gateway.client(key) as client:  # every answer names the registry version behind the alias
+        assert client.post("/v1/chat/completions", json=body).headers["x-llmops-model-version"] == "1"
 
     mlflow_server.register_adapter(model, trained_adapters["MANGO"], alias="champion")  # version 2 takes the alias
     mlflow_server.client().set_registered_model_alias(model, "challenger", "1")
@@ -59,6 +78,10 @@ def test_moving_an_alias_swaps_the_adapter_behind_a_stable_name(inference_servic
     with inference_service.client() as client:
         assert "MANGO" in chat_text(client, f"{model}@champion", QUESTION)
         assert "BLUEBERRY" in chat_text(client, f"{model}@challenger", QUESTION)
+    with gateway.client(key) as client:  # the same route, no restart: the moved alias shows in the answer and log
+        answer = client.post("/v1/chat/completions", json=body | {"stream": True})
+        assert answer.headers["x-llmops-model-version"] == "2" and "MANGO" in answer.text
+    wait_for(lambda: _versions_logged(gateway, model) == ["1", "2"], timeout_s=10, what="both versions logged")
 
 
 def test_deleting_an_alias_retires_its_name(inference_service, mlflow_server, trained_adapters):

@@ -2,7 +2,7 @@
 
 import typer
 
-from llmops_cli import feedback, keys, models, routes
+from llmops_cli import experiments, feedback, keys, models, routes
 from llmops_cli.ingest import ingest
 from llmops_cli.status import status
 from llmops_cli.train import train
@@ -23,6 +23,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(routes.app, name="routes")
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(experiments.app, name="experiments")
 
 if __name__ == "__main__":
     app()

@@ -124,6 +124,9 @@ def feedback_spec(ctx: PlatformContext) -> ServiceSpec:
             "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
             "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
             "FEEDBACK_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'feedback.db'}",
+            # Experiments act on the gateway's route splits and the registry's aliases.
+            "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
+            "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
         },
     )
 
@@ -216,5 +219,12 @@ def trainer_worker_spec(ctx: PlatformContext) -> ServiceSpec:
 
 def platform_services(ctx: PlatformContext) -> list[ServiceSpec]:
     """Every service ``llmops up`` runs, in start order."""
-    return [mlflow_spec(ctx), inference_spec(ctx), feedback_spec(ctx), retriever_spec(ctx), gateway_spec(ctx),
-            trainer_spec(ctx), trainer_worker_spec(ctx)]
+    return [
+        mlflow_spec(ctx),
+        inference_spec(ctx),
+        feedback_spec(ctx),
+        retriever_spec(ctx),
+        gateway_spec(ctx),
+        trainer_spec(ctx),
+        trainer_worker_spec(ctx),
+    ]

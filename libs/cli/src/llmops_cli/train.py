@@ -55,8 +55,14 @@ def _line(job: dict) -> str:
 
 def follow(client: AdminClient, job_id: str, *, poll_s: float = 1.0) -> dict:
     """Polls the job until it ends, with a progress bar of its steps. Ctrl-C stops following, not the job."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[line]}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("train", total=None, line="queued")
@@ -68,16 +74,20 @@ def follow(client: AdminClient, job_id: str, *, poll_s: float = 1.0) -> dict:
                     return job
                 time.sleep(poll_s)
     except KeyboardInterrupt:
-        console.print(f"Stopped following; {job_id} goes on. Follow it again with `llmops train --follow {job_id}`, "
-                      f"cancel it with `llmops train --cancel {job_id}`.")
+        console.print(
+            f"Stopped following; {job_id} goes on. Follow it again with `llmops train --follow {job_id}`, "
+            f"cancel it with `llmops train --cancel {job_id}`."
+        )
         raise typer.Exit(130) from None
 
 
 def _report(job: dict) -> None:
     if job["state"] == "succeeded":
         served = f", served as {job['served_model']}" if job["served_model"] else ""
-        console.print(f"[green]succeeded[/green]: {escape(job['model_name'])} version {job['registered_version']}"
-                      f"{escape(served)} (MLflow run {job['mlflow_run_id']})")
+        console.print(
+            f"[green]succeeded[/green]: {escape(job['model_name'])} version {job['registered_version']}"
+            f"{escape(served)} (MLflow run {job['mlflow_run_id']})"
+        )
         print(job["served_model"] or f"{job['model_name']}/{job['registered_version']}")  # for scripts
         return
     reason = f": {job['error']}" if job["error"] else ""
@@ -86,10 +96,15 @@ def _report(job: dict) -> None:
 
 
 def train(
-    dataset: Annotated[str | None, typer.Option(
-        "--dataset", help="A chat-format JSONL file, or 'feedback' for the feedback service's SFT export.")] = None,
-    model_name: Annotated[str | None, typer.Option(
-        "--model-name", help="The registered model in MLflow; served as <model-name>@<alias>.")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", help="A chat-format JSONL file, or 'feedback' for the feedback service's SFT export."
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="The registered model in MLflow; served as <model-name>@<alias>.")
+    ] = None,
     alias: Annotated[str, typer.Option(help="The alias the new version gets ('' for none).")] = "challenger",
     route: Annotated[str | None, typer.Option(help="Feedback dataset: only this route.")] = None,
     variant: Annotated[str | None, typer.Option(help="Feedback dataset: only this variant.")] = None,
@@ -104,8 +119,9 @@ def train(
     rank: Annotated[int | None, typer.Option("--rank", "-r", min=1, help="LoRA rank (default 8).")] = None,
     lora_alpha: Annotated[int | None, typer.Option(min=1, help="Default 2 × rank.")] = None,
     lora_dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99)] = None,
-    target_module: Annotated[list[str] | None, typer.Option(
-        help="A module to adapt (repeatable; default q_proj and v_proj).")] = None,
+    target_module: Annotated[
+        list[str] | None, typer.Option(help="A module to adapt (repeatable; default q_proj and v_proj).")
+    ] = None,
     follow_job: Annotated[str | None, typer.Option("--follow", help="Follow an existing job instead.")] = None,
     cancel_job: Annotated[str | None, typer.Option("--cancel", help="Cancel a job instead.")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Submit, print the job id, do not follow.")] = False,
@@ -123,8 +139,14 @@ def train(
     if not dataset or not model_name:
         raise typer.BadParameter("--dataset and --model-name are required to submit a job")
     lora = {"r": rank, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": target_module or None}
-    training = {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
-                "max_seq_length": max_seq_length, "seed": seed}
+    training = {
+        "max_steps": max_steps,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "max_seq_length": max_seq_length,
+        "seed": seed,
+    }
     body = {
         "base_model": base_model,
         "dataset": _dataset(dataset, route=route, variant=variant, since=since),
@@ -134,8 +156,10 @@ def train(
     }
     job = client.post("/jobs", {k: v for k, v in body.items() if v is not None})
     info = job["dataset"]
-    console.print(f"Submitted {job['id']}: {info['examples']} examples (sha256 {info['sha256'][:12]}…, "
-                  f"{info['duplicates']} duplicates dropped, {info['scrubbed']} scrubbed)")
+    console.print(
+        f"Submitted {job['id']}: {info['examples']} examples (sha256 {info['sha256'][:12]}…, "
+        f"{info['duplicates']} duplicates dropped, {info['scrubbed']} scrubbed)"
+    )
     if detach:
         print(job["id"])
         return

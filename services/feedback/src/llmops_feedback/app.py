@@ -5,6 +5,7 @@ import contextlib
 import logging
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +14,9 @@ from llmops_common.app import install_common
 from llmops_common.logging import configure_logging
 from llmops_feedback import db
 from llmops_feedback.datasets.views import router as datasets_router
+from llmops_feedback.experiments import controller
+from llmops_feedback.experiments.platform import GatewayRoutes, Registry
+from llmops_feedback.experiments.views import router as experiments_router
 from llmops_feedback.metrics import FeedbackMetrics
 from llmops_feedback.quality import refresher
 from llmops_feedback.quality.views import router as quality_router
@@ -37,6 +41,14 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         engine = sql.make_engine(settings.database_url)
         await db.migrate(engine)
+        gateway = registry_http = None
+        if settings.gateway_url:
+            token = settings.gateway_admin_token or admin_token  # one admin token for the platform by default
+            gateway = httpx.AsyncClient(
+                base_url=settings.gateway_url, headers={"authorization": f"Bearer {token}"}, timeout=10.0
+            )
+        if settings.mlflow_tracking_uri:
+            registry_http = httpx.AsyncClient(base_url=settings.mlflow_tracking_uri.rstrip("/"), timeout=10.0)
         app.state.feedback = state = FeedbackState(
             settings=settings,
             admin_token=admin_token,
@@ -44,15 +56,23 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             engine=engine,
             sessions=sql.make_sessionmaker(engine),
             metrics=metrics,
+            routes=GatewayRoutes(gateway),
+            registry=Registry(registry_http),
         )
-        refreshing = asyncio.create_task(refresher.run(state), name="quality-refresher")
+        tasks = [asyncio.create_task(refresher.run(state), name="quality-refresher")]
+        if settings.experiment_controller and settings.gateway_url:  # without a gateway there is nothing to act on
+            tasks.append(asyncio.create_task(controller.run(state), name="experiment-controller"))
         logger.info("feedback service started")
         try:
             yield
         finally:
-            refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refreshing
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for client in (gateway, registry_http):
+                if client is not None:
+                    await client.aclose()
             await engine.dispose()
 
     app = FastAPI(title="LLMOps feedback", version="0.1.0", lifespan=lifespan)
@@ -61,6 +81,6 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         await sql.ping(app.state.feedback.engine)
 
     install_common(app, registry=registry, readiness={"database": database_ready})
-    for router in (records_router, ratings_router, quality_router, datasets_router):
+    for router in (records_router, ratings_router, quality_router, datasets_router, experiments_router):
         app.include_router(router)
     return app

@@ -40,6 +40,39 @@ class QualityCollector(Collector):
         yield from families.values()
 
 
+class ExperimentCollector(Collector):
+    """The running experiments as the controller last saw them: share and per-arm counts."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple] = {}  # experiment id -> (route, share, {arm: ArmStats})
+
+    def update(self, seen: dict[str, tuple]) -> None:
+        self.seen = seen  # replaced whole each pass: concluded experiments disappear
+
+    def collect(self):
+        share = GaugeMetricFamily(
+            "llmops_experiment_challenger_share", "The challenger's share of the route", labels=("experiment", "route")
+        )
+        arm_labels = ("experiment", "route", "arm")
+        families = {
+            "exposures": GaugeMetricFamily("llmops_experiment_exposures", "Requests per arm", labels=arm_labels),
+            "ratings": GaugeMetricFamily("llmops_experiment_ratings", "Rated requests per arm", labels=arm_labels),
+            "thumbs_up": GaugeMetricFamily("llmops_experiment_thumbs_up", "Thumbs up per arm", labels=arm_labels),
+            "errors": GaugeMetricFamily("llmops_experiment_errors", "5xx answers per arm", labels=arm_labels),
+        }
+        rate = GaugeMetricFamily("llmops_experiment_thumbs_up_rate", "Thumbs-up share per arm", labels=arm_labels)
+        for experiment, (route, challenger_share, arms) in self.seen.items():
+            share.add_metric([experiment, route], challenger_share)
+            for arm, stats in arms.items():
+                for field, family in families.items():
+                    family.add_metric([experiment, route, arm], getattr(stats, field))
+                if stats.ratings:
+                    rate.add_metric([experiment, route, arm], stats.thumbs_up / stats.ratings)
+        yield share
+        yield from families.values()
+        yield rate
+
+
 class FeedbackMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter(
@@ -53,3 +86,8 @@ class FeedbackMetrics:
         )
         self.quality = QualityCollector()
         registry.register(self.quality)
+        self.experiment_decisions = Counter(
+            "llmops_experiment_decisions", "Experiment decisions taken", ("route", "action"), registry=registry
+        )
+        self.experiments = ExperimentCollector()
+        registry.register(self.experiments)

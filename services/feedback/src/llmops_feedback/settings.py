@@ -1,5 +1,7 @@
 """Feedback settings, all from ``FEEDBACK_*`` environment variables."""
 
+from pydantic import Field
+
 from llmops_common.settings import ServiceSettings, require_secret, service_config
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -23,6 +25,14 @@ class FeedbackSettings(ServiceSettings):
     # The Prometheus quality gauges describe this trailing window, recomputed every refresh.
     quality_window_s: float = 86_400.0
     quality_refresh_s: float = 15.0
+
+    # Experiments: the controller sets route splits through the gateway's admin API (with the platform's admin
+    # token unless FEEDBACK_GATEWAY_ADMIN_TOKEN says otherwise) and moves aliases in the MLflow registry.
+    gateway_url: str | None = None
+    gateway_admin_token: str | None = None
+    mlflow_tracking_uri: str | None = None
+    experiment_interval_s: float = Field(default=30.0, gt=0)
+    experiment_controller: bool = True  # False: this replica never decides (the API still works)
 
     def admin_token_value(self) -> str:
         return require_secret(

@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llmops_feedback.experiments.platform import GatewayRoutes, Registry
 from llmops_feedback.metrics import FeedbackMetrics
 from llmops_feedback.settings import FeedbackSettings
 
@@ -16,3 +17,5 @@ class FeedbackState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     metrics: FeedbackMetrics
+    routes: GatewayRoutes  # what experiments act on
+    registry: Registry

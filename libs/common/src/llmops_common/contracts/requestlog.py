@@ -34,6 +34,9 @@ class RequestLogRecord(BaseModel):
     route: str = Field(min_length=1, max_length=128)
     variant: str = Field(min_length=1, max_length=128)
     model: str | None = Field(default=None, max_length=256, description="the upstream model or adapter that answered")
+    model_version: str | None = Field(
+        default=None, max_length=64, description="the registry version behind an adapter alias, as the upstream said"
+    )
     kind: Literal["chat", "text"] = "chat"
     stream: bool = False
     status: int = Field(ge=100, le=599)

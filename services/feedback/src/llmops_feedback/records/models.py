@@ -21,6 +21,7 @@ class RequestRecord(Base):
     route: Mapped[str] = mapped_column(String(128))
     variant: Mapped[str] = mapped_column(String(128))
     model: Mapped[str | None] = mapped_column(String(256))  # the upstream model or adapter that answered
+    model_version: Mapped[str | None] = mapped_column(String(64))  # the registry version behind an adapter alias
     kind: Mapped[str] = mapped_column(String(16))  # chat | text
     stream: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[int] = mapped_column(Integer)

@@ -18,6 +18,7 @@ class RequestPublic(BaseModel):
     route: str
     variant: str
     model: str | None
+    model_version: str | None = None
     kind: str
     stream: bool
     status: int

@@ -3,16 +3,13 @@
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_common.contracts.requestlog import RequestLogRecord
 from llmops_common.errors import APIError
-from llmops_common.sql import utcnow
+from llmops_common.sql import dialect_insert, utcnow
 from llmops_feedback.ratings.models import Rating
 from llmops_feedback.records.models import RequestRecord
-
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _row(record: RequestLogRecord, *, store_text: bool, received_at: datetime) -> dict:
@@ -22,6 +19,7 @@ def _row(record: RequestLogRecord, *, store_text: bool, received_at: datetime) -
         "route": record.route,
         "variant": record.variant,
         "model": record.model,
+        "model_version": record.model_version,
         "kind": record.kind,
         "stream": record.stream,
         "status": record.status,
@@ -45,7 +43,7 @@ async def ingest(session: AsyncSession, *, records: list[RequestLogRecord], stor
     received_at = utcnow()
     unique = {r.request_id: r for r in records}  # a batch may repeat itself after a partial replay
     rows = [_row(r, store_text=store_text, received_at=received_at) for r in unique.values()]
-    insert = _INSERT[session.bind.dialect.name]
+    insert = dialect_insert(session)
     statement = (insert(RequestRecord).values(rows).on_conflict_do_nothing(index_elements=["request_id"])).returning(
         RequestRecord.request_id
     )

@@ -43,6 +43,7 @@ class Outcome:
     status: int
     variant: str = "-"  # "-": no variant was reached
     model: str | None = None
+    version: str | None = None  # the registry version behind an adapter alias, as the upstream said
     usage: dict | None = None
     answer: str | None = None
     upstream_s: float = 0.0
@@ -81,6 +82,7 @@ class Accounting:
             route=call.route,
             variant=outcome.variant,
             model=outcome.model,
+            model_version=outcome.version,
             kind=call.kind,
             stream=call.parsed.stream,
             status=outcome.status,

@@ -129,7 +129,7 @@ class CompletionPipeline:
 
     async def _respond_whole(self, call: Call, upstream: UpstreamResponse, headers: dict[str, str]) -> Reply:
         response, variant = upstream.response, upstream.variant
-        outcome = Outcome(response.status, variant=variant.name, model=variant.model)
+        outcome = Outcome(response.status, variant=variant.name, model=variant.model, version=upstream.model_version())
         try:
             body = await response.read()
         except (UpstreamError, asyncio.CancelledError) as exc:
@@ -164,7 +164,7 @@ class CompletionPipeline:
     async def _relay(self, call: Call, upstream: UpstreamResponse):
         """Yields the upstream's SSE bytes as they arrive, unbuffered; accounts for them when the stream ends."""
         tap, variant = StreamTap(), upstream.variant
-        outcome = Outcome(200, variant=variant.name, model=variant.model)
+        outcome = Outcome(200, variant=variant.name, model=variant.model, version=upstream.model_version())
         sources = None  # RAG: the sources go out as a last event before [DONE]
         if call.rag is not None:
             sources = DoneInjector(

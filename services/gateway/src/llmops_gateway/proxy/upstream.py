@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from llmops_common.contracts.adapters import MODEL_VERSION_HEADER
 from llmops_common.errors import APIError
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.proxy.client import Response, UpstreamClient, UpstreamError, UpstreamTimeout
@@ -34,6 +35,16 @@ class UpstreamResponse:
 
     def passthrough_headers(self) -> dict[str, str]:
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.response.headers if k not in _HOP_BY_HOP}
+
+    def model_version(self) -> str | None:
+        """The registry version that answered, where the upstream is the platform's inference service."""
+        for name, value in self.response.headers:
+            if name == _MODEL_VERSION:
+                return value.decode("latin-1")[:64] or None
+        return None
+
+
+_MODEL_VERSION = MODEL_VERSION_HEADER.encode()
 
 
 def _upstream_headers(variant: Variant, request_id: str) -> list[tuple[bytes, bytes]]:

@@ -101,6 +101,11 @@ class AdapterManager:
     def is_loaded(self, name: str) -> bool:
         return self.engine.up and name in self.loaded
 
+    def served_version(self, name: str) -> str | None:
+        """The registry version loaded under ``name`` now (None: the base model, or an adapter from a path)."""
+        adapter = self.loaded.get(name)
+        return adapter.version if adapter is not None else None
+
     @property
     def synced(self) -> bool:
         """Every wanted adapter was tried on the running engine, after reading the registry at least once."""

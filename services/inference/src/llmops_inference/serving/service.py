@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmops_common.contracts.adapters import MODEL_VERSION_HEADER
 from llmops_common.errors import APIError, error_body
 from llmops_common.requests import parse_json_object, read_body
 from llmops_common.responses import OrjsonResponse
@@ -75,6 +76,8 @@ async def relay(state: InferenceState, request: Request, *, path: str, endpoint:
         _count(state, endpoint, model if known else "unknown", exc.status, started)  # labels stay bounded
         raise
     headers = {**state.vllm.headers, "content-type": "application/json", "x-request-id": request.state.request_id}
+    version = state.adapters.served_version(model)  # read before the call: the version this request is sent to
+    answer_headers = {MODEL_VERSION_HEADER: version} if version else None
     try:
         async with cancelled_on_disconnect(request):
             response = await state.http.post(state.vllm.base_url + path, data=body, headers=headers)
@@ -91,11 +94,13 @@ async def relay(state: InferenceState, request: Request, *, path: str, endpoint:
         _count(state, endpoint, model, 503, started)
         raise APIError(503, "the model server did not answer", code="vllm_unavailable", headers=_RETRY_SOON) from None
     if response.content_type.startswith("text/event-stream"):
-        return DisconnectAwareStream(_stream(state, response, endpoint, model, started), media_type="text/event-stream")
+        return DisconnectAwareStream(
+            _stream(state, response, endpoint, model, started), media_type="text/event-stream", headers=answer_headers
+        )
     _count(state, endpoint, model, response.status, started)
     if response.status >= 400:
         return vllm_error(response.status, answer)
-    return Response(answer, status_code=response.status, media_type=response.content_type)
+    return Response(answer, status_code=response.status, media_type=response.content_type, headers=answer_headers)
 
 
 async def _stream(state: InferenceState, response: aiohttp.ClientResponse, endpoint: str, model: str, started: float):

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from llmops_common.contracts.models import BUNDLED_MODEL_NAME
-from llmops_common.errors import APIError
+from llmops_common.errors import APIError, validation_error
 from llmops_trainer.datasets import feedback, validate
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.deps import AdminDep, SessionDep, StateDep
@@ -78,10 +78,7 @@ async def upload(
     try:
         job_spec = JobSpec.model_validate_json(spec)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise APIError(422, f"spec: {where}: {first.get('msg')}" if where else f"spec: {first.get('msg')}",
-                       code="invalid_request") from None
+        raise validation_error(exc.errors(), prefix=("spec",)) from None
     raw = await file.read(state.settings.max_dataset_bytes + 1)
     return await _submit(state, session, spec=job_spec, raw=raw, source={"kind": "upload", "filename": file.filename},
                          strict=True)

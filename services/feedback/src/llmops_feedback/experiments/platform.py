@@ -1,0 +1,94 @@
+"""What an experiment acts on: the gateway's route split (its admin API) and the MLflow registry's aliases (MLflow's
+REST API, so the feedback service does not carry the whole MLflow client).
+
+Every call sets an absolute state (weights, an alias to a version), so applying a decision twice is harmless: a
+controller that restarts mid-way applies it again.
+"""
+
+import httpx
+
+from llmops_common.errors import APIError
+
+
+class PlatformError(Exception):
+    """The gateway or the registry could not be reached or refused: the decision stays unapplied, retried later."""
+
+
+class GatewayRoutes:
+    def __init__(self, http: httpx.AsyncClient | None) -> None:
+        self._http = http  # None: no gateway configured (FEEDBACK_GATEWAY_URL)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise PlatformError("no gateway configured (FEEDBACK_GATEWAY_URL)")
+        return self._http
+
+    async def get(self, name: str) -> dict | None:
+        """The route's spec as the admin API gives it, or None when there is no such route."""
+        try:
+            response = await self._client().get(f"/admin/routes/{name}")
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"gateway unreachable: {exc!r}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise PlatformError(f"gateway answered {response.status_code} for route {name!r}: {response.text[:300]}")
+        return response.json()
+
+    async def set_split(self, name: str, *, champion: str, challenger: str, share: float) -> None:
+        """The challenger gets ``share`` of the route's traffic and the champion the rest, sticky per user."""
+        spec = await self.get(name)
+        if spec is None:
+            raise PlatformError(f"route {name!r} no longer exists")
+        for variant in spec["variants"]:
+            if variant["name"] == champion:
+                variant["weight"] = round(1.0 - share, 6)
+            elif variant["name"] == challenger:
+                variant["weight"] = round(share, 6)
+        body = {k: v for k, v in spec.items() if k not in ("name", "updated_at")} | {"sticky": True}
+        try:
+            response = await self._client().put(f"/admin/routes/{name}", json=body)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"gateway unreachable: {exc!r}") from None
+        if response.status_code >= 400:
+            raise PlatformError(f"gateway refused the split of {name!r}: {response.status_code} {response.text[:300]}")
+
+
+class Registry:
+    """The few MLflow model-registry calls experiments need."""
+
+    def __init__(self, http: httpx.AsyncClient | None) -> None:
+        self._http = http  # None: no registry configured (FEEDBACK_MLFLOW_TRACKING_URI)
+
+    async def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        if self._http is None:
+            raise PlatformError("no model registry configured (FEEDBACK_MLFLOW_TRACKING_URI)")
+        try:
+            return await self._http.request(method, f"/api/2.0/mlflow{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"registry unreachable: {exc!r}") from None
+
+    async def alias_version(self, model: str, alias: str) -> str | None:
+        response = await self._call("GET", "/registered-models/alias", params={"name": model, "alias": alias})
+        # An unknown model is 404 RESOURCE_DOES_NOT_EXIST; an unknown alias of a known one, 400 "... not found".
+        if response.status_code == 404 or (response.status_code == 400 and "not found" in response.text):
+            return None
+        _check(response)
+        return str(response.json()["model_version"]["version"])
+
+    async def set_alias(self, model: str, alias: str, version: str) -> None:
+        body = {"name": model, "alias": alias, "version": version}
+        _check(await self._call("POST", "/registered-models/alias", json=body))
+
+    async def tag_version(self, model: str, version: str, key: str, value: str) -> None:
+        body = {"name": model, "version": version, "key": key, "value": value}
+        _check(await self._call("POST", "/model-versions/set-tag", json=body))
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        raise PlatformError(f"registry answered {response.status_code}: {response.text[:300]}")
+
+
+def unavailable(exc: PlatformError) -> APIError:
+    return APIError(503, str(exc), code="platform_unavailable")

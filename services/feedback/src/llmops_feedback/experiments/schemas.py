@@ -1,0 +1,89 @@
+"""Experiments' API bodies: what an admin sends, and what the API answers."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"  # the gateway's route and variant names
+
+
+class ExperimentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    route: str = Field(pattern=NAME_PATTERN, description="the gateway route the experiment splits")
+    champion: str = Field(pattern=NAME_PATTERN, description="the route's variant serving today")
+    challenger: str = Field(pattern=NAME_PATTERN, description="the route's variant under test")
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="decision policy (alpha, min_ratings_per_arm, min_detectable_effect, max_duration_s, steps, "
+        "min_step_duration_s, guardrails); unset fields take the defaults",
+    )
+
+
+class ArmReadout(BaseModel):
+    arm: str  # champion | challenger
+    variant: str
+    model: str | None
+    version: str | None
+    exposures: int
+    other_versions: int
+    ratings: int
+    thumbs_up: int
+    up_rate: float | None
+    up_rate_low: float | None
+    up_rate_high: float | None
+    errors: int
+    error_rate: float | None
+    ttft_p95_ms: float | None
+
+
+class DecisionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    action: str
+    reason: str
+    evidence: dict[str, Any]
+    actor: str
+    share: float
+    applied: bool
+    apply_error: str | None
+    created_at: datetime
+
+
+class Readout(BaseModel):
+    arms: list[ArmReadout]
+    next: DecisionPublic | None = Field(description="what the controller would decide now (not recorded)")
+
+
+class ExperimentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    route: str
+    champion: str
+    challenger: str
+    champion_model: str | None
+    challenger_model: str | None
+    champion_version: str | None
+    challenger_version: str | None
+    previous_champion_version: str | None
+    status: str
+    steps: list[float]
+    step_index: int
+    share: float
+    policy: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    step_started_at: datetime
+    concluded_at: datetime | None
+
+
+class ExperimentDetail(ExperimentPublic):
+    readout: Readout | None
+    decisions: list[DecisionPublic]
+
+
+class ExperimentList(BaseModel):
+    data: list[ExperimentPublic]

@@ -1,0 +1,106 @@
+"""``/v1/experiments``: champion against challenger on a route, decided by evidence (admin token)."""
+
+from typing import Literal
+
+from fastapi import APIRouter
+
+from llmops_feedback.deps import AdminDep, SessionDep, StateDep
+from llmops_feedback.experiments import service
+from llmops_feedback.experiments.models import Experiment
+from llmops_feedback.experiments.readout import ArmCounts
+from llmops_feedback.experiments.schemas import (
+    ArmReadout,
+    DecisionPublic,
+    ExperimentCreate,
+    ExperimentDetail,
+    ExperimentList,
+    ExperimentPublic,
+    Readout,
+)
+from llmops_feedback.experiments.stats import wilson_interval
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+@router.post("", status_code=201)
+async def create(data: ExperimentCreate, _: AdminDep, session: SessionDep, state: StateDep) -> ExperimentDetail:
+    """Opens an experiment and sets the route's split to its first step."""
+    experiment = await service.create(session, data=data, actor="admin", routes=state.routes, registry=state.registry)
+    return await _detail(session, experiment)
+
+
+@router.get("")
+async def list_experiments(
+    _: AdminDep, session: SessionDep, route: str | None = None, status: str | None = None
+) -> ExperimentList:
+    experiments = await service.list_(session, route=route, status=status)
+    return ExperimentList(data=[ExperimentPublic.model_validate(e) for e in experiments])
+
+
+@router.get("/{experiment_id}")
+async def show(experiment_id: str, _: AdminDep, session: SessionDep) -> ExperimentDetail:
+    """The experiment, its readout per arm with what the controller would decide now, and its decisions."""
+    return await _detail(session, await service.get(session, experiment_id=experiment_id))
+
+
+@router.post("/{experiment_id}/{what}")
+async def decide(
+    experiment_id: str, what: Literal["promote", "rollback", "stop"], _: AdminDep, session: SessionDep, state: StateDep
+) -> ExperimentDetail:
+    """By hand, through the controller's path (recorded with the evidence of the moment). Rolling back a promoted
+    experiment moves the champion alias back to the version it had before."""
+    experiment = await service.get(session, experiment_id=experiment_id)
+    await service.decide_by_hand(
+        session, experiment=experiment, what=what, actor="admin", routes=state.routes, registry=state.registry
+    )
+    return await _detail(session, experiment)
+
+
+async def _detail(session, experiment: Experiment) -> ExperimentDetail:
+    champion, challenger, preview = await service.evaluate(session, experiment)
+    arms = [
+        _arm("champion", experiment.champion, experiment.champion_model, experiment.champion_version, champion),
+        _arm(
+            "challenger", experiment.challenger, experiment.challenger_model, experiment.challenger_version, challenger
+        ),
+    ]
+    decisions = await service.decisions(session, experiment_id=experiment.id)
+    nxt = None
+    if service.is_open(experiment):
+        nxt = DecisionPublic(
+            id=0,
+            action=preview.action.value,
+            reason=preview.reason,
+            evidence=preview.evidence,
+            actor="controller",
+            share=experiment.share,
+            applied=False,
+            apply_error=None,
+            created_at=experiment.step_started_at,
+        )
+    return ExperimentDetail(
+        **ExperimentPublic.model_validate(experiment).model_dump(),
+        readout=Readout(arms=arms, next=nxt),
+        decisions=[DecisionPublic.model_validate(d) for d in decisions],
+    )
+
+
+def _arm(arm: str, variant: str, model: str | None, version: str | None, counts: ArmCounts) -> ArmReadout:
+    stats = counts.stats
+    low, high = wilson_interval(stats.thumbs_up, stats.ratings) or (None, None)
+    return ArmReadout(
+        arm=arm,
+        variant=variant,
+        model=model,
+        version=version,
+        exposures=stats.exposures,
+        other_versions=counts.other_versions,
+        ratings=stats.ratings,
+        thumbs_up=stats.thumbs_up,
+        up_rate=stats.thumbs_up / stats.ratings if stats.ratings else None,
+        up_rate_low=low,
+        up_rate_high=high,
+        errors=stats.errors,
+        error_rate=stats.errors / stats.exposures if stats.exposures else None,
+        ttft_p95_ms=stats.ttft_p95_ms,
+    )
