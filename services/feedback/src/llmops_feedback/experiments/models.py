@@ -22,7 +22,7 @@ class Experiment(Base):
     open_route: Mapped[str | None] = mapped_column(String(128), unique=True)
     champion: Mapped[str] = mapped_column(String(128))  # variant names of the route
     challenger: Mapped[str] = mapped_column(String(128))
-    # Registry arms (<model>@<alias>): the registered model, and the versions the aliases pointed to at creation.
+    # Registry arms: the served name (<model>@<alias>), and the version the alias pointed to at creation.
     # Exposures of any other version are kept out of the readout (a moved alias halts the experiment).
     champion_model: Mapped[str | None] = mapped_column(String(256))
     challenger_model: Mapped[str | None] = mapped_column(String(256))

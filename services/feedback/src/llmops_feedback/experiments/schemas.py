@@ -64,11 +64,11 @@ class ExperimentPublic(BaseModel):
     route: str
     champion: str
     challenger: str
-    champion_model: str | None
+    champion_model: str | None = Field(description="a registry arm's served name, <model>@<alias>")
     challenger_model: str | None
-    champion_version: str | None
+    champion_version: str | None = Field(description="the registry version the arm is pinned to")
     challenger_version: str | None
-    previous_champion_version: str | None
+    previous_champion_version: str | None = Field(description="after a promotion by alias: what rollback restores")
     status: str
     steps: list[float]
     step_index: int

@@ -22,7 +22,6 @@ from llmops_feedback.experiments.policy import Action, Decision, ExperimentPolic
 from llmops_feedback.experiments.readout import ArmCounts, count_arms, planned_share
 from llmops_feedback.experiments.schemas import ExperimentCreate
 
-CHAMPION_ALIAS = "champion"
 REJECTED_TAG = "llmops.rejected"
 # The status each concluding action leaves ("revert": a promotion rolled back; "stop": by an admin).
 _CONCLUSIONS = {
@@ -95,7 +94,7 @@ async def create(
 
 
 async def _pin(registry: Registry, served: str, field: str) -> tuple[str | None, str | None]:
-    """``(model, version)`` for a registry arm (``<model>@<alias>``), the version the alias points to now."""
+    """``(served name, version)`` for a registry arm (``<model>@<alias>``): the version the alias points to now."""
     parts = split_served_name(served)
     if parts is None:
         return None, None
@@ -106,7 +105,7 @@ async def _pin(registry: Registry, served: str, field: str) -> tuple[str | None,
         raise unavailable(exc) from None
     if version is None:
         raise APIError(422, f"alias {alias!r} of model {model!r} is not in the registry", param=field)
-    return model, version
+    return served, version
 
 
 async def get(session: AsyncSession, *, experiment_id: str) -> Experiment:
@@ -196,23 +195,25 @@ async def act(
 
 
 async def _promotion(experiment: Experiment, registry: Registry) -> dict:
-    """Both arms aliases of one registered model: the champion alias moves to the challenger's version (the old
+    """Both arms aliases of one registered model: the champion's alias moves to the challenger's version (the old
     version is kept for rollback) and the champion variant serves it. Otherwise the challenger takes all traffic."""
-    if _by_alias(experiment):
-        try:
-            previous = await registry.alias_version(experiment.champion_model, CHAMPION_ALIAS)
-        except PlatformError as exc:
-            raise unavailable(exc) from None
-        return {"share": 0.0, "previous_champion_version": previous}
-    return {"share": 1.0}
+    champion_alias = _champion_alias(experiment)
+    if champion_alias is None:
+        return {"share": 1.0}
+    try:
+        previous = await registry.alias_version(*champion_alias)
+    except PlatformError as exc:
+        raise unavailable(exc) from None
+    return {"share": 0.0, "previous_champion_version": previous}
 
 
-def _by_alias(experiment: Experiment) -> bool:
-    return bool(
-        experiment.champion_model
-        and experiment.champion_model == experiment.challenger_model
-        and experiment.challenger_version
-    )
+def _champion_alias(experiment: Experiment) -> tuple[str, str] | None:
+    """``(model, alias)`` of the champion when both arms are aliases of one registered model, else None."""
+    champion = split_served_name(experiment.champion_model or "")
+    challenger = split_served_name(experiment.challenger_model or "")
+    if champion and challenger and champion[0] == challenger[0] and experiment.challenger_version:
+        return champion
+    return None
 
 
 async def apply_pending(
@@ -236,12 +237,14 @@ async def apply_pending(
 async def _apply(
     decision: ExperimentDecision, experiment: Experiment, routes: GatewayRoutes, registry: Registry
 ) -> None:
-    if decision.action == "promote" and _by_alias(experiment):
-        await registry.set_alias(experiment.champion_model, CHAMPION_ALIAS, experiment.challenger_version)
-    if decision.action == "rollback" and experiment.challenger_model and experiment.challenger_version:
-        await registry.tag_version(experiment.challenger_model, experiment.challenger_version, REJECTED_TAG, "true")
-    if decision.action == "revert" and experiment.previous_champion_version:
-        await registry.set_alias(experiment.champion_model, CHAMPION_ALIAS, experiment.previous_champion_version)
+    champion_alias = _champion_alias(experiment)
+    if decision.action == "promote" and champion_alias:
+        await registry.set_alias(*champion_alias, experiment.challenger_version)
+    if decision.action == "revert" and champion_alias and experiment.previous_champion_version:
+        await registry.set_alias(*champion_alias, experiment.previous_champion_version)
+    challenger = split_served_name(experiment.challenger_model or "")
+    if decision.action == "rollback" and challenger and experiment.challenger_version:
+        await registry.tag_version(challenger[0], experiment.challenger_version, REJECTED_TAG, "true")
     await routes.set_split(
         experiment.route, champion=experiment.champion, challenger=experiment.challenger, share=decision.share
     )
