@@ -80,7 +80,9 @@ def test_moving_an_alias_swaps_the_adapter_behind_a_stable_name(
         assert "BLUEBERRY" in chat_text(client, f"{model}@challenger", QUESTION)
     with gateway.client(key) as client:  # the same route, no restart: the moved alias shows in the answer and log
         answer = client.post("/v1/chat/completions", json=body | {"stream": True})
-        assert answer.headers["x-llmops-model-version"] == "2" and "MANGO" in answer.text
+        events = [orjson.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")]
+        text = "".join((e["choices"] or [{}])[0].get("delta", {}).get("content") or "" for e in events)
+        assert answer.headers["x-llmops-model-version"] == "2" and "MANGO" in text, text
     wait_for(lambda: _versions_logged(gateway, model) == ["1", "2"], timeout_s=10, what="both versions logged")
 
 
