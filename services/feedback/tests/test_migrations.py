@@ -53,7 +53,14 @@ async def _migrate_diff_down_and_up(url: str) -> dict:
 def test_migrations_match_the_models_and_go_down_and_up(new_database):
     result = asyncio.run(_migrate_diff_down_and_up(new_database()))
     assert result["first"] == []
-    assert result["tables"] == {"request_log", "ratings", "experiments", "experiment_decisions", "leases", VERSION_TABLE}
+    assert result["tables"] == {
+        "request_log",
+        "ratings",
+        "experiments",
+        "experiment_decisions",
+        "leases",
+        VERSION_TABLE,
+    }
     assert result["after_downgrade"] <= {VERSION_TABLE}
     assert result["again"] == []
 

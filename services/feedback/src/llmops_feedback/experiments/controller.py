@@ -57,7 +57,7 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
             await service.apply_pending(session, experiment=experiment, routes=state.routes, registry=state.registry)
             if experiment.status != "running":
                 continue
-            champion, challenger, decision = await service.evaluate(session, experiment)
+            champion, challenger, decision = await service.evaluate(session, experiment, state.registry)
             arms = {"champion": champion.stats, "challenger": challenger.stats}
             seen[experiment.id] = (experiment.route, experiment.share, arms)
             if decision.action == Action.WAIT:

@@ -16,6 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 from typing import Any
 
 from llmops_feedback.experiments.stats import (
@@ -108,7 +109,7 @@ class ExperimentPolicy:
                 "min_judge_score must be null or between 0 and 1",
             ),
             (steps_ok, "steps must be a non-empty list of shares strictly between 0 and 1"),
-            (steps_ok and all(a < b for a, b in zip(steps, steps[1:])), "steps must increase strictly"),
+            (steps_ok and all(a < b for a, b in pairwise(steps)), "steps must increase strictly"),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,21 +215,14 @@ def _guardrails(champion: ArmStats, challenger: ArmStats, policy: ExperimentPoli
     if checked and policy.min_judge_score is not None and judge is not None and judge < policy.min_judge_score:
         broken.append(f"the challenger's judge score {judge:.3f} is below {policy.min_judge_score}")
     evidence = {
-        "checked": checked,
-        "champion_error_rate": champion_errors,
-        "challenger_error_rate": challenger_errors,
-        "challenger_error_rate_low": low,
-        "max_error_rate_increase": policy.max_error_rate_increase,
-        "champion_ttft_p95_ms": champion.ttft_p95_ms,
-        "challenger_ttft_p95_ms": challenger.ttft_p95_ms,
-        "ttft_p95_ratio": ttft_ratio,
-        "max_ttft_p95_ratio": policy.max_ttft_p95_ratio,
-        "champion_judge_score": champion.judge_score,
-        "challenger_judge_score": judge,
-        "min_judge_score": policy.min_judge_score,
-        "min_exposures_for_guardrails": policy.min_exposures_for_guardrails,
-        "broken": broken,
-    }
+        "checked": checked, "min_exposures_for_guardrails": policy.min_exposures_for_guardrails,
+        "champion_error_rate": champion_errors, "challenger_error_rate": challenger_errors,
+        "challenger_error_rate_low": low, "max_error_rate_increase": policy.max_error_rate_increase,
+        "champion_ttft_p95_ms": champion.ttft_p95_ms, "challenger_ttft_p95_ms": challenger.ttft_p95_ms,
+        "ttft_p95_ratio": ttft_ratio, "max_ttft_p95_ratio": policy.max_ttft_p95_ratio,
+        "champion_judge_score": champion.judge_score, "challenger_judge_score": judge,
+        "min_judge_score": policy.min_judge_score, "broken": broken,
+    }  # fmt: skip
     return broken, evidence
 
 
@@ -305,4 +299,9 @@ def decide(
             f"{step_age_s:.0f} s: ramp from {policy.steps[step_index]:.0%} to {policy.steps[step_index + 1]:.0%}.",
         )
     more = f"{shown.needed[0]} more champion and {shown.needed[1]} more challenger ratings"
-    return decision(Action.WAIT, f"No decision yet: about {more} to detect a {policy.min_detectable_effect} effect.")
+    wait = f"No decision yet: about {more} to detect a {policy.min_detectable_effect} effect"
+    if not last and not guardrails["checked"]:
+        wait += f"; the ramp waits for {policy.min_exposures_for_guardrails} challenger exposures to check guardrails"
+    elif not last:
+        wait += f"; the ramp waits until the step has run {policy.min_step_duration_s:.0f} s"
+    return decision(Action.WAIT, wait + ".")

@@ -1,8 +1,9 @@
 """An experiment's arms, counted from the request log and its ratings.
 
 An exposure is a logged request of the arm's variant on the experiment's route since it started. A registry arm
-counts only the version it was pinned to at creation: a readout never mixes two versions under one name, and
-exposures of another version are counted apart (they mean the alias moved).
+counts only the version it was pinned to at creation: a readout never mixes two versions under one name.
+Exposures of another version are counted apart (``other_versions``: the inference service catching up with an
+alias move; a move after creation halts the experiment, see ``service.evaluate``).
 """
 
 import math

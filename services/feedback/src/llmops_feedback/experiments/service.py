@@ -129,17 +129,15 @@ async def decisions(session: AsyncSession, *, experiment_id: str) -> list[Experi
     return list((await session.scalars(query.order_by(ExperimentDecision.id))).all())
 
 
-async def evaluate(session: AsyncSession, experiment: Experiment) -> tuple[ArmCounts, ArmCounts, Decision]:
+async def evaluate(
+    session: AsyncSession, experiment: Experiment, registry: Registry
+) -> tuple[ArmCounts, ArmCounts, Decision]:
     """The arms' counts and what the policy decides on them now (nothing is recorded)."""
     champion, challenger = await count_arms(session, experiment)
-    moved = [
-        (arm, counts) for arm, counts in (("champion", champion), ("challenger", challenger)) if counts.other_versions
-    ]
-    if moved:  # a readout must never mix two versions under one name
-        arm, counts = moved[0]
-        reason = f"the {arm} alias moved: {counts.other_versions} requests were served by another registry version"
-        evidence = {"other_versions": {a: c.other_versions for a, c in moved}}
-        return champion, challenger, Decision(Action.HALT, reason, evidence)
+    moved = await _moved_aliases(experiment, registry)
+    if moved:  # the arm's name now means another version: its data would mix two versions under one name
+        reason = "; ".join(f"the {arm} alias moved from version {was} to {now}" for arm, (was, now) in moved.items())
+        return champion, challenger, Decision(Action.HALT, reason.capitalize() + ".", {"moved": moved})
     now = utcnow()
     decision = decide(
         champion=champion.stats,
@@ -151,6 +149,28 @@ async def evaluate(session: AsyncSession, experiment: Experiment) -> tuple[ArmCo
         policy=ExperimentPolicy.from_dict(experiment.policy),
     )
     return champion, challenger, decision
+
+
+async def _moved_aliases(experiment: Experiment, registry: Registry) -> dict[str, tuple[str, str]]:
+    """The registry arms whose alias points elsewhere than the version pinned at creation: ``{arm: (was, now)}``.
+    Exposures of another version while the alias has not moved are the inference service still catching up with
+    a move made before creation: left out of the readout (``other_versions``), not a reason to halt. An
+    unreachable registry decides nothing either way."""
+    moved = {}
+    for arm, served, pinned in (
+        ("champion", experiment.champion_model, experiment.champion_version),
+        ("challenger", experiment.challenger_model, experiment.challenger_version),
+    ):
+        parts = split_served_name(served or "")
+        if parts is None or pinned is None:
+            continue
+        try:
+            current = await registry.alias_version(*parts)
+        except PlatformError:
+            continue
+        if current != pinned:
+            moved[arm] = (pinned, current or "none")
+    return moved
 
 
 async def act(
@@ -273,7 +293,7 @@ async def decide_by_hand(
         what = "revert"
     elif experiment.status not in OPEN_STATUSES:
         raise APIError(409, f"experiment {experiment.id} is {experiment.status}", code="experiment_concluded")
-    _, _, preview = await evaluate(session, experiment)
+    _, _, preview = await evaluate(session, experiment, registry)
     evidence = {"readout": preview.evidence, "controller_would": preview.action.value}
     decision = await act(
         session,

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment
+from llmops_feedback.experiments.platform import Registry
 from llmops_feedback.experiments.readout import ArmCounts
 from llmops_feedback.experiments.schemas import (
     ArmReadout,
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 async def create(data: ExperimentCreate, _: AdminDep, session: SessionDep, state: StateDep) -> ExperimentDetail:
     """Opens an experiment and sets the route's split to its first step."""
     experiment = await service.create(session, data=data, actor="admin", routes=state.routes, registry=state.registry)
-    return await _detail(session, experiment)
+    return await _detail(session, experiment, state.registry)
 
 
 @router.get("")
@@ -38,9 +39,9 @@ async def list_experiments(
 
 
 @router.get("/{experiment_id}")
-async def show(experiment_id: str, _: AdminDep, session: SessionDep) -> ExperimentDetail:
+async def show(experiment_id: str, _: AdminDep, session: SessionDep, state: StateDep) -> ExperimentDetail:
     """The experiment, its readout per arm with what the controller would decide now, and its decisions."""
-    return await _detail(session, await service.get(session, experiment_id=experiment_id))
+    return await _detail(session, await service.get(session, experiment_id=experiment_id), state.registry)
 
 
 @router.post("/{experiment_id}/{what}")
@@ -53,11 +54,11 @@ async def decide(
     await service.decide_by_hand(
         session, experiment=experiment, what=what, actor="admin", routes=state.routes, registry=state.registry
     )
-    return await _detail(session, experiment)
+    return await _detail(session, experiment, state.registry)
 
 
-async def _detail(session, experiment: Experiment) -> ExperimentDetail:
-    champion, challenger, preview = await service.evaluate(session, experiment)
+async def _detail(session, experiment: Experiment, registry: Registry) -> ExperimentDetail:
+    champion, challenger, preview = await service.evaluate(session, experiment, registry)
     arms = [
         _arm("champion", experiment.champion, experiment.champion_model, experiment.champion_version, champion),
         _arm(
