@@ -67,7 +67,9 @@ OWNED = {
     "retriever": {"admin_token", "read_token", "qdrant_api_key", "store", "qdrant_url", "qdrant_path"},
     "inference": {"admin_token", "vllm_api_key", "vllm_host", "vllm_port", *INFERENCE_VALUES},
     "trainer": {"admin_token", "feedback_token", "database_url", "redis_url", "worker_host", "worker_port"},
-    "feedback": {"admin_token", "ingest_token", "database_url"},
+    # The closed loop's addresses are wired by the chart; it calls them with the platform's one admin token.
+    "feedback": {"admin_token", "ingest_token", "database_url", "gateway_url", "mlflow_tracking_uri", "trainer_url"}
+    | {"gateway_admin_token", "trainer_token"},
 }
 # Env the pods get that are not settings: the chart's password variables (expanded into URLs) and library caches.
 NON_SETTINGS_ENV = {"HOME", "HF_HOME", "HF_TOKEN", "LLMOPS_POSTGRES_PASSWORD", "LLMOPS_REDIS_PASSWORD"}

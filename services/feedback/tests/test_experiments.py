@@ -14,7 +14,7 @@ import pytest
 
 from llmops_common import sql
 from llmops_feedback import db
-from llmops_feedback.experiments.controller import take_lease
+from llmops_feedback.controller import take_lease
 from llmops_testkit.gateway import variant
 from llmops_testkit.inference import wait_for
 
@@ -156,6 +156,30 @@ def test_a_clear_win_is_promoted_by_moving_the_champion_alias(platform, fb, upst
     rolled = fb.post(f"/v1/experiments/{experiment['id']}/rollback")
     assert rolled.status_code == 200 and rolled.json()["status"] == "rolled_back"
     assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"
+
+
+def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, upstreams):
+    """The challenger's model gets a champion alias, and the champion variant serves it: the next challenger trained
+    into the same model is tested against it. Rollback restores what the champion variant served."""
+    _, gateway, mlflow_server = platform
+    model = _registered(mlflow_server, {"challenger": 1})
+    route = _route(gateway, upstreams, "base-model", f"{model}@challenger")
+    body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": FAST | {"steps": [0.5]}}
+    experiment = fb.post("/v1/experiments", json=body).json()
+    _deliver(platform, route, "champion", ups=6, downs=34, version=None)
+    _deliver(platform, route, "challenger", ups=36, downs=4, version="1")
+    wait_for(lambda: _status(fb, experiment["id"]) == "promoted", timeout_s=30, what="the promotion")
+    assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"
+    with gateway.admin() as admin:
+        variants = {v["name"]: v for v in admin.get(f"/admin/routes/{route}").json()["variants"]}
+    assert variants["champion"]["model"] == f"{model}@champion" and variants["champion"]["weight"] == 1.0
+    assert variants["champion"]["upstream"] == variants["challenger"]["upstream"]
+    assert variants["challenger"]["weight"] == 0.0
+
+    assert fb.post(f"/v1/experiments/{experiment['id']}/rollback").json()["status"] == "rolled_back"
+    with gateway.admin() as admin:
+        champion = {v["name"]: v for v in admin.get(f"/admin/routes/{route}").json()["variants"]}["champion"]
+    assert champion["model"] == "base-model" and champion["upstream"].rstrip("/") == upstreams["alpha"].base_url
 
 
 def test_a_clear_loss_is_rolled_back_and_the_version_rejected(platform, fb, upstreams):

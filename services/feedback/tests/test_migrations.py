@@ -15,6 +15,7 @@ from llmops_feedback.db import Base, migrate
 from llmops_feedback.experiments import models as _experiments  # noqa: F401  (tables onto Base.metadata)
 from llmops_feedback.ratings import models as _ratings  # noqa: F401
 from llmops_feedback.records import models as _records  # noqa: F401
+from llmops_feedback.retraining import models as _retraining  # noqa: F401
 from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 
 VERSION_TABLE = "alembic_version_feedback"
@@ -59,6 +60,7 @@ def test_migrations_match_the_models_and_go_down_and_up(new_database):
         "experiments",
         "experiment_decisions",
         "leases",
+        "retraining_policies",
         VERSION_TABLE,
     }
     assert result["after_downgrade"] <= {VERSION_TABLE}

@@ -2,7 +2,7 @@
 
 import typer
 
-from llmops_cli import experiments, feedback, keys, models, routes
+from llmops_cli import experiments, feedback, keys, models, retraining, routes
 from llmops_cli.ingest import ingest
 from llmops_cli.status import status
 from llmops_cli.train import train
@@ -24,6 +24,7 @@ app.add_typer(routes.app, name="routes")
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(retraining.app, name="retraining")
 
 if __name__ == "__main__":
     app()

@@ -124,9 +124,10 @@ def feedback_spec(ctx: PlatformContext) -> ServiceSpec:
             "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
             "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
             "FEEDBACK_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'feedback.db'}",
-            # Experiments act on the gateway's route splits and the registry's aliases.
+            # The closed loop acts on the gateway's routes, the registry's aliases and the trainer's jobs.
             "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
             "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+            "FEEDBACK_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",  # retraining from feedback
         },
     )
 

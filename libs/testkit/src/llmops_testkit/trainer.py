@@ -95,10 +95,13 @@ class TrainerWorker:
 
 
 class Trainer:
-    def __init__(self, *, env: dict[str, str], state_dir: Path) -> None:
+    def __init__(self, *, env: dict[str, str], state_dir: Path, port: int | None = None) -> None:
+        """``port``: where the API will listen (a free one by default), for services that must know it first."""
         self.env, self.state_dir = env, Path(state_dir)
         self.admin_token = env["TRAINER_ADMIN_TOKEN"]
-        self.api = ServiceProcess("llmops_trainer.app:create_app", env=env, log_dir=state_dir, name="trainer-api")
+        self.api = ServiceProcess(
+            "llmops_trainer.app:create_app", env=env, port=port, log_dir=state_dir, name="trainer-api"
+        )
         self.workers: list[TrainerWorker] = []
 
     @property

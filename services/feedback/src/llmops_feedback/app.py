@@ -12,16 +12,16 @@ from prometheus_client import CollectorRegistry
 from llmops_common import sql
 from llmops_common.app import install_common
 from llmops_common.logging import configure_logging
-from llmops_feedback import db
+from llmops_feedback import controller, db
 from llmops_feedback.datasets.views import router as datasets_router
-from llmops_feedback.experiments import controller
-from llmops_feedback.experiments.platform import GatewayRoutes, Registry
 from llmops_feedback.experiments.views import router as experiments_router
 from llmops_feedback.metrics import FeedbackMetrics
+from llmops_feedback.platform import GatewayRoutes, Registry, Trainer
 from llmops_feedback.quality import refresher
 from llmops_feedback.quality.views import router as quality_router
 from llmops_feedback.ratings.views import router as ratings_router
 from llmops_feedback.records.views import router as records_router
+from llmops_feedback.retraining.views import router as retraining_router
 from llmops_feedback.settings import FeedbackSettings
 from llmops_feedback.state import FeedbackState
 
@@ -41,7 +41,8 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         engine = sql.make_engine(settings.database_url)
         await db.migrate(engine)
-        gateway = registry_http = None
+        http = httpx.AsyncClient(timeout=10.0)
+        gateway = registry_http = trainer_http = None
         if settings.gateway_url:
             token = settings.gateway_admin_token or admin_token  # one admin token for the platform by default
             gateway = httpx.AsyncClient(
@@ -49,6 +50,11 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             )
         if settings.mlflow_tracking_uri:
             registry_http = httpx.AsyncClient(base_url=settings.mlflow_tracking_uri.rstrip("/"), timeout=10.0)
+        if settings.trainer_url:
+            token = settings.trainer_token or admin_token
+            trainer_http = httpx.AsyncClient(
+                base_url=settings.trainer_url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
+            )
         app.state.feedback = state = FeedbackState(
             settings=settings,
             admin_token=admin_token,
@@ -58,6 +64,8 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             metrics=metrics,
             routes=GatewayRoutes(gateway),
             registry=Registry(registry_http),
+            trainer=Trainer(trainer_http),
+            http=http,
         )
         tasks = [asyncio.create_task(refresher.run(state), name="quality-refresher")]
         if settings.experiment_controller and settings.gateway_url:  # without a gateway there is nothing to act on
@@ -70,7 +78,7 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for client in (gateway, registry_http):
+            for client in (gateway, registry_http, trainer_http, http):
                 if client is not None:
                     await client.aclose()
             await engine.dispose()
@@ -81,6 +89,13 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         await sql.ping(app.state.feedback.engine)
 
     install_common(app, registry=registry, readiness={"database": database_ready})
-    for router in (records_router, ratings_router, quality_router, datasets_router, experiments_router):
+    for router in (
+        records_router,
+        ratings_router,
+        quality_router,
+        datasets_router,
+        experiments_router,
+        retraining_router,
+    ):
         app.include_router(router)
     return app

@@ -31,6 +31,10 @@ class FeedbackSettings(ServiceSettings):
     gateway_url: str | None = None
     gateway_admin_token: str | None = None
     mlflow_tracking_uri: str | None = None
+    # Retraining from feedback: jobs are submitted to the trainer's API (the platform's admin token unless
+    # FEEDBACK_TRAINER_TOKEN says otherwise).
+    trainer_url: str | None = None
+    trainer_token: str | None = None
     experiment_interval_s: float = Field(default=30.0, gt=0)
     experiment_controller: bool = True  # False: this replica never decides (the API still works)
 

@@ -1,9 +1,10 @@
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from llmops_feedback.experiments.platform import GatewayRoutes, Registry
 from llmops_feedback.metrics import FeedbackMetrics
+from llmops_feedback.platform import GatewayRoutes, Registry, Trainer
 from llmops_feedback.settings import FeedbackSettings
 
 
@@ -17,5 +18,7 @@ class FeedbackState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     metrics: FeedbackMetrics
-    routes: GatewayRoutes  # what experiments act on
+    routes: GatewayRoutes  # what the closed loop acts on
     registry: Registry
+    trainer: Trainer
+    http: httpx.AsyncClient  # for anything else (is an adapter served yet?)

@@ -28,8 +28,9 @@ class Experiment(Base):
     challenger_model: Mapped[str | None] = mapped_column(String(256))
     champion_version: Mapped[str | None] = mapped_column(String(64))
     challenger_version: Mapped[str | None] = mapped_column(String(64))
-    # After a promotion: the version the champion alias pointed to before, for a one-command rollback.
+    # After a promotion: what the champion alias and the champion variant were before, for a one-command rollback.
     previous_champion_version: Mapped[str | None] = mapped_column(String(64))
+    previous_champion: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # {"model", "upstream"}
     status: Mapped[str] = mapped_column(String(16))  # running | halted | promoted | rolled_back | kept | stopped
     steps: Mapped[list] = mapped_column(JSON)  # challenger shares, e.g. [0.05, 0.25, 0.5]
     step_index: Mapped[int] = mapped_column(Integer, default=0)

@@ -68,7 +68,8 @@ class ExperimentPublic(BaseModel):
     challenger_model: str | None
     champion_version: str | None = Field(description="the registry version the arm is pinned to")
     challenger_version: str | None
-    previous_champion_version: str | None = Field(description="after a promotion by alias: what rollback restores")
+    previous_champion_version: str | None = Field(description="after a promotion: the champion alias's old version")
+    previous_champion: dict[str, Any] | None = Field(description="after a promotion: what the champion variant served")
     status: str
     steps: list[float]
     step_index: int

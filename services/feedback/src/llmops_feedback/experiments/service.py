@@ -13,14 +13,14 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops_common.contracts.adapters import split_served_name
+from llmops_common.contracts.adapters import served_name, split_served_name
 from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
 from llmops_feedback.experiments.models import OPEN_STATUSES, Experiment, ExperimentDecision
-from llmops_feedback.experiments.platform import GatewayRoutes, PlatformError, Registry, unavailable
 from llmops_feedback.experiments.policy import Action, Decision, ExperimentPolicy, decide
 from llmops_feedback.experiments.readout import ArmCounts, count_arms, planned_share
 from llmops_feedback.experiments.schemas import ExperimentCreate
+from llmops_feedback.platform import GatewayRoutes, PlatformError, Registry, unavailable
 
 REJECTED_TAG = "llmops.rejected"
 # The status each concluding action leaves ("revert": a promotion rolled back; "stop": by an admin).
@@ -192,7 +192,7 @@ async def act(
         index = experiment.step_index + 1
         changes |= {"step_index": index, "share": experiment.steps[index], "step_started_at": now}
     elif action == Action.PROMOTE.value:
-        changes |= await _promotion(experiment, registry)
+        changes |= await _promotion(experiment, registry, routes)
     else:  # rollback, revert, keep, halt, stop: the challenger gets nothing
         changes["share"] = 0.0
     if action in _CONCLUSIONS:
@@ -214,26 +214,31 @@ async def act(
     return decision
 
 
-async def _promotion(experiment: Experiment, registry: Registry) -> dict:
-    """Both arms aliases of one registered model: the champion's alias moves to the challenger's version (the old
-    version is kept for rollback) and the champion variant serves it. Otherwise the challenger takes all traffic."""
-    champion_alias = _champion_alias(experiment)
-    if champion_alias is None:
+async def _promotion(experiment: Experiment, registry: Registry, routes: GatewayRoutes) -> dict:
+    """A registry challenger is promoted by alias: the champion alias of its model moves to its version and the
+    champion variant serves that alias (so the next challenger is tested against it); what both were before is
+    kept for rollback. Any other challenger takes the route's traffic."""
+    alias = _promotion_alias(experiment)
+    if alias is None:
         return {"share": 1.0}
     try:
-        previous = await registry.alias_version(*champion_alias)
+        previous = await registry.alias_version(*alias)
+        spec = await routes.get(experiment.route)
     except PlatformError as exc:
         raise unavailable(exc) from None
-    return {"share": 0.0, "previous_champion_version": previous}
+    champion = next((v for v in (spec or {}).get("variants", []) if v["name"] == experiment.champion), None)
+    was = {"model": champion["model"], "upstream": champion["upstream"]} if champion else None
+    return {"share": 0.0, "previous_champion_version": previous, "previous_champion": was}
 
 
-def _champion_alias(experiment: Experiment) -> tuple[str, str] | None:
-    """``(model, alias)`` of the champion when both arms are aliases of one registered model, else None."""
-    champion = split_served_name(experiment.champion_model or "")
+def _promotion_alias(experiment: Experiment) -> tuple[str, str] | None:
+    """``(model, alias)`` a promotion moves: the champion arm's alias when both arms are aliases of one registered
+    model, else the challenger model's ``champion``. None when the challenger is not a registry arm."""
     challenger = split_served_name(experiment.challenger_model or "")
-    if champion and challenger and champion[0] == challenger[0] and experiment.challenger_version:
-        return champion
-    return None
+    if challenger is None or not experiment.challenger_version:
+        return None
+    champion = split_served_name(experiment.champion_model or "")
+    return champion if champion and champion[0] == challenger[0] else (challenger[0], "champion")
 
 
 async def apply_pending(
@@ -257,17 +262,32 @@ async def apply_pending(
 async def _apply(
     decision: ExperimentDecision, experiment: Experiment, routes: GatewayRoutes, registry: Registry
 ) -> None:
-    champion_alias = _champion_alias(experiment)
-    if decision.action == "promote" and champion_alias:
-        await registry.set_alias(*champion_alias, experiment.challenger_version)
-    if decision.action == "revert" and champion_alias and experiment.previous_champion_version:
-        await registry.set_alias(*champion_alias, experiment.previous_champion_version)
-    challenger = split_served_name(experiment.challenger_model or "")
-    if decision.action == "rollback" and challenger and experiment.challenger_version:
-        await registry.tag_version(challenger[0], experiment.challenger_version, REJECTED_TAG, "true")
+    alias, serves = _promotion_alias(experiment), None
+    repoint = alias is not None and experiment.champion_model != served_name(*alias)  # champion serves it already?
+    if decision.action == "promote" and alias:
+        await registry.set_alias(*alias, experiment.challenger_version)
+        if repoint:
+            challenger = await _variant(routes, experiment.route, experiment.challenger)
+            serves = {"model": served_name(*alias), "upstream": challenger["upstream"] if challenger else None}
+    if decision.action == "revert" and alias:
+        if experiment.previous_champion_version:
+            await registry.set_alias(*alias, experiment.previous_champion_version)
+        serves = experiment.previous_champion if repoint else None
+    challenger_model = split_served_name(experiment.challenger_model or "")
+    if decision.action == "rollback" and challenger_model and experiment.challenger_version:
+        await registry.tag_version(challenger_model[0], experiment.challenger_version, REJECTED_TAG, "true")
     await routes.set_split(
-        experiment.route, champion=experiment.champion, challenger=experiment.challenger, share=decision.share
+        experiment.route,
+        champion=experiment.champion,
+        challenger=experiment.challenger,
+        share=decision.share,
+        champion_serves={k: v for k, v in (serves or {}).items() if v},
     )
+
+
+async def _variant(routes: GatewayRoutes, route: str, name: str) -> dict | None:
+    spec = await routes.get(route)
+    return next((v for v in (spec or {}).get("variants", []) if v["name"] == name), None)
 
 
 def _decision(

@@ -7,7 +7,6 @@ from fastapi import APIRouter
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment
-from llmops_feedback.experiments.platform import Registry
 from llmops_feedback.experiments.readout import ArmCounts
 from llmops_feedback.experiments.schemas import (
     ArmReadout,
@@ -19,6 +18,7 @@ from llmops_feedback.experiments.schemas import (
     Readout,
 )
 from llmops_feedback.experiments.stats import wilson_interval
+from llmops_feedback.platform import Registry
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 

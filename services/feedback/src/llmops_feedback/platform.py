@@ -1,7 +1,7 @@
-"""What an experiment acts on: the gateway's route split (its admin API) and the MLflow registry's aliases (MLflow's
-REST API, so the feedback service does not carry the whole MLflow client).
+"""What the closed loop acts on: the gateway's routes (its admin API), the MLflow registry's aliases (MLflow's REST
+API, so the feedback service does not carry the whole MLflow client) and the trainer's jobs (its API).
 
-Every call sets an absolute state (weights, an alias to a version), so applying a decision twice is harmless: a
+Every change sets an absolute state (weights, an alias to a version), so applying a decision twice is harmless: a
 controller that restarts mid-way applies it again.
 """
 
@@ -35,23 +35,31 @@ class GatewayRoutes:
             raise PlatformError(f"gateway answered {response.status_code} for route {name!r}: {response.text[:300]}")
         return response.json()
 
-    async def set_split(self, name: str, *, champion: str, challenger: str, share: float) -> None:
-        """The challenger gets ``share`` of the route's traffic and the champion the rest, sticky per user."""
+    async def put(self, name: str, spec: dict) -> None:
+        """Replaces the route with ``spec`` (the admin API's body; its read-only fields are dropped)."""
+        body = {k: v for k, v in spec.items() if k not in ("name", "updated_at")}
+        try:
+            response = await self._client().put(f"/admin/routes/{name}", json=body)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"gateway unreachable: {exc!r}") from None
+        if response.status_code >= 400:
+            raise PlatformError(f"gateway refused route {name!r}: {response.status_code} {response.text[:300]}")
+
+    async def set_split(
+        self, name: str, *, champion: str, challenger: str, share: float, champion_serves: dict | None = None
+    ) -> None:
+        """The challenger gets ``share`` of the route's traffic and the champion the rest, sticky per user;
+        ``champion_serves`` (``{"model", "upstream"}``) also changes what the champion variant serves."""
         spec = await self.get(name)
         if spec is None:
             raise PlatformError(f"route {name!r} no longer exists")
         for variant in spec["variants"]:
             if variant["name"] == champion:
                 variant["weight"] = round(1.0 - share, 6)
+                variant.update(champion_serves or {})
             elif variant["name"] == challenger:
                 variant["weight"] = round(share, 6)
-        body = {k: v for k, v in spec.items() if k not in ("name", "updated_at")} | {"sticky": True}
-        try:
-            response = await self._client().put(f"/admin/routes/{name}", json=body)
-        except httpx.HTTPError as exc:
-            raise PlatformError(f"gateway unreachable: {exc!r}") from None
-        if response.status_code >= 400:
-            raise PlatformError(f"gateway refused the split of {name!r}: {response.status_code} {response.text[:300]}")
+        await self.put(name, spec | {"sticky": True})
 
 
 class Registry:
@@ -83,6 +91,30 @@ class Registry:
     async def tag_version(self, model: str, version: str, key: str, value: str) -> None:
         body = {"name": model, "version": version, "key": key, "value": value}
         _check(await self._call("POST", "/model-versions/set-tag", json=body))
+
+
+class Trainer:
+    """The trainer's job API (its admin token)."""
+
+    def __init__(self, http: httpx.AsyncClient | None) -> None:
+        self._http = http  # None: no trainer configured (FEEDBACK_TRAINER_URL)
+
+    async def _call(self, method: str, path: str, **kwargs) -> dict:
+        if self._http is None:
+            raise PlatformError("no trainer configured (FEEDBACK_TRAINER_URL)")
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"trainer unreachable: {exc!r}") from None
+        if response.status_code >= 400:
+            raise PlatformError(f"trainer answered {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    async def submit(self, job: dict) -> dict:
+        return await self._call("POST", "/jobs", json=job)
+
+    async def get(self, job_id: str) -> dict:
+        return await self._call("GET", f"/jobs/{job_id}")
 
 
 def _check(response: httpx.Response) -> None:

@@ -1,4 +1,5 @@
-"""The experiment controller: on a schedule, applies what is pending and decides every running experiment.
+"""The closed loop's controller: on a schedule, applies what is pending and decides every running experiment, then
+moves every retraining policy one step.
 
 Every feedback replica runs this loop; only the holder of the ``experiments`` lease (a row in the SQL store,
 renewed each pass, taken over once it has expired) acts, so exactly one controller acts at a time. Decisions
@@ -19,6 +20,7 @@ from llmops_common.sql import dialect_insert, utcnow
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment, Lease
 from llmops_feedback.experiments.policy import Action
+from llmops_feedback.retraining import service as retraining
 from llmops_feedback.state import FeedbackState
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ async def take_lease(session: AsyncSession, *, holder: str, ttl_s: float) -> boo
 
 
 async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[str, str]]:
-    """One pass: ``(experiment id, action)`` for each decision taken (none when another replica holds the lease)."""
+    """One pass over experiments, then retraining policies: ``(experiment id, action)`` for each decision taken and
+    ``(route, status)`` for each retraining step (none when another replica holds the lease)."""
     taken: list[tuple[str, str]] = []
     seen: dict[str, tuple] = {}
     async with state.sessions() as session:
@@ -79,7 +82,10 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
                     extra={"experiment": experiment.id, "action": recorded.action, "reason": recorded.reason},
                 )
                 taken.append((experiment.id, recorded.action))
-    state.metrics.experiments.update(seen)
+        state.metrics.experiments.update(seen)
+        taken += await retraining.run_pass(
+            session, routes=state.routes, registry=state.registry, trainer=state.trainer, http=state.http
+        )
     return taken
 
 

@@ -1,8 +1,8 @@
-"""experiments and model versions
+"""experiments, retraining and model versions
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-05 19:09:45.190764
+Create Date: 2026-12-05 19:34:55.413163
 """
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("champion_version", sa.String(length=64), nullable=True),
         sa.Column("challenger_version", sa.String(length=64), nullable=True),
         sa.Column("previous_champion_version", sa.String(length=64), nullable=True),
+        sa.Column("previous_champion", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("steps", sa.JSON(), nullable=False),
         sa.Column("step_index", sa.Integer(), nullable=False),
@@ -51,6 +52,30 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(length=64), nullable=False),
         sa.Column("expires_at", llmops_common.sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "retraining_policies",
+        sa.Column("route", sa.String(length=128), nullable=False),
+        sa.Column("model_name", sa.String(length=128), nullable=False),
+        sa.Column("champion", sa.String(length=128), nullable=False),
+        sa.Column("challenger", sa.String(length=128), nullable=False),
+        sa.Column("upstream", sa.String(length=512), nullable=True),
+        sa.Column("min_examples", sa.Integer(), nullable=False),
+        sa.Column("cooldown_s", sa.Float(), nullable=False),
+        sa.Column("max_failures", sa.Integer(), nullable=False),
+        sa.Column("job", sa.JSON(), nullable=False),
+        sa.Column("experiment", sa.JSON(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("job_id", sa.String(length=64), nullable=True),
+        sa.Column("job_state", sa.String(length=16), nullable=True),
+        sa.Column("dataset_hash", sa.String(length=64), nullable=True),
+        sa.Column("dataset_examples", sa.Integer(), nullable=False),
+        sa.Column("started_at", llmops_common.sql.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("experiment_id", sa.String(length=32), nullable=True),
+        sa.Column("status", sa.Text(), nullable=True),
+        sa.Column("updated_at", llmops_common.sql.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("route"),
     )
     op.create_table(
         "experiment_decisions",
@@ -82,6 +107,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_experiment_decisions_experiment")
 
     op.drop_table("experiment_decisions")
+    op.drop_table("retraining_policies")
     op.drop_table("leases")
     with op.batch_alter_table("experiments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_experiments_route"))

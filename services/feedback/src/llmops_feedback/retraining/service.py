@@ -1,0 +1,178 @@
+"""Retraining from feedback: per route, when at least ``min_examples`` new training examples (thumbs-up answers and
+corrections) arrived since the last job, train an adapter on the route's feedback, register it as
+``<model_name>@challenger``, add it to the route as a variant without traffic and open an experiment at the canary
+share, once the adapter is served.
+
+Guards: one open experiment per route (nothing starts while one is open), a cooldown between jobs, a dataset that
+must differ (sha256 of its lines) from the last job's, and a failed job counted: after ``max_failures`` in a row the
+policy stops until an admin updates it. Each pass moves a policy at most one step; ``status`` says where it stands.
+"""
+
+import hashlib
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops_common.errors import APIError
+from llmops_common.sql import utcnow
+from llmops_feedback.datasets.service import Filters, sft_lines
+from llmops_feedback.experiments import service as experiments
+from llmops_feedback.experiments.models import Experiment
+from llmops_feedback.experiments.schemas import ExperimentCreate
+from llmops_feedback.platform import GatewayRoutes, PlatformError, Registry, Trainer, unavailable
+from llmops_feedback.retraining.models import RetrainingPolicy
+from llmops_feedback.retraining.schemas import RetrainingIn
+
+FINISHED = ("succeeded", "failed", "cancelled")
+CHALLENGER_ALIAS = "challenger"
+
+
+async def put(session: AsyncSession, *, route: str, data: RetrainingIn, routes: GatewayRoutes) -> RetrainingPolicy:
+    """Creates or replaces the route's policy; replacing it is how an admin lets a stopped policy try again."""
+    try:
+        spec = await routes.get(route)
+    except PlatformError as exc:
+        raise unavailable(exc) from None
+    if spec is None:
+        raise APIError(404, f"route {route!r} not found", code="route_not_found")
+    if data.champion not in {v["name"] for v in spec["variants"]}:
+        raise APIError(422, f"route {route!r} has no variant {data.champion!r}", param="champion")
+    if data.champion == data.challenger:
+        raise APIError(422, "champion and challenger must be different variants", param="challenger")
+    policy = await session.get(RetrainingPolicy, route) or RetrainingPolicy(route=route, dataset_examples=0)
+    for field, value in data.model_dump().items():
+        setattr(policy, field, value)
+    policy.failures, policy.updated_at = 0, utcnow()
+    policy.status = policy.status or "waiting for feedback"
+    session.add(policy)
+    await session.commit()
+    return policy
+
+
+async def get(session: AsyncSession, *, route: str) -> RetrainingPolicy:
+    policy = await session.get(RetrainingPolicy, route)
+    if policy is None:
+        raise APIError(404, f"no retraining policy for route {route!r}", code="retraining_not_found")
+    return policy
+
+
+async def list_(session: AsyncSession) -> list[RetrainingPolicy]:
+    return list((await session.scalars(select(RetrainingPolicy).order_by(RetrainingPolicy.route))).all())
+
+
+async def delete(session: AsyncSession, *, route: str) -> None:
+    await session.delete(await get(session, route=route))
+    await session.commit()
+
+
+async def dataset(session: AsyncSession, *, route: str, until=None) -> tuple[int, str]:
+    """How many SFT lines the route's feedback makes now, and their sha256."""
+    digest, count = hashlib.sha256(), 0
+    async for line in sft_lines(session, Filters(route=route, until=until)):
+        digest.update(line)
+        count += 1
+    return count, digest.hexdigest()
+
+
+async def run_pass(
+    session: AsyncSession, *, routes: GatewayRoutes, registry: Registry, trainer: Trainer, http: httpx.AsyncClient
+) -> list[tuple[str, str]]:
+    """One step for every enabled policy: ``(route, what happened)`` for the steps that changed something."""
+    events = []
+    policies = (await session.scalars(select(RetrainingPolicy).where(RetrainingPolicy.enabled.is_(True)))).all()
+    for policy in policies:
+        before = (policy.job_id, policy.job_state, policy.experiment_id)
+        try:
+            await _step(session, policy, routes=routes, registry=registry, trainer=trainer, http=http)
+        except (PlatformError, APIError) as exc:
+            policy.status = f"waiting: {exc}"[:1000]
+        policy.updated_at = utcnow()
+        await session.commit()
+        if (policy.job_id, policy.job_state, policy.experiment_id) != before:
+            events.append((policy.route, policy.status or ""))
+    return events
+
+
+async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer, http) -> None:
+    if policy.job_id and policy.job_state not in FINISHED:
+        job = await trainer.get(policy.job_id)
+        policy.job_state = job["state"]
+        if job["state"] in ("failed", "cancelled"):
+            policy.failures += 1
+            policy.status = f"job {policy.job_id} {job['state']}: {job.get('error') or '-'}"[:1000]
+            return
+        if job["state"] != "succeeded":
+            policy.status = f"job {policy.job_id} {job['state']}"
+            return
+    if policy.job_id and policy.job_state == "succeeded" and policy.experiment_id is None:
+        await _canary(session, policy, routes=routes, registry=registry, trainer=trainer, http=http)
+        return
+    await _maybe_train(session, policy, trainer=trainer)
+
+
+async def _maybe_train(session: AsyncSession, policy: RetrainingPolicy, *, trainer: Trainer) -> None:
+    now = utcnow()
+    open_experiment = await session.scalar(select(Experiment.id).where(Experiment.open_route == policy.route))
+    if open_experiment:
+        policy.status = f"waiting: experiment {open_experiment} is open on the route"
+        return
+    if policy.failures >= policy.max_failures:
+        policy.status = f"stopped after {policy.failures} failed jobs in a row; update the policy to try again"
+        return
+    if policy.started_at and (now - policy.started_at).total_seconds() < policy.cooldown_s:
+        policy.status = f"cooling down until {policy.started_at.timestamp() + policy.cooldown_s:.0f} (epoch s)"
+        return
+    count, digest = await dataset(session, route=policy.route, until=now)
+    new = count - policy.dataset_examples
+    if new < policy.min_examples:
+        policy.status = f"waiting: {max(new, 0)} new training examples of {policy.min_examples}"
+        return
+    if digest == policy.dataset_hash:
+        policy.status = "waiting: the dataset is the last job's"
+        return
+    job = await trainer.submit(
+        {
+            **policy.job,
+            "dataset": {"feedback": {"route": policy.route, "until": now.isoformat()}},
+            "registry": {"model_name": policy.model_name, "alias": CHALLENGER_ALIAS},
+        }
+    )
+    policy.job_id, policy.job_state, policy.experiment_id = job["id"], job["state"], None
+    policy.dataset_hash, policy.dataset_examples, policy.started_at = digest, count, now
+    policy.status = f"job {job['id']} started on {count} examples ({new} new)"
+
+
+async def _canary(session, policy: RetrainingPolicy, *, routes, registry, trainer, http) -> None:
+    """The adapter joins the route as a variant without traffic, and once it is served an experiment opens."""
+    job = await trainer.get(policy.job_id)
+    served, version = job.get("served_model"), job.get("registered_version")
+    spec = await routes.get(policy.route)
+    if spec is None:
+        raise PlatformError(f"route {policy.route!r} no longer exists")
+    variants = {v["name"]: v for v in spec["variants"]}
+    if policy.champion not in variants:
+        raise PlatformError(f"route {policy.route!r} has no variant {policy.champion!r} any more")
+    upstream = policy.upstream or variants[policy.champion]["upstream"]
+    challenger = {"name": policy.challenger, "upstream": upstream, "model": served, "weight": 0}
+    if variants.get(policy.challenger, {}) | {"weight": 0} != challenger:
+        spec["variants"] = [v for v in spec["variants"] if v["name"] != policy.challenger] + [challenger]
+        await routes.put(policy.route, spec)
+    if not await _serves(http, upstream, served):
+        policy.status = f"job {policy.job_id} registered {served} version {version}; waiting for it to be served"
+        return
+    data = ExperimentCreate(
+        route=policy.route, champion=policy.champion, challenger=policy.challenger, policy=policy.experiment
+    )
+    experiment = await experiments.create(session, data=data, actor="retraining", routes=routes, registry=registry)
+    policy.experiment_id, policy.failures = experiment.id, 0
+    policy.status = f"job {policy.job_id} registered {served} version {version}; experiment {experiment.id} opened"
+
+
+async def _serves(http: httpx.AsyncClient, upstream: str, model: str) -> bool:
+    """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed)."""
+    try:
+        response = await http.get(f"{str(upstream).rstrip('/')}/models")
+        return response.status_code == 200 and model in {m.get("id") for m in response.json().get("data", [])}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
