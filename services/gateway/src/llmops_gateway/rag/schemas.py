@@ -1,13 +1,14 @@
 """RAG options: per request (the ``rag`` extension field) and per route (defaults and policy)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops_gateway.rag.templates import BUILTIN, DEFAULT, PromptTemplate
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_TOP_K = 20
+CollectionName = Annotated[str, Field(pattern=COLLECTION_PATTERN)]
 
 
 class RagRequest(BaseModel):
@@ -26,13 +27,16 @@ class RagRoute(BaseModel):
     """A route's RAG settings. With ``collection`` every request on the route retrieves from it (a request may
     send ``"rag": false`` to skip); without, only requests that name a collection do."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A route is stored as it was accepted and read back through this same model: a validator here must check,
+    # never rewrite, or what PUT accepted could fail on GET. No NaN or infinity: JSON cannot carry them back.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
-    allowed_collections: list[str] | None = Field(
+    collection: CollectionName | None = None
+    allowed_collections: list[CollectionName] | None = Field(
         default=None,
         max_length=64,
-        description="collections a request may name; default: only `collection` when set, any when not",
+        description="collections a request may name (besides `collection`); default: only `collection` when set, "
+        "any when not",
     )
     top_k: int = Field(default=4, ge=1, le=MAX_TOP_K)
     filter: dict | None = None
@@ -50,19 +54,15 @@ class RagRoute(BaseModel):
             raise ValueError(f"unknown template {template!r}; built in: {', '.join(BUILTIN)}")
         return template
 
-    @model_validator(mode="after")
-    def _allowed(self) -> "RagRoute":
-        if self.allowed_collections is not None and self.collection and self.collection not in self.allowed_collections:
-            self.allowed_collections = [self.collection, *self.allowed_collections]
-        return self
-
     def prompt(self) -> PromptTemplate:
         return BUILTIN[self.template] if isinstance(self.template, str) else self.template
 
     def may_use(self, collection: str) -> bool:
+        if collection == self.collection:
+            return True
         if self.allowed_collections is not None:
             return collection in self.allowed_collections
-        return self.collection is None or collection == self.collection
+        return self.collection is None
 
 
 DEFAULT_ROUTE = RagRoute()  # for routes without RAG settings: per-request opt-in, fail when the retriever is down

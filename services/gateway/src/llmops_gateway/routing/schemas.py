@@ -12,7 +12,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
 class Variant(BaseModel):
     """One upstream a route can send traffic to: an OpenAI-compatible base URL and the model (or adapter) there."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN)
     upstream: AnyHttpUrl = Field(description="OpenAI-compatible base URL, e.g. http://inference:8002/v1")
@@ -28,7 +28,11 @@ class Variant(BaseModel):
 
 
 class RouteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """What ``PUT /admin/routes/{name}`` accepts, stored as its JSON dump and read back through this same model
+    (``RoutePublic`` adds only the name and time). So every constraint lives here once, and validators check, never
+    rewrite: a rewritten value may break a constraint on the way back (it did: ``rag.allowed_collections``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     variants: list[Variant] = Field(min_length=1, max_length=32)
     sticky: bool = Field(default=True, description="the same user always gets the same variant (while weights stay)")

@@ -4,11 +4,12 @@ import asyncio
 import logging
 import time
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llmops_common.errors import APIError
+from llmops_common.errors import APIError, validation_error
 from llmops_common.sql import utcnow
 from llmops_gateway.routing.models import Route
 from llmops_gateway.routing.schemas import RoutePublic, RouteSpec
@@ -20,9 +21,20 @@ def to_public(route: Route) -> RoutePublic:
     return RoutePublic(name=route.name, updated_at=route.updated_at, **route.spec)
 
 
-async def put(session: AsyncSession, *, name: str, spec: RouteSpec) -> Route:
-    route = await session.get(Route, name)
+def stored_document(spec: RouteSpec) -> dict:
+    """The spec as it is stored, refused (422) unless it reads back through the same model: a route that PUT
+    accepts can always be read, listed and served."""
     document = spec.model_dump(mode="json")
+    try:
+        RouteSpec.model_validate(document)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False)) from None
+    return document
+
+
+async def put(session: AsyncSession, *, name: str, spec: RouteSpec) -> Route:
+    document = stored_document(spec)
+    route = await session.get(Route, name)
     if route is None:
         route = Route(name=name, spec=document, updated_at=utcnow())
         session.add(route)
@@ -91,7 +103,21 @@ class RouteTable:
             try:
                 async with self._sessions() as session:
                     rows = await list_all(session)
-                self._routes = {row.name: RouteSpec.model_validate(row.spec) for row in rows}
+                self._routes = _valid_routes(rows)
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("route store unreachable; serving the last routes", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()
+
+
+def _valid_routes(rows: list[Route]) -> dict[str, RouteSpec]:
+    """One route stored before a constraint was tightened must not take every other route down with it."""
+    routes = {}
+    for row in rows:
+        try:
+            routes[row.name] = RouteSpec.model_validate(row.spec)
+        except ValidationError as exc:
+            logger.error(
+                "stored route is no longer valid; not served until it is PUT again",
+                extra={"route": row.name, "error": str(exc)},
+            )
+    return routes
