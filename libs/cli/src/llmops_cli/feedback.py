@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from llmops_cli.client import AdminClient
 from llmops_cli.keys import parse_duration
+from llmops_cli.quality_table import quality_table
 
 app = typer.Typer(help="Quality by variant, ratings and datasets from the feedback service.", no_args_is_help=True)
 console = Console()
@@ -27,10 +27,6 @@ def _since(text: str) -> str:
     return (datetime.now(UTC) - timedelta(seconds=parse_duration(text))).isoformat()
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
 @app.command()
 def summary(
     route: Annotated[str | None, typer.Option(help="Only this route.")] = None,
@@ -39,33 +35,17 @@ def summary(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
     feedback_url: FeedbackUrl = None,
 ) -> None:
-    """Requests, ratings and the thumbs-up rate (with its Wilson 95% interval) per route and variant."""
+    """Requests, ratings and the thumbs-up rate (with its Wilson 95% interval) per route and variant; ``--json``
+    has every field (time to first token, tokens in and out) whatever the terminal's width."""
     params = {k: v for k, v in {"route": route, "variant": variant, "since": _since(since)}.items() if v}
     body = AdminClient(feedback_url, service="feedback").get("/v1/quality", params=params)
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    table = Table(title=f"Quality over the last {since}")
-    table.add_column("route", no_wrap=True)
-    table.add_column("variant", no_wrap=True)
-    for column in ("reqs", "rated", "up", "down", "up rate", "95% CI", "latency", "tokens in/out"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for q in body["variants"]:
-        interval = "-" if q["up_rate"] is None else f"{_percent(q['up_rate_low'])}–{_percent(q['up_rate_high'])}"
-        latency = "-" if q["avg_latency_ms"] is None else f"{q['avg_latency_ms']:.0f} ms"
-        table.add_row(
-            q["route"],
-            q["variant"],
-            str(q["requests"]),
-            str(q["rated"]),
-            str(q["up"]),
-            str(q["down"]),
-            _percent(q["up_rate"]),
-            interval,
-            latency,
-            f"{q['prompt_tokens']}/{q['completion_tokens']}",
-        )
-    console.print(table if body["variants"] else "no requests in this window")
+    if not body["variants"]:
+        console.print("no requests in this window")
+        return
+    console.print(quality_table(body["variants"], title=f"Quality over the last {since}", width=console.width))
 
 
 @app.command()
