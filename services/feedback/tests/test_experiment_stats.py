@@ -272,6 +272,7 @@ def _simulate(p_champion: float, p_challenger: float, experiments: int, seed: in
     step_exposures = np.zeros((experiments, len(SIM_POLICY.steps)), dtype=np.int64)
     actions = [Action.WAIT] * experiments
     z_promoted = np.zeros(experiments, dtype=bool)
+    z_stopped = np.zeros(experiments, dtype=bool)
     rates = np.array([p_champion, p_challenger])
     shares = np.array(SIM_POLICY.steps)
     z_crit = stats._z(1 - SIM_POLICY.alpha / 2)
@@ -285,8 +286,9 @@ def _simulate(p_champion: float, p_challenger: float, experiments: int, seed: in
         step_exposures[np.arange(experiments), step] += EXPOSURES_PER_LOOK
         for i in range(experiments):
             (ea, na, ua), (eb, nb, ub) = counts[i].tolist()
-            if min(na, nb) >= SIM_POLICY.min_ratings_per_arm and not z_promoted[i]:
-                z_promoted[i] = stats.fixed_horizon_z(ua, na, ub, nb) > z_crit
+            if min(na, nb) >= SIM_POLICY.min_ratings_per_arm and not z_stopped[i]:
+                z = stats.fixed_horizon_z(ua, na, ub, nb)  # peeking: the first |z| > z_crit stops the run
+                z_stopped[i], z_promoted[i] = abs(z) > z_crit, z > z_crit
             if actions[i] not in (Action.WAIT, Action.RAMP):
                 continue
             actions[i] = decide(
