@@ -35,7 +35,7 @@ help:
 	@echo "make run        set up (if needed) and start the platform locally (llmops up)"
 	@echo "make test       set up (if needed) and run the whole test suite"
 	@echo "make install    create $(VENV) and install all packages (idempotent)"
-	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer\"), results in bench/results"
+	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats\"), results in bench/results"
 	@echo "make lint       ruff check"
 	@echo "make clean      remove caches and build files (distclean also removes $(VENV))"
 
@@ -66,7 +66,7 @@ test: install
 # Each benchmark starts what it measures by itself; figures land in bench/results/*.json and *.png, and the
 # README's summary table is rewritten from them. A quiet machine gives steadier figures; every comparison is
 # made side by side within one run, so a noisy one still gives fair ratios.
-BENCHES ?= gateway http_client retriever inference trainer
+BENCHES ?= gateway http_client retriever inference trainer experiment_stats
 bench: install
 	@set -e; for name in $(BENCHES); do echo "== bench/$${name}_bench.py"; $(VENV_PY) bench/$${name}_bench.py; done
 	$(VENV_PY) bench/summary.py README.md
