@@ -61,6 +61,7 @@ def test_migrations_match_the_models_and_go_down_and_up(new_database):
         "experiment_decisions",
         "leases",
         "retraining_policies",
+        "pending_ratings",
         VERSION_TABLE,
     }
     assert result["after_downgrade"] <= {VERSION_TABLE}

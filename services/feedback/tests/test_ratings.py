@@ -1,4 +1,5 @@
-"""Thumbs ratings: rating again replaces the current rating and keeps history; a key rates only its own requests."""
+"""Thumbs ratings: rating again replaces the current rating and keeps history; a key rates only its own requests.
+(Ratings that come before their request's record, and idempotent redelivery: ``test_pending_ratings.py``.)"""
 
 import threading
 import uuid
@@ -31,7 +32,17 @@ def test_rate_up_is_201_with_the_rating(admin, logged):
     response = admin.post("/v1/feedback", json={"request_id": logged["request_id"], "rating": "up", "comment": "nice"})
     assert response.status_code == 201, response.text
     rating = response.json()
-    assert set(rating) == {"id", "request_id", "rating", "comment", "correction", "current", "created_at"}
+    assert set(rating) == {
+        "id",
+        "request_id",
+        "rating",
+        "comment",
+        "correction",
+        "current",
+        "created_at",
+        "idempotency_key",
+    }
+    assert rating["idempotency_key"]  # generated: none was given
     assert (rating["request_id"], rating["rating"], rating["comment"]) == (logged["request_id"], "up", "nice")
     assert rating["correction"] is None and rating["current"] is True
     assert datetime.fromisoformat(rating["created_at"]).tzinfo is not None
@@ -123,27 +134,34 @@ def test_the_gateway_rates_for_the_key_that_made_the_request(ingester, admin, lo
     assert _history(admin, logged["request_id"])["rating"]["id"] == response.json()["id"]
 
 
-def test_another_key_sees_the_request_as_unknown(ingester, admin, rate, logged, expect_error):
+def test_another_key_sees_the_request_as_unknown(ingester, admin, rate, logged):
+    """A key's rating of a request it did not make is answered as one for a request not logged yet (202, waiting
+    for its record), and never attached."""
     rate(logged["request_id"], "up", comment="the admin's")
     unknown_id = uuid.uuid4().hex
+    answers = []
     for request_id in (logged["request_id"], unknown_id):
         response = ingester.post(
             "/v1/feedback", json={"request_id": request_id, "rating": "down"}, headers={KEY_HEADER: "key_bob"}
         )
-        error = expect_error(response, 404, code="request_not_found", type="not_found_error")
-        # Word for word what an unknown id gets: nothing tells bob that alice's request exists.
-        assert error["message"].replace(request_id, "ID") == f"request {'ID'!r} not found"
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["request_id"] == request_id and body["status"] == "pending"
+        answers.append({k: v for k, v in body.items() if k not in ("request_id", "idempotency_key")})
+    # Word for word what an unknown id gets: nothing tells bob that alice's request exists.
+    assert answers[0] == answers[1]
     history = _history(admin, logged["request_id"])["rating_history"]
     assert [(r["rating"], r["current"]) for r in history] == [("up", True)]
 
 
-def test_a_request_without_a_key_cannot_be_rated_for_a_key(make_record, ingest, ingester, expect_error):
+def test_a_request_without_a_key_cannot_be_rated_for_a_key(make_record, ingest, ingester, admin):
     record = make_record(key_id=None)
     ingest(record)
     response = ingester.post(
         "/v1/feedback", json={"request_id": record["request_id"], "rating": "up"}, headers={KEY_HEADER: "key_alice"}
     )
-    expect_error(response, 404, code="request_not_found")
+    assert response.status_code == 202, response.text
+    assert _history(admin, record["request_id"])["rating_history"] == []
 
 
 @pytest.mark.parametrize("header", [None, ""])

@@ -19,6 +19,7 @@ from llmops_feedback.metrics import FeedbackMetrics
 from llmops_feedback.platform import GatewayRoutes, Registry, Trainer
 from llmops_feedback.quality import refresher
 from llmops_feedback.quality.views import router as quality_router
+from llmops_feedback.ratings import sweeper
 from llmops_feedback.ratings.views import router as ratings_router
 from llmops_feedback.records.views import router as records_router
 from llmops_feedback.retraining.views import router as retraining_router
@@ -67,7 +68,10 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             trainer=Trainer(trainer_http),
             http=http,
         )
-        tasks = [asyncio.create_task(refresher.run(state), name="quality-refresher")]
+        tasks = [
+            asyncio.create_task(refresher.run(state), name="quality-refresher"),
+            asyncio.create_task(sweeper.run(state), name="pending-rating-sweeper"),
+        ]
         if settings.experiment_controller and settings.gateway_url:  # without a gateway there is nothing to act on
             tasks.append(asyncio.create_task(controller.run(state), name="experiment-controller"))
         logger.info("feedback service started")

@@ -1,10 +1,16 @@
 """The feedback service's metrics: counters as events happen, quality gauges from a periodic summary."""
 
-from prometheus_client import CollectorRegistry, Counter
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from llmops_feedback.quality.schemas import QualitySummary
+
+if TYPE_CHECKING:
+    from llmops_feedback.ratings.pending import Attached
+    from llmops_feedback.ratings.service import Rated
 
 
 class QualityCollector(Collector):
@@ -84,6 +90,26 @@ class FeedbackMetrics:
         self.ratings = Counter(
             "llmops_feedback_ratings", "Ratings received", ("route", "variant", "rating"), registry=registry
         )
+        self.pending = Counter(
+            "llmops_feedback_pending_ratings", "Key ratings accepted before their request's record", registry=registry
+        )
+        self.pending_discarded = Counter(
+            "llmops_feedback_pending_ratings_discarded",
+            "Key ratings never attached: other_key (the request is another key's, or was made without one), "
+            "expired (its record did not arrive within the pending TTL)",
+            ("reason",),
+            registry=registry,
+        )
+        self.pending_waiting = Gauge(
+            "llmops_feedback_pending_ratings_waiting",
+            "Key ratings waiting for their request's record",
+            registry=registry,
+        )
+        self.rating_duplicates = Counter(
+            "llmops_feedback_ratings_duplicate",
+            "Ratings delivered again (same idempotency key) and not stored again",
+            registry=registry,
+        )
         self.quality = QualityCollector()
         registry.register(self.quality)
         self.experiment_decisions = Counter(
@@ -91,3 +117,22 @@ class FeedbackMetrics:
         )
         self.experiments = ExperimentCollector()
         registry.register(self.experiments)
+
+    def count_attached(self, attached: "Attached | None") -> None:
+        if attached is None:
+            return
+        for stored in attached.ratings:
+            self.ratings.labels(stored.route, stored.variant, stored.public.rating).inc()
+        for reason, n in attached.discarded.items():
+            self.pending_discarded.labels(reason).inc(n)
+
+    def count_rated(self, outcome: "Rated") -> None:
+        if outcome.new:
+            self.ratings.labels(outcome.stored.route, outcome.stored.variant, outcome.stored.public.rating).inc()
+        if outcome.duplicate:
+            self.rating_duplicates.inc()
+        if outcome.held:
+            self.pending.inc()
+        if outcome.discarded:
+            self.pending_discarded.labels(outcome.discarded).inc()
+        self.count_attached(outcome.attached)

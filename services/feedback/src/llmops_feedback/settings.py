@@ -22,6 +22,11 @@ class FeedbackSettings(ServiceSettings):
     store_text: bool = True
     max_batch: int = 1000
 
+    # A key's rating of a request whose record has not arrived yet waits this long for it (the gateway delivers
+    # records moments after the answer, or after an outage from its spool), then is discarded and counted.
+    pending_rating_ttl_s: float = Field(default=86_400.0, gt=0)
+    pending_sweep_s: float = Field(default=60.0, gt=0)
+
     # The Prometheus quality gauges describe this trailing window, recomputed every refresh.
     quality_window_s: float = 86_400.0
     quality_refresh_s: float = 15.0

@@ -1,31 +1,10 @@
 from datetime import datetime
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
-MAX_COMMENT_CHARS = 2_000
-MAX_CORRECTION_CHARS = 32_000
+from llmops_common.contracts.ratings import MAX_COMMENT_CHARS, MAX_CORRECTION_CHARS, RatingAccepted, RatingIn
 
-
-class RatingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("comment", "correction")
-    @classmethod
-    def _no_nul(cls, value):
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-    request_id: str = Field(min_length=1, max_length=128)
-    rating: Literal["up", "down"]
-    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
-    correction: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_CORRECTION_CHARS,
-        description="a better answer; becomes training data",
-    )
+__all__ = ["MAX_COMMENT_CHARS", "MAX_CORRECTION_CHARS", "RatingAccepted", "RatingIn", "RatingPublic"]
 
 
 class RatingPublic(BaseModel):
@@ -36,3 +15,4 @@ class RatingPublic(BaseModel):
     correction: str | None
     current: bool
     created_at: datetime
+    idempotency_key: str | None

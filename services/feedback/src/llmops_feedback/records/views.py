@@ -3,7 +3,8 @@ from fastapi import APIRouter
 from llmops_common.contracts.requestlog import RequestLogBatch
 from llmops_common.errors import APIError
 from llmops_feedback.deps import AdminDep, IngestDep, SessionDep, StateDep
-from llmops_feedback.ratings.service import to_public
+from llmops_feedback.ratings import pending
+from llmops_feedback.ratings.store import to_public
 from llmops_feedback.records import service
 from llmops_feedback.records.schemas import IngestResult, RequestPublic
 
@@ -12,7 +13,8 @@ router = APIRouter(prefix="/v1/requests", tags=["request log"])
 
 @router.post("")
 async def ingest(batch: RequestLogBatch, _: IngestDep, session: SessionDep, state: StateDep) -> IngestResult:
-    """Stores request records; idempotent on ``request_id``, so the gateway may deliver a batch again."""
+    """Stores request records; idempotent on ``request_id``, so the gateway may deliver a batch again. Ratings
+    waiting for these records are attached (or discarded, if another key gave them)."""
     if len(batch.records) > state.settings.max_batch:
         raise APIError(413, f"at most {state.settings.max_batch} records per batch", code="batch_too_large")
     inserted = await service.ingest(session, records=batch.records, store_text=state.settings.store_text)
@@ -20,6 +22,8 @@ async def ingest(batch: RequestLogBatch, _: IngestDep, session: SessionDep, stat
         state.metrics.records.labels(record.route, record.variant).inc()
     duplicates = len(batch.records) - len(inserted)
     state.metrics.duplicates.inc(duplicates)
+    # Every id of the batch, not only the new ones: a rating held while its record was being stored is found here.
+    state.metrics.count_attached(await pending.attach(session, request_ids=[r.request_id for r in batch.records]))
     return IngestResult(inserted=len(inserted), duplicates=duplicates)
 
 
