@@ -30,6 +30,7 @@ from llmops_gateway.quotas.limiter import QuotaLimiter
 from llmops_gateway.rag.client import RetrieverClient
 from llmops_gateway.rag.service import Retrieval
 from llmops_gateway.requestlog.factory import make_sink
+from llmops_gateway.requestlog.feedback_sink import FeedbackSink
 from llmops_gateway.routing.breaker import CircuitBreakers
 from llmops_gateway.routing.service import RouteTable
 from llmops_gateway.routing.views import router as routes_router
@@ -74,9 +75,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             routes=RouteTable(sessions, ttl_s=settings.route_cache_ttl_s),
             limiter=QuotaLimiter(redis_client, prefix=settings.redis_key_prefix, lease_s=settings.quota_lease_s),
             request_log=request_log,
-            ratings=RatingsForwarder(http, url=settings.feedback_url, token=settings.feedback_token)
-            if settings.feedback_url
-            else None,
+            ratings=_ratings(settings, http, request_log),
         )
         app.state.pipeline = _pipeline(settings, state, metrics, http)
         # Everything made so far lives as long as the process: keep the collector from walking it again and
@@ -105,6 +104,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(routes_router)
     proxy_views.document(app)
     return app
+
+
+def _ratings(settings: GatewaySettings, http, request_log) -> RatingsForwarder | None:
+    """Ratings go to the feedback service; they wait in the request log's spool while it is down (with the
+    feedback sink: without it the feedback service gets no records, and a rating there would never attach)."""
+    if not settings.feedback_url:
+        return None
+    return RatingsForwarder(
+        http,
+        url=settings.feedback_url,
+        token=settings.feedback_token,
+        timeout_s=settings.feedback_rating_timeout_s,
+        spool=request_log if isinstance(request_log, FeedbackSink) else None,
+    )
 
 
 def _upstream_tls(settings: GatewaySettings) -> ssl.SSLContext | None:

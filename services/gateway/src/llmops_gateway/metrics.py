@@ -119,6 +119,21 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.ratings_spooled = Gauge(
+            "llmops_gateway_ratings_spooled",
+            "Client ratings on disk, waiting for the feedback service",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.ratings_delivered = Counter(
+            "llmops_gateway_ratings_delivered", "Spooled ratings taken by the feedback service", registry=registry
+        )
+        self.ratings_rejected = Counter(
+            "llmops_gateway_ratings_rejected",
+            "Spooled ratings the feedback service refused as invalid (kept on disk)",
+            registry=registry,
+        )
+
     def for_variant(self, route: str, variant: str) -> VariantMetrics:
         found = self._variants.get((route, variant))
         if found is None:

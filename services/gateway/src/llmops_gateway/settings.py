@@ -62,7 +62,10 @@ class GatewaySettings(ServiceSettings):
     # The feedback service: where request records go (sink "feedback") and ratings are forwarded.
     feedback_url: str | None = None
     feedback_token: str | None = Field(default=None, description="the feedback service's ingest token")
-    spool_dir: str = "./.llmops/spool"  # request records wait here while the feedback service is down
+    # Request records, and ratings (with sink "feedback"), wait here while the feedback service is down.
+    spool_dir: str = "./.llmops/spool"
+    # How long a client's rating waits for the feedback service before it is spooled instead (and answered 202).
+    feedback_rating_timeout_s: float = Field(default=3.0, gt=0)
     # The retriever: where RAG requests get their context. Unset: a request with "rag" gets 400 rag_unavailable.
     retriever_url: str | None = None
     retriever_token: str | None = Field(default=None, description="the retriever's read token")

@@ -2,29 +2,25 @@
 
 import aiohttp
 
-from llmops_common.errors import APIError
+from llmops_gateway.feedback.delivery import RatingDelivery, RatingSpool, post_rating
 
 
 class RatingsForwarder:
-    def __init__(self, http: aiohttp.ClientSession, *, url: str, token: str) -> None:
-        self._http = http
-        self._url = url.rstrip("/") + "/v1/feedback"
-        self._token = token
+    """Sends ratings now; ``spool`` (None: no request log goes to the feedback service) keeps them while it is
+    down."""
 
-    async def forward(self, body: bytes, *, key_id: str, request_id: str) -> tuple[int, bytes]:
-        """The feedback service's status and body (it validates the rating and scopes it to ``key_id``'s requests);
-        503 ``feedback_unavailable`` when it cannot answer."""
-        headers = {
-            "authorization": f"Bearer {self._token}",
-            "x-llmops-key-id": key_id,
-            "content-type": "application/json",
-            "x-request-id": request_id,
-        }
-        try:
-            async with self._http.post(self._url, data=body, headers=headers) as reply:
-                content = await reply.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise APIError(503, "feedback service unavailable", code="feedback_unavailable") from exc
-        if reply.status >= 500:
-            raise APIError(503, "feedback service unavailable", code="feedback_unavailable")
-        return reply.status, content
+    def __init__(
+        self, http: aiohttp.ClientSession, *, url: str, token: str, timeout_s: float, spool: RatingSpool | None
+    ) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.spool = spool
+
+    async def send(self, delivery: RatingDelivery, *, request_id: str) -> tuple[int, bytes]:
+        """The feedback service's status and body (it scopes the rating to the key's requests); raises
+        ``FeedbackUnreachable``."""
+        return await post_rating(
+            self._http, delivery, url=self._url, token=self._token, timeout=self._timeout, request_id=request_id
+        )

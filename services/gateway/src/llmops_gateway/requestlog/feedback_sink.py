@@ -1,4 +1,4 @@
-"""The request log sink that delivers to the feedback service, at least once."""
+"""The request log sink that delivers to the feedback service, at least once; ratings wait in its spool too."""
 
 import asyncio
 import contextlib
@@ -7,9 +7,10 @@ import logging
 import aiohttp
 
 from llmops_common.contracts.requestlog import RequestLogRecord
+from llmops_gateway.feedback.delivery import FeedbackUnreachable, RatingDelivery, post_rating
 from llmops_gateway.metrics import GatewayMetrics
-from llmops_gateway.requestlog.sinks import BatchingSink, json_array
-from llmops_gateway.requestlog.spool import Spool
+from llmops_gateway.requestlog.sinks import BatchingSink, from_jsonl, json_array
+from llmops_gateway.requestlog.spool import RATING_SUFFIX, Spool
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,10 @@ class FeedbackSink(BatchingSink):
     """Records batch up in memory and go to ``POST /v1/requests``. A batch the service does not take
     (down, timing out, 5xx) is written to the spool on disk and replayed, oldest first, with back-off,
     until it is taken. The service ignores request ids it already has, so replaying a batch that in fact
-    arrived is harmless: every record arrives, exactly once. Nothing here runs on the request path."""
+    arrived is harmless: every record arrives, exactly once. Nothing here runs on the request path.
+
+    Ratings the feedback service could not take wait in the same spool (``spool_rating``), after the records
+    emitted before them, and are replayed in that order; their idempotency keys make a replay harmless too."""
 
     def __init__(
         self,
@@ -37,7 +41,9 @@ class FeedbackSink(BatchingSink):
         max_backoff_s: float = 30.0,
     ) -> None:
         super().__init__(queue_size=queue_size, batch_size=batch_size)
-        self._url = url.rstrip("/") + "/v1/requests"
+        self._base_url = url.rstrip("/")
+        self._url = self._base_url + "/v1/requests"
+        self._token = token
         self._headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         self._spool = Spool(spool_dir)
         self._metrics = metrics
@@ -52,6 +58,7 @@ class FeedbackSink(BatchingSink):
         self._spool.prepare()
         self._http = aiohttp.ClientSession(timeout=self._timeout)
         self._metrics.request_log_spooled.set(self._spool.pending_records())
+        self._metrics.ratings_spooled.set(self._spool.pending_ratings())
         self._replayer = asyncio.create_task(self._replay_forever(), name="request-log-replayer")
         await super().start()
 
@@ -79,6 +86,23 @@ class FeedbackSink(BatchingSink):
         self._metrics.request_log_spooled.inc(len(batch))
         self._wake_replayer.set()
 
+    @property
+    def reachable(self) -> bool:
+        """False from a failed delivery until the spool is replayed: meanwhile everything goes to the spool."""
+        return self._reachable
+
+    async def spool_rating(self, delivery: RatingDelivery) -> None:
+        """Keeps a rating on disk until the feedback service takes it. Records still in memory here go to disk
+        first, so a rating of a request just answered is replayed after that request's record."""
+        records = self.take_pending()
+        if records:
+            await asyncio.to_thread(self._spool.write, records)
+            self._metrics.request_log_spooled.inc(len(records))
+        await asyncio.to_thread(self._spool.write_rating, delivery.model_dump_json().encode())
+        self._metrics.ratings_spooled.inc()
+        self._reachable = False
+        self._wake_replayer.set()
+
     async def _deliver(self, batch: list[RequestLogRecord]) -> None:
         body = b'{"records":' + json_array(batch) + b"}"  # the feedback service's RequestLogBatch
         async with self._http.post(self._url, data=body, headers=self._headers) as response:
@@ -90,9 +114,9 @@ class FeedbackSink(BatchingSink):
     async def _replay_forever(self) -> None:
         backoff = 0.5
         while True:
+            self._wake_replayer.clear()  # before the replay: what is spooled during it wakes the next one at once
             if await self._replay_all():
                 self._reachable, backoff = True, 0.5
-                self._wake_replayer.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_replayer.wait(), timeout=5.0)  # also catch others' leftovers
             else:
@@ -100,27 +124,44 @@ class FeedbackSink(BatchingSink):
                 backoff = min(backoff * 2, self._max_backoff_s)
 
     async def _replay_all(self) -> bool:
-        """Sends every spooled batch, oldest first; False at the first failure."""
+        """Sends every spooled batch and rating, oldest first; False at the first failure."""
         for path in self._spool.files():
-            with self._spool.take(path) as batch:
-                if batch is None:
+            with self._spool.take(path) as data:
+                if data is None:
                     continue
+                is_rating = path.name.endswith(RATING_SUFFIX)
+                gauge = self._metrics.ratings_spooled if is_rating else self._metrics.request_log_spooled
                 try:
-                    await self._deliver(batch)
-                except _Refused as exc:
-                    self._keep_refused(path, exc)
-                    self._metrics.request_log_spooled.dec(len(batch))
-                    continue
-                except (aiohttp.ClientError, TimeoutError, OSError):
+                    if is_rating:
+                        await self._deliver_rating(RatingDelivery.model_validate_json(data))
+                        count = 1
+                    else:
+                        batch = from_jsonl(data)
+                        await self._deliver(batch)
+                        count = len(batch)
+                except (aiohttp.ClientError, TimeoutError, OSError, FeedbackUnreachable):
                     return False
+                except (_Refused, ValueError) as exc:  # ValueError: a file that does not parse
+                    self._keep_refused(path, exc)
+                    gauge.dec(1 if is_rating else data.count(b"\n"))
+                    continue
                 self._spool.done(path)
-                self._metrics.request_log_spooled.dec(len(batch))
+                gauge.dec(count)
         return True
+
+    async def _deliver_rating(self, delivery: RatingDelivery) -> None:
+        status, content = await post_rating(self._http, delivery, url=self._base_url, token=self._token)
+        if status in (400, 404, 409, 413, 422):
+            raise _Refused(f"{status}: {content[:500]!r}")
+        if status >= 300:  # 401/403/429...: a setting or a limit that may change; try again later
+            raise FeedbackUnreachable(f"{status}: {content[:200]!r}")
+        self._metrics.ratings_delivered.inc()
 
     def _keep_refused(self, path, exc: Exception) -> None:
         kept = self._spool.reject(path)
-        self._metrics.request_log_rejected.inc()
+        is_rating = path.name.endswith(RATING_SUFFIX)
+        (self._metrics.ratings_rejected if is_rating else self._metrics.request_log_rejected).inc()
         logger.error(
-            "feedback service refused a request-log batch; kept for inspection",
+            f"feedback service refused a spooled {'rating' if is_rating else 'request-log batch'}; kept for inspection",
             extra={"path": str(kept), "error": str(exc)},
         )

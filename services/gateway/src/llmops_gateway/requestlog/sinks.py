@@ -74,6 +74,12 @@ class BatchingSink(RequestLogSink):
             self._wakeup.set()
         return True
 
+    def take_pending(self) -> list[RequestLogRecord]:
+        """Hands over the records not yet given to the writer (to write them elsewhere first: see the feedback
+        sink's ratings)."""
+        taken, self._pending = self._pending, []
+        return taken
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
