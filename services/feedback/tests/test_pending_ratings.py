@@ -155,6 +155,10 @@ def test_a_bad_rated_at_header_is_400(service, as_key, make_record, expect_error
     expect_error(response, 400, code="invalid_rated_at")
 
 
+def test_a_key_id_too_long_to_store_is_400(as_key, make_record, expect_error):
+    expect_error(as_key("k" * 65, make_record()["request_id"], "up"), 400, code="invalid_key_id")
+
+
 @pytest.mark.parametrize("key", ["", "has space", "x" * 129, "ünï"])
 def test_a_bad_idempotency_key_is_422(as_key, make_record, expect_error, key):
     response = as_key("key_alice", make_record()["request_id"], "up", idempotency_key=key)
