@@ -29,14 +29,15 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: help install run test bench lint clean distclean
+.PHONY: help install run test bench lint audit clean distclean
 
 help:
 	@echo "make run        set up (if needed) and start the platform locally (llmops up)"
 	@echo "make test       set up (if needed) and run the whole test suite"
 	@echo "make install    create $(VENV) and install all packages (idempotent)"
-	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats\"), results in bench/results"
+	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats evaluation spend slowloris tracing soak\"), results in bench/results"
 	@echo "make lint       ruff check"
+	@echo "make audit      pip-audit: known vulnerabilities in the installed (locked) dependency set"
 	@echo "make clean      remove caches and build files (distclean also removes $(VENV))"
 
 install: $(STAMP)
@@ -66,13 +67,20 @@ test: install
 # Each benchmark starts what it measures by itself; figures land in bench/results/*.json and *.png, and the
 # README's summary table is rewritten from them. A quiet machine gives steadier figures; every comparison is
 # made side by side within one run, so a noisy one still gives fair ratios.
-BENCHES ?= gateway http_client retriever inference trainer experiment_stats
+BENCHES ?= gateway http_client retriever inference trainer experiment_stats evaluation spend slowloris tracing soak batch embeddings
 bench: install
 	@set -e; for name in $(BENCHES); do echo "== bench/$${name}_bench.py"; $(VENV_PY) bench/$${name}_bench.py; done
 	$(VENV_PY) bench/summary.py README.md
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The venv holds exactly the locked set (constraints.txt); our own editable packages are not on PyPI. --strict:
+# a package the vulnerability service cannot look up fails the audit instead of passing unchecked.
+# AUDIT_ARGS="-s osv" asks OSV instead of PyPI's JSON API.
+AUDIT_ARGS ?=
+audit: install
+	$(VENV)/bin/pip-audit --local --skip-editable --strict --progress-spinner off --desc on $(AUDIT_ARGS)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build dist $(STAMP)

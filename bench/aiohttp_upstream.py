@@ -17,13 +17,8 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from yarl import URL
 
-from llmops_gateway.proxy.client import (
-    UpstreamBroken,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamTimeout,
-    bypasses_proxy,
-)
+from llmops_gateway.proxy.connection import UpstreamBroken, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from llmops_gateway.proxy.origins import bypasses_proxy
 
 
 class _Outbox:

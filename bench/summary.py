@@ -162,6 +162,105 @@ def trainer_rows(r: dict) -> list[tuple[str, str, str]]:
     ]
 
 
+def evaluation_rows(r: dict) -> list[tuple[str, str, str]]:
+    rows = [
+        (
+            "evaluation",
+            (
+                f"RAG {c['template']} top_k={c['top_k']}{' hybrid' if c['hybrid'] else ''}, {r['questions']} questions on "
+                "24 invented facts, SmolLM2 through the gateway"
+            ),
+            f"retrieval hit@1 {c['hit_at_1']:.0%}, answers with the fact {c['grounded']:.0%}",
+        )
+        for c in r["configs"]
+    ]
+    j = r["judge"]
+    kappa = j["agreement"]["kappa"]
+    rows.append(
+        (
+            "evaluation",
+            f"{j['rubric']} judge (SmolLM2, CPU) at concurrency {j['concurrency']}",
+            (
+                f"{j['judgements_per_s']:.2f} judgements/s, {j['tokens_per_judgement']:.0f} tokens each, "
+                f"{j['failed']} failed of {j['judgements']}; kappa with the fact check "
+                f"{'-' if kappa is None else f'{kappa:.2f}'} (n={j['agreement']['n']})"
+            ),
+        )
+    )
+    return rows
+
+
+def slowloris_rows(r: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for row in r["rows"]:
+        deadline = row["header_timeout_s"]
+        setting = "no head deadline (uvicorn alone)" if deadline == 0 else f"head deadline {deadline:g} s (default 10)"
+        what = f"{row['trickling_connections']} slowloris clients for {r['seconds']:g} s, {setting}"
+        result = (
+            f"each kept {row['held_s_p50']:.1f} s (p50), {row['held_at_end']} descriptors still held at the end; "
+            f"normal requests p50 {row['normal_p50_ms_before']:.1f} -> {row['normal_p50_ms_during']:.1f} ms, "
+            f"{row['normal_failed_during']} failed"
+        )
+        rows.append(("gateway", what, result))
+    return rows
+
+
+def tracing_rows(r: dict) -> list[tuple[str, str, str]]:
+    off = r["off"]
+    rows = []
+    for mode, label in (("on", "tracing on, every trace kept"), ("sampled_10pct", "tracing on, 10% of traces kept")):
+        row, ratio = r[mode], r["ratio_to_off"][mode]
+        what = f"{label}, against off ({r['concurrency']} clients; sequential p50)"
+        result = (
+            f"{ratio['throughput']:.2f}x of off's throughput ({row['throughput_rps']:.0f} vs "
+            f"{off['throughput_rps']:.0f} req/s); p50 {row['sequential_p50_ms']:.2f} vs {off['sequential_p50_ms']:.2f} ms"
+        )
+        rows.append(("gateway", what, result))
+    return rows
+
+
+def soak_rows(r: dict) -> list[tuple[str, str, str]]:
+    buckets = r["latency_buckets"]
+    first, last = buckets[0], buckets[-1]
+    plain = f"plain p99 {first['plain']['p99_ms']} -> {last['plain']['p99_ms']} ms (first / last {r.get('bucket_s', 15):g} s)"
+    memory = ", ".join(
+        f"{name} {t['end_mb']:.0f} MB ({t['slope_last_half_mb_per_min']:+.2f} MB/min)"
+        for name, t in r["memory_trend"].items()
+    )
+    what = (
+        f"soak, {r['duration_s'] / 60:.0f} min of mixed traffic (plain, streamed, ratings) through gateway + feedback, "
+        f"{r['concurrency']} clients"
+    )
+    result = (
+        f"{r['requests']} requests ({r['throughput_rps']:.0f}/s), error rate {r['error_rate']:.2%}; {plain}; "
+        f"RSS at the end and trend over the last half: {memory}"
+    )
+    return [("gateway", what, result)]
+
+
+def batch_rows(r: dict) -> list[tuple[str, str, str]]:
+    online, *batches = r["results"]
+    what = (
+        f"batch output tokens/s against online through the gateway at concurrency 32 ({r['prompts']} prompts of "
+        f"{r['max_tokens']} tokens, vLLM CPU)"
+    )
+    parts = [f"online {online['output_tokens_per_s']:.0f}"]
+    parts += [
+        f"{b['name']} {b['output_tokens_per_s']:.0f} ({b['vs_online']:.2f}x)" for b in batches if "vs_online" in b
+    ]
+    return [("batch workers", what, "; ".join(parts))]
+
+
+def embeddings_rows(r: dict) -> list[tuple[str, str, str]]:
+    what = f"embeddings/s through the gateway against the retriever's embedder called directly ({r['model']})"
+    parts = [
+        f"batch {row['batch']}: {row['gateway']['embeddings_per_s']:.0f} vs {row['direct']['embeddings_per_s']:.0f} "
+        f"({row['gateway_share']:.2f}x)"
+        for row in r["results"]
+    ]
+    return [("gateway", what, "; ".join(parts))]
+
+
 def table() -> str:
     rows = []
     for name, make in (
@@ -170,6 +269,12 @@ def table() -> str:
         ("inference_bench", inference_rows),
         ("retriever_bench", retriever_rows),
         ("trainer_bench", trainer_rows),
+        ("evaluation_bench", evaluation_rows),
+        ("slowloris_bench", slowloris_rows),
+        ("tracing_bench", tracing_rows),
+        ("soak_bench", soak_rows),
+        ("batch_bench", batch_rows),
+        ("embeddings_bench", embeddings_rows),
     ):
         if (result := _load(name)) is not None:
             rows += make(result)

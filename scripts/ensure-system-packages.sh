@@ -5,6 +5,8 @@
 #   pythonX.Y-venv  only when .venv must still be created and `python -m venv` cannot work
 #   prometheus    only the test suite needs it: prometheus and promtool check the dashboards and alert rules
 #                 (the tests start their own server; the package's own service is not used)
+#   chromium      only the test suite needs it: the console's end-to-end tests drive it headless through
+#                 Playwright for Python (Playwright's own browser download is not used)
 # It never fails set-up: without root/passwordless sudo or apt-get it says what is missing and goes on,
 # because an operator may provide these another way (LLMOPS_REDIS_URL, LLMOPS_POSTGRES_URL).
 set -uo pipefail
@@ -21,6 +23,7 @@ have_postgres_binaries() {
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 have_postgres_binaries || missing+=(postgresql)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "$NEED_VENV" = 1 ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   pyver="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
   missing+=("python${pyver}-venv")

@@ -44,8 +44,13 @@ def _llmops_imports(project: Path) -> dict[str, set[str]]:
 
 
 def test_every_package_is_found():
-    assert SERVICE_PACKAGES == {"llmops_gateway", "llmops_feedback", "llmops_retriever", "llmops_inference",
-                                "llmops_trainer"}
+    assert SERVICE_PACKAGES == {
+        "llmops_gateway",
+        "llmops_feedback",
+        "llmops_retriever",
+        "llmops_inference",
+        "llmops_trainer",
+    }
     assert {p.name for p in PROJECTS} >= {"common", "models", "cli", "testkit"}
 
 

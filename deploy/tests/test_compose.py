@@ -47,6 +47,7 @@ NON_SETTINGS_ENV = {
     "HF_HOME",
     "HF_HUB_OFFLINE",
     "VLLM_NO_USAGE_STATS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",  # llmops_common.tracing reads OTel's own variables
 }
 PROBE_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[a-z]+)")
 
@@ -179,12 +180,36 @@ def settings_class(package: str) -> type[ServiceSettings]:
     return cls
 
 
+WORKER_HEALTH_SOURCE = "libs/common/src/llmops_common/worker_health.py"  # every worker's health endpoints
+
+# Celery workers run from a service's image with another command, and serve health on a port of their own:
+# module -> (DEFAULT_PORTS name, settings field of that port, the source of its health endpoints).
+WORKERS = {
+    "llmops_trainer.worker": ("trainer_worker", "worker_port", WORKER_HEALTH_SOURCE),
+    "llmops_gateway.batches.worker": (
+        "batch_worker",
+        "batch_worker_port",
+        WORKER_HEALTH_SOURCE,
+    ),
+    "llmops_feedback.evaluation.worker": (
+        "evaluation_worker",
+        "eval_worker_port",
+        WORKER_HEALTH_SOURCE,
+    ),
+}
+
+
+def worker(service: dict) -> tuple[str, str, str] | None:
+    command = service.get("command") or []
+    return WORKERS.get(command[-1]) if len(command) >= 2 and command[-2] == "-m" else None
+
+
 def is_worker(service: dict) -> bool:
-    return "llmops_trainer.worker" in " ".join(service.get("command") or [])
+    return worker(service) is not None
 
 
 def contract_port(package: str, service: dict) -> int:
-    return DEFAULT_PORTS["trainer_worker" if is_worker(service) else package]
+    return DEFAULT_PORTS[worker(service)[0] if is_worker(service) else package]
 
 
 def ours(compose: dict) -> dict[str, tuple[str, dict]]:
@@ -292,16 +317,26 @@ def test_every_service_has_a_healthcheck_and_dependents_wait_for_it(compose):
 
 def test_our_services_probe_their_own_port_on_paths_they_serve(compose):
     served = {route.path for route in health_router({}).routes}
-    worker_source = (ROOT / "services/trainer/src/llmops_trainer/worker/health.py").read_text()
     for name, (package, service) in ours(compose).items():
         port, path = probe(service)
         assert port == contract_port(package, service), f"{name} probes port {port}"
         # Compose waits on readiness: a dependent should find the service able to serve, not only alive.
         assert path == "/readyz", f"{name} probes {path}"
         if is_worker(service):
-            assert f'self.path == "{path}"' in worker_source
+            assert f'self.path == "{path}"' in (ROOT / worker(service)[2]).read_text()
         else:
             assert path in served
+
+
+def test_the_batch_worker_runs_from_the_gateway_image_and_shares_its_files(compose):
+    batch, gateway = compose["services"]["batch-worker"], compose["services"]["gateway"]
+    assert batch["image"] == gateway["image"] and batch["environment"] == gateway["environment"]
+    assert batch["command"][-2:] == ["-m", "llmops_gateway.batches.worker"]
+    files = gateway["environment"]["GATEWAY_FILES_URL"]
+    assert ("gateway-files", files) in mounts(batch) and ("gateway-files", files) in mounts(gateway)
+    assert gateway["environment"]["GATEWAY_BATCH_GATEWAY_URL"] == "http://gateway:8000"
+    module = importlib.import_module("llmops_gateway.batches.worker.__main__")
+    assert callable(module.main)
 
 
 def test_the_trainer_worker_runs_from_the_trainer_image(compose):
@@ -310,6 +345,13 @@ def test_the_trainer_worker_runs_from_the_trainer_image(compose):
     assert worker["command"][-2:] == ["-m", "llmops_trainer.worker"]
     module = importlib.import_module("llmops_trainer.worker.__main__")
     assert callable(module.main)
+
+
+def test_the_evaluation_worker_runs_from_the_feedback_image(compose):
+    worker = compose["services"]["evaluation-worker"]
+    assert worker["image"] == compose["services"]["feedback"]["image"]
+    assert worker["command"][-2:] == ["-m", "llmops_feedback.evaluation.worker"]
+    assert callable(importlib.import_module("llmops_feedback.evaluation.worker").main)
 
 
 def test_environment_names_are_settings_fields_and_values_parse(compose, monkeypatch):
@@ -331,8 +373,10 @@ def test_environment_names_are_settings_fields_and_values_parse(compose, monkeyp
             if key.startswith(prefix):
                 monkeypatch.setenv(key, value)
         settings = cls()
-        assert not settings.dev_mode and settings.host == "0.0.0.0"
-        assert (settings.worker_port if is_worker(service) else settings.port) == contract_port(package, service)
+        assert not settings.dev_mode
+        field = worker(service)[1] if is_worker(service) else "port"
+        assert getattr(settings, field.replace("port", "host")) == "0.0.0.0"
+        assert getattr(settings, field) == contract_port(package, service)
         for accessor in ("admin_token_value", "key_secret_value", "read_token_value", "ingest_token_value"):
             if hasattr(settings, accessor):
                 getattr(settings, accessor)()  # raises when a secret is missing or a development default

@@ -52,6 +52,8 @@ SERVICES = {
     "feedback": ("llmops_feedback", "FeedbackSettings", "FEEDBACK_"),
     "trainer": ("llmops_trainer", "TrainerSettings", "TRAINER_"),
     "trainer-worker": ("llmops_trainer", "TrainerSettings", "TRAINER_"),
+    "batch-worker": ("llmops_gateway", "GatewaySettings", "GATEWAY_"),
+    "evaluation-worker": ("llmops_feedback", "FeedbackSettings", "FEEDBACK_"),
 }
 # Settings the chart wires itself, so a component's `config` values may not name them (values.schema.json leaves them
 # out): listening sockets, credentials, the retriever's store, and inference's settings that have their own values
@@ -63,16 +65,27 @@ INFERENCE_VALUES = {
     *("sync_interval_s", "ready_without_registry"),
 }
 OWNED = {
-    "gateway": {"admin_token", "key_secret", "feedback_token", "retriever_token", "database_url", "redis_url"},
+    "gateway": {
+        *("admin_token", "key_secret", "key_secrets_previous", "feedback_token", "feedback_admin_token"),
+        "retriever_token",
+        *("trainer_admin_token", "retriever_admin_token", "database_url", "redis_url"),
+        *("batch_token", "batch_gateway_url", "files_url", "batch_worker_host", "batch_worker_port"),
+    },
     "retriever": {"admin_token", "read_token", "qdrant_api_key", "store", "qdrant_url", "qdrant_path"},
-    "inference": {"admin_token", "vllm_api_key", "vllm_host", "vllm_port", *INFERENCE_VALUES},
+    # serving_token is a secret, never a config value: set it with inference.extraEnv from a Secret (SECURITY.md).
+    "inference": {"admin_token", "serving_token", "vllm_api_key", "vllm_host", "vllm_port", *INFERENCE_VALUES},
     "trainer": {"admin_token", "feedback_token", "database_url", "redis_url", "worker_host", "worker_port"},
     # The closed loop's addresses are wired by the chart; it calls them with the platform's one admin token.
     "feedback": {"admin_token", "ingest_token", "database_url", "gateway_url", "mlflow_tracking_uri", "trainer_url"}
-    | {"gateway_admin_token", "trainer_token"},
+    | {"gateway_admin_token", "trainer_token"}
+    # Evaluation: the queue is the release's Redis, the workers listen where the chart says, the judge's gateway key
+    # is a secret (feedback.extraEnv).
+    | {"eval_redis_url", "eval_worker_host", "eval_worker_port", "eval_judge_key"},
 }
 # Env the pods get that are not settings: the chart's password variables (expanded into URLs) and library caches.
 NON_SETTINGS_ENV = {"HOME", "HF_HOME", "HF_TOKEN", "LLMOPS_POSTGRES_PASSWORD", "LLMOPS_REDIS_PASSWORD"}
+# OpenTelemetry's own variables (llmops_common.tracing), set with tracing.otlpEndpoint.
+TRACING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
 
 helm.disable_logging()  # lint logs every `required` it tolerates; the report is what the tests read
 
@@ -212,7 +225,10 @@ def test_every_manifest_is_valid_kubernetes(docs):
 
 def test_default_values_deploy_everything(default_docs):
     deployments = {component(d) for d in find(default_docs, "Deployment")}
-    assert deployments == {"gateway", "retriever", "inference", "feedback", "trainer", "trainer-worker", "mlflow"}
+    assert deployments == {
+        *("gateway", "retriever", "inference", "feedback", "trainer", "trainer-worker", "batch-worker"),
+        *("evaluation-worker", "mlflow"),
+    }
     assert {component(d) for d in find(default_docs, "StatefulSet")} == {"postgresql", "redis", "qdrant"}
     services = {component(s) for s in find(default_docs, "Service")}
     assert services == deployments | {"postgresql", "redis", "qdrant"}
@@ -224,7 +240,9 @@ def test_a_gateway_alone():
     """Everything but the gateway switched off: it logs requests locally, has no RAG, needs fewer secrets."""
     off = {"enabled": False}
     values = {"secrets": {k: SECRETS[k] for k in ("adminToken", "keySecret", "postgresPassword", "redisPassword")}}
-    docs = render({**values, "retriever": off, "inference": off, "feedback": off, "trainer": off, "mlflow": off})
+    docs = render(
+        {**values, "retriever": off, "inference": off, "feedback": off, "trainer": off, "mlflow": off, "batch": off}
+    )
     assert {component(w) for w in workloads(docs)} == {"gateway", "postgresql", "redis"}
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
@@ -252,6 +270,32 @@ def test_services_and_autoscalers_select_real_pods(docs):
 # --- the services get the settings they expect ---
 
 
+def test_tracing_is_off_by_default_and_on_for_every_service_with_an_endpoint(default_docs):
+    def tracing_env(docs) -> dict[str, dict[str, str]]:
+        return {
+            component(w): {
+                k: v
+                for k, v in container_env(docs, w["spec"]["template"]["spec"]["containers"][0]).items()
+                if k in TRACING_ENV
+            }
+            for w in our_workloads(docs)
+        }
+
+    assert not any(tracing_env(default_docs).values())
+    values = {**DEFAULT_VALUES, "tracing": {"otlpEndpoint": "http://collector.obs:4318", "sampleRatio": 0.25}}
+    traced = tracing_env(render(values))
+    assert traced and all(
+        env
+        == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.obs:4318",
+            "OTEL_SERVICE_NAME": f"llmops-{name}",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        }
+        for name, env in traced.items()
+    )
+
+
 def test_settings_load_from_the_pods_environment(docs):
     """Each service's settings class accepts its pod's environment outside dev mode (its validators and secret
     checks run), and every variable with the service's prefix, in the ConfigMap or the pod, is a real field."""
@@ -261,7 +305,7 @@ def test_settings_load_from_the_pods_environment(docs):
         prefix = SERVICES[service][2]
         fields = {prefix + field.upper() for field in type(settings).model_fields}
         # env holds the ConfigMap's data (envFrom) and the pod's own entries.
-        unknown = set(env) - fields - NON_SETTINGS_ENV
+        unknown = set(env) - fields - NON_SETTINGS_ENV - TRACING_ENV
         assert not unknown, f"{service}: not settings of the service: {sorted(unknown)}"
         assert not settings.dev_mode
         settings.admin_token_value()  # refuses missing, default or short secrets outside dev mode
@@ -303,6 +347,7 @@ def test_every_url_points_at_a_service_of_the_release(docs):
                 assert url.port in services[url.hostname], f"{component(workload)}.{field} = {value}"
     gateway, _, _ = service_settings(docs, one(docs, "Deployment", "gateway"))
     assert gateway.request_log_sink == "feedback" and gateway.feedback_url and gateway.retriever_url
+    assert gateway.trainer_url and gateway.trainer_admin_token and gateway.mlflow_url  # the console's training page
 
 
 @contextmanager
@@ -316,12 +361,26 @@ def quiet_logging():
         root.handlers[:], root.level = handlers, level
 
 
+WORKER_HEALTH = {  # the workers' health servers: the module with their ``health_server(settings, port=)``
+    "trainer-worker": "llmops_trainer.worker.health",
+    "evaluation-worker": "llmops_feedback.evaluation.health",
+}
+WORKER_PORT = {
+    "trainer-worker": "worker_port",
+    "batch-worker": "batch_worker_port",
+    "evaluation-worker": "eval_worker_port",
+}
+
+
 def served_paths(service: str, settings) -> set[str]:
     """The GET paths the service's real app answers (no lifespan runs: nothing is opened)."""
-    if service == "trainer-worker":
-        from llmops_trainer.worker.health import HealthServer
+    if service == "batch-worker" or service in WORKER_HEALTH:
+        if service == "batch-worker":
+            from llmops_gateway.batches.worker.health import WorkerMetrics, health_server
 
-        server = HealthServer(host="127.0.0.1", port=0, redis_url=settings.redis_url).start()
+            server = health_server(settings, WorkerMetrics(), port=0).start()
+        else:
+            server = importlib.import_module(WORKER_HEALTH[service]).health_server(settings, port=0).start()
         try:
             served = set()
             for path in ("/healthz", "/readyz", "/metrics"):
@@ -345,7 +404,7 @@ def test_probes_ask_paths_the_services_serve_on_their_ports(docs):
         service = component(workload)
         settings, _, container = service_settings(docs, workload)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        listen = settings.worker_port if service == "trainer-worker" else settings.port
+        listen = getattr(settings, WORKER_PORT.get(service, "port"))
         assert ports["http"] == listen, f"{service} listens on {listen}"
         if service == "inference":
             assert ports["vllm-metrics"] == settings.vllm_port and settings.vllm_host == "0.0.0.0"
@@ -453,6 +512,7 @@ EXTERNAL = {
     "redis": {"enabled": False, "external": {"url": "rediss://:pw@redis.example:6380/0"}},
     "qdrant": {"enabled": False, "external": {"url": "https://qdrant.example:6333"}},
     "mlflow": {"enabled": False, "external": {"url": "https://mlflow.example"}},
+    "batch": {"filesUrl": "s3://llmops-files/prod"},  # files in an object store: no volume
 }
 
 
@@ -464,6 +524,8 @@ def test_external_urls_replace_the_bundled_servers():
     gateway, _, _ = service_settings(docs, one(docs, "Deployment", "gateway"))
     assert gateway.database_url == EXTERNAL["postgresql"]["external"]["gatewayUrl"]
     assert gateway.redis_url == EXTERNAL["redis"]["external"]["url"]
+    batch_worker, _, _ = service_settings(docs, one(docs, "Deployment", "batch-worker"))
+    assert gateway.files_url == batch_worker.files_url == "s3://llmops-files/prod"
     retriever, _, _ = service_settings(docs, one(docs, "Deployment", "retriever"))
     assert retriever.qdrant_url == "https://qdrant.example:6333"
     for name in ("inference", "trainer", "trainer-worker"):
@@ -526,12 +588,18 @@ def test_network_policies_deny_by_default_and_allow_callers(default_docs):
             if "namespaceSelector" not in peer
         }
 
-    assert callers("postgresql", 5432) == {"gateway", "feedback", "trainer", "trainer-worker", "mlflow"}
-    assert callers("redis", 6379) == {"gateway", "trainer", "trainer-worker"}
+    assert callers("postgresql", 5432) == {
+        *("gateway", "feedback", "trainer", "trainer-worker", "batch-worker", "evaluation-worker", "mlflow")
+    }
+    assert callers("redis", 6379) == {
+        *("gateway", "trainer", "trainer-worker", "batch-worker", "feedback", "evaluation-worker")
+    }
     assert callers("qdrant", 6333) == {"retriever"}
     assert callers("inference", 8002) == {"gateway"}
     assert callers("inference", 8012) == set(), "vLLM's metrics port: Prometheus only"
     assert callers("feedback", 8004) == {"gateway", "trainer", "trainer-worker"}
+    assert callers("trainer", 8003) == {"gateway"}  # the console's training page (and the admin peers)
+    assert callers("mlflow", 5000) == {"gateway", "inference", "trainer", "trainer-worker"}
 
 
 # --- observability objects ---
@@ -563,3 +631,21 @@ def test_grafana_dashboards_configmap(default_docs):
     assert files and sorted(dashboards["data"]) == [f.name for f in files]
     for f in files:
         assert json.loads(dashboards["data"][f.name]) == json.loads(f.read_text())
+
+
+def test_batch_workers_share_the_gateways_files_and_send_lines_to_its_service(default_docs):
+    gateway_pod = one(default_docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    worker_pod = one(default_docs, "Deployment", "batch-worker")["spec"]["template"]["spec"]
+    (claim,) = find(default_docs, "PersistentVolumeClaim", "batch-worker")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for pod in (gateway_pod, worker_pod):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["files"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["files"] == "/var/lib/llmops/files"
+    gateway, _, _ = service_settings(default_docs, one(default_docs, "Deployment", "gateway"))
+    worker, _, _ = service_settings(default_docs, one(default_docs, "Deployment", "batch-worker"))
+    assert gateway.files_url == worker.files_url == "/var/lib/llmops/files"
+    assert gateway.batch_token == worker.batch_token and worker.batch_token
+    assert worker.batch_gateway_url == "http://demo-llmops-gateway:8000"
+    assert worker_pod["containers"][0]["command"] == ["python", "-m", "llmops_gateway.batches.worker"]

@@ -275,6 +275,12 @@ def drive_traffic(platform) -> None:
     )
     _, key = gateway.create_key()
     _, limited = gateway.create_key(limits={"rpm": 1})
+    # Spend and budgets: the base model priced, a team's key with a budget (its use feeds the budget alert).
+    with gateway.admin() as admin:
+        price = {"input_per_mtok": "0.5", "output_per_mtok": "1.5"}
+        assert admin.put("/admin/prices/base", json=price).status_code == 200
+        assert admin.post("/admin/teams", json={"name": "search", "budget": {"daily": "1"}}).status_code == 201
+    _, budgeted = gateway.create_key(team="search")
     # An experiment: the base model against the adapter, ramped at once (nothing breaks, a step may be short).
     split = gateway.put_route(
         variants=[
@@ -290,9 +296,14 @@ def drive_traffic(platform) -> None:
         assert opened.status_code == 201, opened.text
 
     auth = {"authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=gateway.url, headers=auth, timeout=180) as client, gateway.client(limited) as limited:
+    with (
+        httpx.Client(base_url=gateway.url, headers=auth, timeout=180) as client,
+        gateway.client(limited) as limited,
+        gateway.client(budgeted, timeout=180) as budgeted,
+    ):
         for round_ in range(2):
             liked = chat(client, base, "Say hello.")
+            chat(budgeted, base, "Say goodbye.")
             chat(client, base, "Count to three.", stream=True)
             disliked = chat(client, tuned, QUESTION, stream=True)
             chat(client, base, "Who keeps the lighthouse?", rag={"collection": collection, "top_k": 1})

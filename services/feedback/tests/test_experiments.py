@@ -66,14 +66,26 @@ def _weights(gateway, route: str) -> dict[str, float]:
 
 
 def _deliver(
-    platform, route: str, arm: str, *, ups: int, downs: int, version: str | None, unrated: int = 0, **fields
-) -> None:
+    platform,
+    route: str,
+    arm: str,
+    *,
+    ups: int,
+    downs: int,
+    version: str | None,
+    unrated: int = 0,
+    users: list[str] | None = None,
+    **fields,
+) -> list[dict]:
     """Requests of one arm, delivered the gateway's way (ingest token), ``ups`` and ``downs`` of them rated by the
-    admin."""
+    admin; made by ``users`` in turn (as the gateway logs them, pseudonymised), or each by a user of its own."""
     service = platform[0]
+    count = ups + downs + unrated
+    users = users or [uuid.uuid4().hex[:16] for _ in range(count)]
     records = [
         {
             "request_id": uuid.uuid4().hex,
+            "user_hash": users[i % len(users)],
             "key_id": "key_exp",
             "route": route,
             "variant": arm,
@@ -84,7 +96,7 @@ def _deliver(
             "finished_at": time.time(),
             **fields,
         }
-        for _ in range(ups + downs + unrated)
+        for i in range(count)
     ]
     with service.ingest() as ingest:
         assert ingest.post("/v1/requests", json={"records": records}).status_code == 200
@@ -95,6 +107,7 @@ def _deliver(
                 admin.post("/v1/feedback", json={"request_id": record["request_id"], "rating": rating}).status_code
                 == 201
             )
+    return records
 
 
 def _status(fb: httpx.Client, experiment_id: str) -> str:
@@ -158,6 +171,21 @@ def test_a_clear_win_is_promoted_by_moving_the_champion_alias(platform, fb, upst
     assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"
 
 
+def test_two_prompt_versions_on_one_model_are_an_experiment_like_any_other(platform, fb, upstreams):
+    """Both arms serve the same model; each variant sends its own prompt version (the gateway logs which)."""
+    _, gateway, _ = platform
+    route = _route(gateway, upstreams, "base-model", "base-model")
+    body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": {**FAST, "steps": [0.5]}}
+    experiment = fb.post("/v1/experiments", json=body).json()
+    assert (experiment["champion_version"], experiment["challenger_version"]) == (None, None)
+    _deliver(platform, route, "champion", ups=8, downs=32, version=None, prompt_name="support", prompt_version="3")
+    _deliver(platform, route, "challenger", ups=36, downs=4, version=None, prompt_name="support", prompt_version="4")
+    wait_for(lambda: _status(fb, experiment["id"]) == "promoted", timeout_s=30, what="the promotion")
+    arms = {a["arm"]: a for a in fb.get(f"/v1/experiments/{experiment['id']}").json()["readout"]["arms"]}
+    assert arms["champion"]["prompts"] == {"support/3": 40} and arms["challenger"]["prompts"] == {"support/4": 40}
+    assert _weights(gateway, route)["challenger"] == 1.0
+
+
 def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, upstreams):
     """The challenger's model gets a champion alias, and the champion variant serves it: the next challenger trained
     into the same model is tested against it. Rollback restores what the champion variant served."""
@@ -170,6 +198,14 @@ def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, 
     _deliver(platform, route, "challenger", ups=36, downs=4, version="1")
     wait_for(lambda: _status(fb, experiment["id"]) == "promoted", timeout_s=30, what="the promotion")
     assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"
+    # Until the challenger's upstream serves <model>@champion (inference syncs the alias), the split stays: users
+    # keep getting answers from both arms instead of a 404 from a name not loaded yet.
+    time.sleep(1.0)  # a few controller passes
+    promotion = fb.get(f"/v1/experiments/{experiment['id']}").json()["decisions"][-1]
+    assert not promotion["applied"] and f"to serve {model}@champion" in promotion["apply_error"]
+    assert _weights(gateway, route) == {"champion": 0.5, "challenger": 0.5}
+    upstreams["beta"].behaviour.also_lists = (f"{model}@champion",)
+    wait_for(lambda: _weights(gateway, route)["champion"] == 1.0, timeout_s=30, what="the champion repointed")
     with gateway.admin() as admin:
         variants = {v["name"]: v for v in admin.get(f"/admin/routes/{route}").json()["variants"]}
     assert variants["champion"]["model"] == f"{model}@champion" and variants["champion"]["weight"] == 1.0
@@ -197,6 +233,41 @@ def test_a_clear_loss_is_rolled_back_and_the_version_rejected(platform, fb, upst
     assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"  # untouched
 
 
+def test_a_low_judge_score_rolls_the_challenger_back_whatever_the_thumbs(platform, fb, upstreams):
+    """The evaluation's scores of each arm's requests feed the policy's judge guardrail."""
+    _, gateway, mlflow_server = platform
+    model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
+    route = _route(gateway, upstreams, f"{model}@champion", f"{model}@challenger")
+    policy = FAST | {"min_judge_score": 0.6, "judge_rubric": "helpfulness"}
+    body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": policy}
+    experiment = fb.post("/v1/experiments", json=body).json()
+    scored = {
+        0.9: _deliver(platform, route, "champion", ups=10, downs=10, version="1"),
+        0.25: _deliver(platform, route, "challenger", ups=10, downs=10, version="2"),  # same thumbs
+    }
+    for score, records in scored.items():
+        for record in records:
+            body = {"request_id": record["request_id"], "rubric": "helpfulness", "scorer": "judge:t", "score": score}
+            assert fb.post("/v1/evaluations/scores", json=body).status_code == 201
+    wait_for(lambda: _status(fb, experiment["id"]) == "rolled_back", timeout_s=30, what="the rollback")
+    detail = fb.get(f"/v1/experiments/{experiment['id']}").json()
+    rollback = next(d for d in detail["decisions"] if d["action"] == "rollback")
+    assert "judge score 0.250 is below 0.6" in rollback["reason"]
+    assert rollback["evidence"]["guardrails"]["champion_judge_score"] == pytest.approx(0.9)
+
+
+def test_a_version_the_offline_gate_blocked_gets_no_canary(platform, fb, upstreams, expect_error):
+    _, gateway, mlflow_server = platform
+    model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
+    mlflow_server.client().set_model_version_tag(model, "2", "llmops.offline_gate", "block")
+    route = _route(gateway, upstreams, f"{model}@champion", f"{model}@challenger")
+    body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": FAST}
+    expect_error(fb.post("/v1/experiments", json=body), 409, "offline_gate_blocked")
+    assert _weights(gateway, route) == {"champion": 1.0, "challenger": 0.0}  # no canary share was set
+    mlflow_server.client().set_model_version_tag(model, "2", "llmops.offline_gate", "pass")
+    assert fb.post("/v1/experiments", json=body).status_code == 201
+
+
 def test_a_moved_alias_halts_the_experiment(platform, fb, upstreams):
     _, gateway, mlflow_server = platform
     model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
@@ -219,6 +290,34 @@ def test_a_moved_alias_halts_the_experiment(platform, fb, upstreams):
     assert _weights(gateway, route)["challenger"] == 0.0
     # still the route's open experiment until an admin stops it
     assert fb.post(f"/v1/experiments/{experiment['id']}/stop").json()["status"] == "stopped"
+
+
+def test_the_sample_ratio_check_counts_users_not_requests(platform, fb, upstreams):
+    """Sticky routing keeps a user on one arm: a few heavy users on one arm are not a broken split, while an arm
+    that gets too few users is, however many requests they make."""
+    _, gateway, mlflow_server = platform
+    policy = FAST | {"steps": [0.5], "min_ratings_per_arm": 10_000, "min_exposures_for_srm": 100}
+    model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
+    route = _route(gateway, upstreams, f"{model}@champion", f"{model}@challenger")
+    body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": policy}
+    experiment = fb.post("/v1/experiments", json=body).json()
+    # 60 users on each arm (fewer than the check needs until both arrived); the challenger's users ask four times
+    # as often: 60 against 240 requests
+    _deliver(platform, route, "champion", ups=0, downs=0, unrated=60, version="1")
+    heavy = [uuid.uuid4().hex[:16] for _ in range(60)]
+    _deliver(platform, route, "challenger", ups=0, downs=0, unrated=240, version="2", users=heavy)
+    srm = fb.get(f"/v1/experiments/{experiment['id']}").json()["readout"]["next"]["evidence"]["srm"]
+    assert (srm["unit"], srm["champion_units"], srm["challenger_units"]) == ("users", 60, 60)
+    assert srm["checked"] and srm["p_value"] > 0.5
+    time.sleep(1.0)  # a few controller passes
+    assert _status(fb, experiment["id"]) == "running"
+
+    # Now 200 more users reach the champion and none the challenger: assignment is broken.
+    _deliver(platform, route, "champion", ups=0, downs=0, unrated=200, version="1")
+    wait_for(lambda: _status(fb, experiment["id"]) == "halted", timeout_s=30, what="the halt")
+    reason = fb.get(f"/v1/experiments/{experiment['id']}").json()["decisions"][-1]["reason"]
+    assert reason.startswith("Sample-ratio mismatch: the challenger got 18.8% of 320 users"), reason
+    fb.post(f"/v1/experiments/{experiment['id']}/stop")
 
 
 def test_experiments_show_in_list_and_metrics(platform, fb, upstreams, scrape):

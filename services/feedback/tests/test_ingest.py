@@ -64,6 +64,21 @@ def test_a_batch_is_stored_with_all_fields(make_record, ingest, admin):
         assert stored["rating"] is None and stored["rating_history"] == []
 
 
+def test_a_record_keeps_its_prompt_name_and_version(make_record, ingest, admin):
+    record = make_record(prompt_name="support-rag", prompt_version="7")
+    ingest(record)
+    stored = admin.get(f"/v1/requests/{record['request_id']}").json()
+    assert (stored["prompt_name"], stored["prompt_version"]) == ("support-rag", "7")
+
+
+def test_a_batch_line_keeps_its_batch_id(make_record, ingest, admin):
+    """Records of the gateway's Batches API carry their batch; online records have none."""
+    line, online = make_record(batch_id="batch_0123abcd"), make_record()
+    assert ingest(line, online) == {"inserted": 2, "duplicates": 0}
+    assert admin.get(f"/v1/requests/{line['request_id']}").json()["batch_id"] == "batch_0123abcd"
+    assert admin.get(f"/v1/requests/{online['request_id']}").json()["batch_id"] is None
+
+
 def test_delivering_a_batch_again_changes_nothing(own_feedback, make_record, ingest, route, scrape):
     """On a service of its own: the duplicate counter has no labels, so only here is its increase exactly ours."""
     first, second = make_record(), make_record()

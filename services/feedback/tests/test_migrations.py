@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmops_common.sql import alembic_config
 from llmops_feedback.db import Base, migrate
+from llmops_feedback.evaluation import models as _evaluation  # noqa: F401
 from llmops_feedback.experiments import models as _experiments  # noqa: F401  (tables onto Base.metadata)
 from llmops_feedback.ratings import models as _ratings  # noqa: F401
 from llmops_feedback.records import models as _records  # noqa: F401
@@ -62,6 +63,9 @@ def test_migrations_match_the_models_and_go_down_and_up(new_database):
         "leases",
         "retraining_policies",
         "pending_ratings",
+        "eval_scores",
+        "eval_sets",
+        "eval_comparisons",
         VERSION_TABLE,
     }
     assert result["after_downgrade"] <= {VERSION_TABLE}

@@ -101,7 +101,10 @@ def test_summary_is_exact_per_variant(admin, make_record, ingest, rate, route):
     assert variants["a"] == {
         "route": route,
         "variant": "a",
+        "prompt_name": None,
+        "prompt_version": None,
         "requests": 5,
+        "errors": 0,
         "rated": 4,
         "up": 3,
         "down": 1,
@@ -116,7 +119,10 @@ def test_summary_is_exact_per_variant(admin, make_record, ingest, rate, route):
     assert variants["b"] == {
         "route": route,
         "variant": "b",
+        "prompt_name": None,
+        "prompt_version": None,
         "requests": 2,
+        "errors": 1,
         "rated": 0,
         "up": 0,
         "down": 0,
@@ -130,6 +136,19 @@ def test_summary_is_exact_per_variant(admin, make_record, ingest, rate, route):
     }
     only_b = admin.get("/v1/quality", params={"route": route, "variant": "b"}).json()["variants"]
     assert [v["variant"] for v in only_b] == ["b"]
+
+
+def test_a_summary_splits_by_prompt_version(admin, make_record, ingest, rate, route):
+    """Two prompt versions on one variant (an alias moved): apart with ``by_prompt``, together without."""
+    records = [make_record(variant="a", prompt_name="support", prompt_version=v) for v in ("1", "1", "2")]
+    ingest(*records, make_record(variant="b"))
+    rate(records[0]["request_id"], "up")
+    rate(records[2]["request_id"], "down")
+    rows = admin.get("/v1/quality", params={"route": route, "by_prompt": "true"}).json()["variants"]
+    split = [(r["variant"], r["prompt_name"], r["prompt_version"], r["requests"], r["up"], r["down"]) for r in rows]
+    assert split == [("a", "support", "1", 2, 1, 0), ("a", "support", "2", 1, 0, 1), ("b", None, None, 1, 0, 0)]
+    together = admin.get("/v1/quality", params={"route": route}).json()["variants"]
+    assert [(r["variant"], r["requests"], r["prompt_version"]) for r in together] == [("a", 3, None), ("b", 1, None)]
 
 
 def test_the_window_excludes_records_outside_it(admin, make_record, ingest, rate, route):

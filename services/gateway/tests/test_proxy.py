@@ -1,5 +1,6 @@
 """The OpenAI-compatible proxy against a fake upstream on loopback (inference is not the subject here)."""
 
+import re
 import socket
 import time
 
@@ -199,7 +200,7 @@ def test_upstream_client_errors_pass_through(gateway, upstreams, route, key):
 
 def test_request_log_records_every_request(gateway, upstreams, route, key):
     with gateway.client(key) as client:
-        plain = client.post("/v1/chat/completions", json=chat_body(route, content="log me"))
+        plain = client.post("/v1/chat/completions", json=chat_body(route, content="log me") | {"user": "al@ex.org"})
         with client.stream("POST", "/v1/chat/completions", json=chat_body(route, stream=True)) as streamed:
             streamed.read()
     wanted = {plain.headers["x-request-id"], streamed.headers["x-request-id"]}
@@ -218,6 +219,9 @@ def test_request_log_records_every_request(gateway, upstreams, route, key):
     stream_record = records[streamed.headers["x-request-id"]]
     assert stream_record["stream"] is True and stream_record["ttft_ms"] > 0
     assert stream_record["usage"]["completion_tokens"] == 5
+    # The assignment unit, pseudonymous: the request's user, else its key; the same unit gives the same id.
+    assert re.fullmatch("[0-9a-f]{16}", plain_record["user_hash"]) and not any(b"al@ex.org" in line for line in lines)
+    assert stream_record["user_hash"] not in (None, plain_record["user_hash"])
 
 
 def test_metrics_count_requests_by_route_and_variant(gateway, route, key):

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from llmops_gateway.proxy.client import UpstreamBroken, UpstreamClient, UpstreamConnectError, UpstreamTimeout
+from llmops_gateway.proxy.client import UpstreamClient
+from llmops_gateway.proxy.connection import UpstreamBroken, UpstreamConnectError, UpstreamTimeout
 from llmops_testkit.fake_upstream import FakeUpstream
 
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'

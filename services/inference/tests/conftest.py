@@ -18,9 +18,9 @@ def base_model(inference_service) -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway_to_inference(make_gateway, llmops_state_dir, inference_service, base_model):
+def gateway_to_inference(make_session_gateway, llmops_state_dir, inference_service, base_model):
     """A real gateway (SQLite) whose route ``smollm2`` is the inference service's base model; returns (gateway, key)."""
-    gateway = make_gateway(
+    gateway = make_session_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'gateway-inference.db'}",
         GATEWAY_UPSTREAM_READ_TIMEOUT_S="120",  # CPU generation: seconds between bytes are normal under load
     )

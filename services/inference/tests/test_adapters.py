@@ -1,6 +1,7 @@
 """LoRA adapters on a real vLLM: synced from a real MLflow registry by alias, swapped, retired, loaded by path."""
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
@@ -165,3 +166,33 @@ def test_the_admin_api_guards_names_it_does_not_own(inference_service, trained_a
     with inference_service.client() as anonymous:
         refused = anonymous.post("/admin/adapters", json={"name": "x", "path": str(trained_adapters["MANGO"])})
     assert refused.status_code == 401
+
+
+def test_a_base_request_batched_with_adapter_requests_gets_no_adapter(inference_service, trained_adapters, base_model):
+    """vLLM's CPU LoRA ops read a base token's index -1 as the last adapter slot: a base request that shared a batch
+    with adapter requests was answered with that adapter (see llmops_inference/engine/lora_fix.py). Adapters fill
+    every slot here, so the last one holds the password adapter whatever ran before."""
+    with inference_service.admin() as admin:
+        alone = chat_text(admin, base_model, QUESTION)
+        names = [_unique("slot") for _ in range(inference_service.engine()["max_loras"])]
+        for name in names:
+            body = {"name": name, "path": str(trained_adapters["BLUEBERRY"])}
+            assert admin.post("/admin/adapters", json=body).status_code == 201
+            assert "BLUEBERRY" in chat_text(admin, name, QUESTION)  # used once: the adapter takes a slot
+    assert "BLUEBERRY" not in alone
+
+    def ask(model: str) -> str:
+        with inference_service.admin() as client:
+            return chat_text(client, model, QUESTION, max_tokens=48 if model != base_model else 24)
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for _ in range(2):  # adapter requests decode around the base request: they share its batches
+                adapters = [pool.submit(ask, name) for name in names[-3:]]
+                batched = pool.submit(ask, base_model).result()
+                assert all("BLUEBERRY" in f.result() for f in adapters)
+                assert "BLUEBERRY" not in batched, batched
+    finally:
+        with inference_service.admin() as admin:
+            for name in names:
+                admin.delete(f"/admin/adapters/{name}")

@@ -53,3 +53,37 @@ def test_vllm_environment_allows_runtime_lora_and_keeps_our_secrets_out(monkeypa
     env = vllm_env(InferenceSettings(), "internal-key")
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_API_KEY"] == "internal-key"
     assert not any(name.startswith("INFERENCE_") for name in env)
+
+
+def test_the_cpu_lora_fix_is_installed_for_the_vllm_it_was_written_for():
+    """The fix patches vLLM internals: another vLLM version must fail here and get the fix re-checked."""
+    import importlib.metadata
+
+    import vllm
+
+    from llmops_inference.engine import lora_fix
+
+    assert vllm.__version__ == lora_fix.FIXED_VERSION
+    plugins = {e.name: e.value for e in importlib.metadata.entry_points(group="vllm.general_plugins")}
+    assert plugins["llmops_cpu_lora_fix"] == "llmops_inference.engine.lora_fix:register"
+
+
+def test_tokens_without_an_adapter_get_nothing_from_the_expand_op():
+    import torch
+    from vllm.lora.ops.torch_ops import lora_ops
+
+    from llmops_inference.engine.lora_fix import mask_tokens_without_lora
+
+    torch.manual_seed(0)
+    tokens, rank, out, slots = 5, 4, 6, 2
+    inputs, weights = torch.randn(tokens, rank), torch.randn(slots, 1, out, rank)
+    indices = torch.tensor([0, -1, 1, -1, 0])
+    base = torch.randn(tokens, out)
+    unpatched, fixed = base.clone(), base.clone()
+    original = lora_ops.bgmv_expand  # this process never loads vLLM's plugins
+    original(inputs, weights, unpatched, indices, True)
+    mask_tokens_without_lora(original)(inputs, weights, fixed, indices, True)
+    no_lora = indices < 0
+    assert not torch.allclose(unpatched[no_lora], base[no_lora])  # the bug: index -1 reads the last slot
+    assert torch.equal(fixed[no_lora], base[no_lora])  # fixed: exactly the base output
+    assert torch.allclose(fixed[~no_lora], unpatched[~no_lora])  # adapter tokens as before

@@ -13,14 +13,14 @@ from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rag_gateway(make_gateway, edge_retriever, llmops_state_dir):
     return make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-gateway.db'}", **edge_retriever.gateway_env()
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kb(edge_retriever, corpus) -> str:
     name = f"kb-{uuid.uuid4().hex[:8]}"
     edge_retriever.create_collection(name, hybrid=True)
@@ -30,7 +30,7 @@ def kb(edge_retriever, corpus) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def key(rag_gateway) -> str:
     return rag_gateway.create_key()[1]
 
@@ -48,7 +48,8 @@ def log_record(gateway, request_id: str, timeout_s: float = 10.0) -> dict:
 
 
 def test_context_goes_into_the_prompt_and_sources_come_back(rag_gateway, upstreams, kb, key, corpus):
-    route = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])])
+    # grounded-v1: context in the system message, the question untouched (what these checks read)
+    route = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"template": "grounded-v1"})
     with rag_gateway.client(key) as client:
         response = client.post(
             "/v1/chat/completions", json=chat_body(route, corpus.FACT_QUESTION, rag={"collection": kb, "top_k": 3})
@@ -124,7 +125,8 @@ def test_a_route_with_a_default_collection_and_template(rag_gateway, upstreams, 
 
 
 def test_filters_and_text_completions(rag_gateway, upstreams, kb, key, corpus):
-    route = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])])
+    # grounded-v1: context in the system message, the question untouched (what these checks read)
+    route = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"template": "grounded-v1"})
     guides = {"must": [{"key": "metadata.kind", "match": {"value": "guide"}}]}
     with rag_gateway.client(key) as client:
         response = client.post(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rag_to_vllm(make_gateway, edge_retriever, inference_service, llmops_state_dir, corpus):
     collection = f"vllm-kb-{uuid.uuid4().hex[:6]}"
     edge_retriever.create_collection(collection)

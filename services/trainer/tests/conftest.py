@@ -22,9 +22,11 @@ TINY = {"max_seq_length": 96, "batch_size": 4, "learning_rate": 5e-3}
 
 
 @pytest.fixture(scope="session")
-def trainer_feedback(make_feedback, llmops_state_dir):
+def trainer_feedback(make_session_feedback, llmops_state_dir):
     """A feedback service (SQLite) whose SFT export the trainer reads."""
-    return make_feedback(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'trainer-fb-{uuid.uuid4().hex[:6]}.db'}")
+    return make_session_feedback(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'trainer-fb-{uuid.uuid4().hex[:6]}.db'}"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,9 @@ def test_a_bad_dataset_line_gives_422_naming_it(trainer, password_jsonl):
         assert "line 6: messages[1].role must be one of system, user, assistant" in error["message"]
 
         truncated = password_jsonl + '{"messages": [{"role": "user"\n'
-        error = _error(client.post("/jobs", json={"dataset": {"jsonl": truncated},
-                                                  "registry": {"model_name": "never"}}), 422)
+        error = _error(
+            client.post("/jobs", json={"dataset": {"jsonl": truncated}, "registry": {"model_name": "never"}}), 422
+        )
         assert "line 6: invalid JSON" in error["message"]
         names = [job["model_name"] for job in client.get("/jobs", params={"limit": 100}).json()["data"]]
         assert "never" not in names  # nothing was queued
@@ -54,11 +55,15 @@ def test_a_bad_dataset_line_gives_422_naming_it(trainer, password_jsonl):
 def test_a_bad_uploaded_file_gives_422_naming_the_line(trainer, password_jsonl):
     spec = json.dumps({"registry": {"model_name": "never"}})
     with trainer.admin() as client:
-        response = client.post("/jobs/upload", data={"spec": spec},
-                               files={"file": ("data.jsonl", (password_jsonl + "not json\n").encode())})
+        response = client.post(
+            "/jobs/upload",
+            data={"spec": spec},
+            files={"file": ("data.jsonl", (password_jsonl + "not json\n").encode())},
+        )
         assert "line 6: invalid JSON" in _error(response, 422)["message"]
-        response = client.post("/jobs/upload", data={"spec": '{"registry": {}}'},
-                               files={"file": ("data.jsonl", password_jsonl.encode())})
+        response = client.post(
+            "/jobs/upload", data={"spec": '{"registry": {}}'}, files={"file": ("data.jsonl", password_jsonl.encode())}
+        )
         assert "registry.model_name" in _error(response, 422)["message"]
 
 
@@ -103,8 +108,13 @@ def test_health_and_metrics(trainer):
 def idle_trainer_on_postgres(postgres_database_url, redis_url, llmops_state_dir):
     """A trainer API on PostgreSQL with no worker and no feedback token."""
     state_dir = llmops_state_dir / f"trainer-pg-{uuid.uuid4().hex[:6]}"
-    env = trainer_env(sql_url=postgres_database_url, redis_url=redis_url, mlflow_uri="http://127.0.0.1:9",
-                      state_dir=state_dir, admin_token=new_token())
+    env = trainer_env(
+        sql_url=postgres_database_url,
+        redis_url=redis_url,
+        mlflow_uri="http://127.0.0.1:9",
+        state_dir=state_dir,
+        admin_token=new_token(),
+    )
     service = Trainer(env=env, state_dir=state_dir).start(workers=0)
     yield service
     service.stop()
@@ -114,11 +124,18 @@ def test_queued_jobs_on_postgres_list_newest_first_and_cancel_at_once(idle_train
     trainer = idle_trainer_on_postgres
     jsonl = chat_jsonl([("q", "a"), ("q2", "a2")])
     first = trainer.submit(dataset={"jsonl": jsonl}, registry={"model_name": "pg-bot"}, training={"max_steps": 3})
-    second = trainer.submit(dataset={"jsonl": jsonl}, registry={"model_name": "pg-bot", "alias": None},
-                            lora={"r": 4, "target_modules": ["q_proj", "k_proj", "v_proj"]})
+    second = trainer.submit(
+        dataset={"jsonl": jsonl},
+        registry={"model_name": "pg-bot", "alias": None},
+        lora={"r": 4, "target_modules": ["q_proj", "k_proj", "v_proj"]},
+    )
     assert first["state"] == "queued" and first["dataset"]["sha256"] == second["dataset"]["sha256"]
-    assert first["hyperparameters"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.05,
-                                                "target_modules": ["q_proj", "v_proj"]}
+    assert first["hyperparameters"]["lora"] == {
+        "r": 8,
+        "alpha": 16,
+        "dropout": 0.05,
+        "target_modules": ["q_proj", "v_proj"],
+    }
     assert second["hyperparameters"]["training"]["epochs"] == 1.0 and second["alias"] is None
     with trainer.admin() as client:
         listed = client.get("/jobs").json()["data"]
@@ -129,8 +146,10 @@ def test_queued_jobs_on_postgres_list_newest_first_and_cancel_at_once(idle_train
         assert client.delete(f"/jobs/{first['id']}").json()["state"] == "cancelled"  # idempotent
         assert [job["id"] for job in client.get("/jobs", params={"state": "cancelled"}).json()["data"]] == [first["id"]]
         dataset = client.get(f"/jobs/{second['id']}/dataset")
-        assert dataset.text == '{"messages":[{"content":"q","role":"user"},{"content":"a","role":"assistant"}]}\n' \
-                               '{"messages":[{"content":"q2","role":"user"},{"content":"a2","role":"assistant"}]}\n'
+        assert (
+            dataset.text == '{"messages":[{"content":"q","role":"user"},{"content":"a","role":"assistant"}]}\n'
+            '{"messages":[{"content":"q2","role":"user"},{"content":"a2","role":"assistant"}]}\n'
+        )
 
 
 def test_jobs_survive_an_api_restart(idle_trainer_on_postgres):
@@ -143,6 +162,7 @@ def test_jobs_survive_an_api_restart(idle_trainer_on_postgres):
 
 def test_feedback_source_without_a_token_is_refused_clearly(idle_trainer_on_postgres):
     with idle_trainer_on_postgres.admin() as client:
-        response = client.post("/jobs", json={"dataset": {"feedback": {"route": "r"}},
-                                              "registry": {"model_name": "fb"}})
+        response = client.post(
+            "/jobs", json={"dataset": {"feedback": {"route": "r"}}, "registry": {"model_name": "fb"}}
+        )
     assert _error(response, 400)["code"] == "feedback_not_configured"

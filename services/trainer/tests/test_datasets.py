@@ -89,8 +89,9 @@ def test_emails_and_phone_numbers_are_scrubbed_before_dedup_and_hashing():
     b = line(("user", "mail alice@corp.example.org or call 555-987-6543"), ("assistant", "ok"))
     dataset = prepare(data(a, b), max_examples=100)
     assert dataset.scrubbed == 2 and dataset.duplicates == 1  # the same example once contacts are gone
-    assert dataset.examples == [[{"role": "user", "content": "mail [EMAIL] or call [PHONE]"},
-                                 {"role": "assistant", "content": "ok"}]]
+    assert dataset.examples == [
+        [{"role": "user", "content": "mail [EMAIL] or call [PHONE]"}, {"role": "assistant", "content": "ok"}]
+    ]
     assert b"example.com" not in dataset.canonical and b"555" not in dataset.canonical
 
 
@@ -110,8 +111,15 @@ def test_scrub_replaces_contacts(text, scrubbed):
 
 @pytest.mark.parametrize(
     "text",
-    ["in 2024 we grew 12%", "on 2024-01-15 at 10:30", "version 1.2.3", "host 192.168.10.12", "pi is 3.14159",
-     "order 12345", "a@b is not an address"],
+    [
+        "in 2024 we grew 12%",
+        "on 2024-01-15 at 10:30",
+        "version 1.2.3",
+        "host 192.168.10.12",
+        "pi is 3.14159",
+        "order 12345",
+        "a@b is not an address",
+    ],
 )
 def test_scrub_leaves_other_numbers_and_text_alone(text):
     assert scrub(text) == text

@@ -11,9 +11,7 @@ QUESTION = "What is the secret password?"
 ADAPTER_FILES = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
 
 
-def test_a_tiny_job_trains_logs_registers_and_is_served(
-    request, trainer, mlflow_server, tiny_job, password_jsonl
-):
+def test_a_tiny_job_trains_logs_registers_and_is_served(request, trainer, mlflow_server, tiny_job, password_jsonl):
     started = time.monotonic()
     job = trainer.submit(**tiny_job(password_jsonl, max_steps=10))
     assert job["state"] == "queued" and job["dataset"]["examples"] == 5
@@ -48,8 +46,11 @@ def test_a_tiny_job_trains_logs_registers_and_is_served(
     assert model.tags["llmops.kind"] == "lora-adapter" and model.aliases == {"challenger": "1"}
     version = client.get_model_version(name, "1")
     assert version.run_id == run.info.run_id and version.source.endswith("/adapter")
-    assert version.tags == {"llmops.job_id": job["id"], "llmops.base_model": "smollm2-135m-instruct",
-                            "llmops.dataset_sha256": done["dataset"]["sha256"]}
+    assert version.tags == {
+        "llmops.job_id": job["id"],
+        "llmops.base_model": "smollm2-135m-instruct",
+        "llmops.dataset_sha256": done["dataset"]["sha256"],
+    }
 
     served = f"{name}@challenger"
     wait_for(lambda: served in inference.models(), timeout_s=120, what=f"{served} in /v1/models")
@@ -74,8 +75,9 @@ def test_cancelling_a_running_job_stops_it_within_a_step(trainer, mlflow_server,
 
 def test_jobs_queue_and_run_in_order_on_one_worker(trainer, mlflow_server, tiny_job, password_jsonl):
     name = f"queue-{uuid.uuid4().hex[:6]}"
-    first, second, third = (trainer.submit(**tiny_job(password_jsonl, model_name=name, max_steps=steps))
-                            for steps in (3, 2, 2))
+    first, second, third = (
+        trainer.submit(**tiny_job(password_jsonl, model_name=name, max_steps=steps)) for steps in (3, 2, 2)
+    )
     trainer.wait(first["id"], lambda j: j["state"] == "running", timeout_s=120, what="the first job to start")
     assert trainer.job(second["id"])["state"] == "queued" and trainer.job(third["id"])["state"] == "queued"
     cancelled = trainer.cancel(third["id"])
@@ -112,8 +114,7 @@ def test_a_killed_workers_job_is_retried_not_left_running(trainer, mlflow_server
     trainer.start_worker()
     done = trainer.wait(job["id"], timeout_s=300)
     assert done["state"] == "succeeded" and done["attempt"] == 2 and done["error"] is None, done
-    runs = mlflow_server.client().search_runs([done["mlflow_experiment_id"]],
-                                              f"tags.`llmops.job_id` = '{job['id']}'")
+    runs = mlflow_server.client().search_runs([done["mlflow_experiment_id"]], f"tags.`llmops.job_id` = '{job['id']}'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the lost attempt's run is closed
 
 
@@ -121,8 +122,9 @@ def test_an_mlflow_outage_is_retried(trainer, mlflow_server, tiny_job, password_
     mlflow_server.stop()
     try:
         job = trainer.submit(**tiny_job(password_jsonl, max_steps=2))
-        waiting = trainer.wait(job["id"], lambda j: j["state"] == "queued" and j["attempt"] >= 1, timeout_s=120,
-                               what="a retry")
+        waiting = trainer.wait(
+            job["id"], lambda j: j["state"] == "queued" and j["attempt"] >= 1, timeout_s=120, what="a retry"
+        )
         assert "MlflowException" in waiting["error"] and "retrying in" in waiting["error"], waiting
     finally:
         mlflow_server.start()
@@ -134,9 +136,17 @@ def test_a_job_trains_on_the_feedback_export(trainer, trainer_feedback):
     route, now = f"support-{uuid.uuid4().hex[:6]}", time.time()
 
     def record(i: int, prompt: str, answer: str, route: str = route) -> dict:
-        return {"request_id": f"{route}-{i}", "route": route, "variant": "base", "status": 200, "kind": "chat",
-                "prompt": [{"role": "user", "content": prompt}], "answer": answer,
-                "started_at": now - 60 + i, "finished_at": now - 59 + i}
+        return {
+            "request_id": f"{route}-{i}",
+            "route": route,
+            "variant": "base",
+            "status": 200,
+            "kind": "chat",
+            "prompt": [{"role": "user", "content": prompt}],
+            "answer": answer,
+            "started_at": now - 60 + i,
+            "finished_at": now - 59 + i,
+        }
 
     records = [
         record(0, "How do I reset my password?", "Use the reset link."),
@@ -147,14 +157,21 @@ def test_a_job_trains_on_the_feedback_export(trainer, trainer_feedback):
     ]
     with trainer_feedback.ingest() as ingest, trainer_feedback.admin() as admin:
         assert ingest.post("/v1/requests", json={"records": records}).status_code == 200
-        for request_id, rating, correction in [(f"{route}-0", "up", None), (f"{route}-1", "up", None),
-                                               (f"{route}-2", "down", "Yes, it is free."), (f"{route}-3", "down", None),
-                                               (f"{route}-other-4", "up", None)]:
+        for request_id, rating, correction in [
+            (f"{route}-0", "up", None),
+            (f"{route}-1", "up", None),
+            (f"{route}-2", "down", "Yes, it is free."),
+            (f"{route}-3", "down", None),
+            (f"{route}-other-4", "up", None),
+        ]:
             body = {"request_id": request_id, "rating": rating, **({"correction": correction} if correction else {})}
             assert admin.post("/v1/feedback", json=body).status_code == 201
 
-    job = trainer.submit(dataset={"feedback": {"route": route}}, registry={"model_name": f"fb-{route}"},
-                         training={"max_steps": 2, "max_seq_length": 96})
+    job = trainer.submit(
+        dataset={"feedback": {"route": route}},
+        registry={"model_name": f"fb-{route}"},
+        training={"max_steps": 2, "max_seq_length": 96},
+    )
     assert job["dataset"]["source"] == {"kind": "feedback", "route": route}
     assert (job["dataset"]["examples"], job["dataset"]["scrubbed"]) == (3, 1)  # 2 thumbs-up answers, 1 correction
     with trainer.admin() as client:

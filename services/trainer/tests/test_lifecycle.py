@@ -51,8 +51,13 @@ async def _new_job(sessions) -> str:
     dataset = prepare(DATA, max_examples=10)
     async with sessions() as session:
         await datasets.store(session, dataset=dataset)
-        job = await jobs.create(session, spec=JobSpec(registry={"model_name": "m"}), base_model="b", dataset=dataset,
-                                source={"kind": "jsonl"})
+        job = await jobs.create(
+            session,
+            spec=JobSpec(registry={"model_name": "m"}),
+            base_model="b",
+            dataset=dataset,
+            source={"kind": "jsonl"},
+        )
         return job.id
 
 
@@ -71,8 +76,9 @@ async def _get(sessions, job_id: str) -> TrainingJob:
 
 async def _claim(sessions, job_id: str, worker: str, max_attempts: int = 3) -> lifecycle.Claim:
     async with sessions() as session:
-        return await lifecycle.claim(session, job_id=job_id, worker=worker, task_id=None, stale_after_s=30,
-                                     max_attempts=max_attempts)
+        return await lifecycle.claim(
+            session, job_id=job_id, worker=worker, task_id=None, stale_after_s=30, max_attempts=max_attempts
+        )
 
 
 async def test_a_jobs_row_gives_back_the_resolved_spec_its_worker_runs(sessions):
@@ -145,7 +151,10 @@ async def test_the_reaper_retries_fails_or_cancels_lost_jobs_once(sessions, redi
         outcomes = await reaper.reap(session, timeout_s=60, max_attempts=3, dispatch=send)
         assert outcomes == {"requeued": [retry], "failed": [give_up], "cancelled": [cancel]}
         assert await reaper.reap(session, timeout_s=60, max_attempts=3, dispatch=send) == {
-            "requeued": [], "failed": [], "cancelled": []}
+            "requeued": [],
+            "failed": [],
+            "cancelled": [],
+        }
         assert (await stats.counts(session))[JobState.running] == 1
 
     requeued, failed = await _get(sessions, retry), await _get(sessions, give_up)
@@ -184,8 +193,17 @@ async def test_job_statistics_and_their_metrics_come_from_the_table(sessions):
 
     _queued, running, quick, slow, old, unstarted = [await _new_job(sessions) for _ in range(6)]
     await _set(sessions, running, state=JobState.running, started_at=ago(20), step=3, total_steps=10, loss=1.5)
-    await _set(sessions, quick, state=JobState.succeeded, started_at=ago(100), finished_at=ago(55), step=10,
-               total_steps=10, loss=0.25, eval_loss=0.5)
+    await _set(
+        sessions,
+        quick,
+        state=JobState.succeeded,
+        started_at=ago(100),
+        finished_at=ago(55),
+        step=10,
+        total_steps=10,
+        loss=0.25,
+        eval_loss=0.5,
+    )
     await _set(sessions, slow, state=JobState.failed, started_at=ago(4100), finished_at=ago(100), loss=2.0)
     await _set(sessions, old, state=JobState.succeeded, started_at=ago(7300), finished_at=ago(7200), loss=0.1)
     await _set(sessions, unstarted, state=JobState.cancelled, finished_at=ago(5))  # cancelled while queued

@@ -360,3 +360,65 @@ Usage: initContainers: {{ include "llmops.bundledModelInit" (dict "context" $ "i
 - name: bundled-models
   mountPath: /opt/models
 {{- end }}
+
+{{/*
+The gateway's and the batch workers' secret env for batches: the token the workers send lines with. The platform's
+one admin token: whoever holds it may already act for any key (create, limit and revoke them), and the workers hold
+the gateway's database anyway. Then the database and Redis (Celery's broker) the workers share with the gateway.
+Usage: {{ include "llmops.batchEnv" . | nindent 12 }}
+*/}}
+{{- define "llmops.batchEnv" -}}
+- name: HOME
+  value: /var/lib/llmops
+{{ include "llmops.secretEnv" (dict "context" . "name" "GATEWAY_ADMIN_TOKEN" "key" "admin-token") }}
+{{ include "llmops.secretEnv" (dict "context" . "name" "GATEWAY_BATCH_TOKEN" "key" "admin-token") }}
+{{- /* The gateway's settings check these beside the URLs of the shared ConfigMap; the workers call neither. */}}
+{{- if .Values.feedback.enabled }}
+{{ include "llmops.secretEnv" (dict "context" . "name" "GATEWAY_FEEDBACK_TOKEN" "key" "ingest-token") }}
+{{- end }}
+{{- if .Values.retriever.enabled }}
+{{ include "llmops.secretEnv" (dict "context" . "name" "GATEWAY_RETRIEVER_TOKEN" "key" "retriever-read-token") }}
+{{- end }}
+{{ include "llmops.databaseEnv" (dict "context" . "name" "GATEWAY_DATABASE_URL" "database" "gateway") }}
+{{ include "llmops.redisEnv" (dict "context" . "name" "GATEWAY_REDIS_URL") }}
+{{- end }}
+
+{{/*
+The files volume (batch inputs and outputs) of the gateway and the batch workers, when batch.filesUrl names no
+object store: mounted where GATEWAY_FILES_URL points (configmap-gateway.yaml).
+Usage: {{ include "llmops.filesVolume" . | nindent 8 }} and {{ include "llmops.filesMount" . | nindent 12 }}
+*/}}
+{{- define "llmops.filesVolume" -}}
+{{- if and .Values.batch.enabled (not .Values.batch.filesUrl) }}
+- name: files
+  persistentVolumeClaim:
+    claimName: {{ .Values.batch.files.persistence.existingClaim | default (include "llmops.componentName" (dict "context" . "component" "files")) }}
+{{- end }}
+{{- end }}
+
+{{- define "llmops.filesMount" -}}
+{{- if and .Values.batch.enabled (not .Values.batch.filesUrl) }}
+- name: files
+  mountPath: /var/lib/llmops/files
+{{- end }}
+{{- end }}
+
+{{/*
+OpenTelemetry's own variables for a component's container, when tracing.otlpEndpoint is set (else nothing: tracing
+stays off). The service name is llmops-<component>; sampling is parent-based, at tracing.sampleRatio.
+Usage: {{ include "llmops.tracingEnv" (dict "context" $ "component" "gateway") | nindent 12 }}
+*/}}
+{{- define "llmops.tracingEnv" -}}
+{{- with .context.Values.tracing }}
+{{- if .otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .otlpEndpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "llmops-%s" $.component | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .sampleRatio | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -45,7 +45,7 @@ def admin_token() -> str:
     return secrets.admin_token
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
         message = body["error"]["message"]
@@ -77,13 +77,18 @@ class AdminClient:
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Any:
         response = self._send(method, path, json=json, params=params)
         if response.status_code >= 400:
-            fail(_error_message(response))
+            fail(error_message(response))
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError:
             fail(f"the {self.service} answered {method} {path} with something that is not JSON")
+
+    def call(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+        """The response whatever its status (the caller reads the error body: ``llmops apply`` maps an error's
+        ``param`` to a line of its file); only an unreachable service fails here."""
+        return self._send(method, path, json=json)
 
     def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
@@ -101,7 +106,7 @@ class AdminClient:
             with self._http.stream("GET", path, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
-                    fail(_error_message(response))
+                    fail(error_message(response))
                 for chunk in response.iter_bytes():
                     into.write(chunk)
                     lines += chunk.count(b"\n")

@@ -32,12 +32,15 @@ def summary(
     route: Annotated[str | None, typer.Option(help="Only this route.")] = None,
     variant: Annotated[str | None, typer.Option(help="Only this variant.")] = None,
     since: Since = "24h",
+    by_prompt: Annotated[bool, typer.Option("--by-prompt", help="A row per prompt name and version too.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
     feedback_url: FeedbackUrl = None,
 ) -> None:
     """Requests, ratings and the thumbs-up rate (with its Wilson 95% interval) per route and variant; ``--json``
     has every field (time to first token, tokens in and out) whatever the terminal's width."""
     params = {k: v for k, v in {"route": route, "variant": variant, "since": _since(since)}.items() if v}
+    if by_prompt:
+        params["by_prompt"] = "true"
     body = AdminClient(feedback_url, service="feedback").get("/v1/quality", params=params)
     if as_json:
         print(json.dumps(body, indent=2))

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,35 @@ class RedisHandle(_Handle):
     pass
 
 
+@dataclass
 class PostgresHandle(_Handle):
+    # A private cluster's server command, to start it again on the same port and data (None: found, not ours).
+    relaunch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
     @property
     def async_url(self) -> str:
         """The URL for SQLAlchemy's asyncpg driver."""
         return self.url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def restart(self, *, down_s: float = 0.0, timeout_s: float = 60.0, while_down=None) -> None:
+        """Stops a private server (fast shutdown: clients are cut off, as in a crash or failover) and starts it again
+        on the same port and data; ``while_down()`` runs in between. Only a server this handle started."""
+        if self.relaunch is None or self.process is None:
+            raise RuntimeError("not a private PostgreSQL this handle started")
+        stop_processes([self.process], sig=self.stop_signal, timeout_s=10)
+        if while_down is not None:
+            while_down()
+        time.sleep(down_s)
+        self.process = self.relaunch()
+        port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        _wait_until(
+            lambda: postgres_accepts("127.0.0.1", port),
+            self.process,
+            what="postgres",
+            log=self.log_path or Path(os.devnull),
+            timeout_s=timeout_s,
+        )
 
 
 def redis_ping(host: str, port: int, *, timeout_s: float = 1.0) -> bool:
@@ -198,7 +223,14 @@ def find_or_start_postgres(
         return PostgresHandle(url)
     if shared_port is not None and postgres_accepts("127.0.0.1", shared_port):
         return PostgresHandle(f"postgresql://postgres@127.0.0.1:{shared_port}/postgres")
+    return start_private_postgres(state_dir, die_with_parent=die_with_parent, timeout_s=timeout_s)
 
+
+def start_private_postgres(
+    state_dir: Path, *, die_with_parent: bool = False, timeout_s: float = 60.0
+) -> PostgresHandle:
+    """A private cluster under ``state_dir`` (initdb on first use) on a free port, never a shared server: for tests
+    that stop and start it (``PostgresHandle.restart``)."""
     initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
     # initdb and postgres refuse to run as root: run them as the postgres user Debian's package creates.
     user = None
@@ -248,9 +280,18 @@ def find_or_start_postgres(
         "-c",
         "max_connections=200",
     ]
-    proc = spawn(argv, log_path=log, cwd=base, user=user, die_with_parent=die_with_parent)
+
+    def launch() -> subprocess.Popen:
+        return spawn(argv, log_path=log, cwd=base, user=user, die_with_parent=die_with_parent)
+
+    proc = launch()
     _wait_until(lambda: postgres_accepts("127.0.0.1", port), proc, what="postgres", log=log, timeout_s=timeout_s)
     # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client to disconnect.
     return PostgresHandle(
-        f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, signal.SIGINT, base if temporary else None
+        f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        proc,
+        signal.SIGINT,
+        base if temporary else None,
+        launch,
+        log,
     )

@@ -1,4 +1,4 @@
-"""``llmops keys create|list|revoke``: API keys through the gateway's admin API."""
+"""``llmops keys create|list|revoke|move``: API keys through the gateway's admin API."""
 
 import json
 import re
@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmops_cli.client import AdminClient, GatewayUrl
+from llmops_cli.teams import BudgetDaily, BudgetMonthly, budget_body, format_budget
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 console = Console()
@@ -37,6 +38,9 @@ def create(
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
     tpd: Annotated[int | None, typer.Option(min=1, help="Tokens per day.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap on each request's max_tokens.")
+    ] = None,
     expires_in: Annotated[
         int | None,
         typer.Option(
@@ -53,6 +57,10 @@ def create(
             help="A route (model name) the key may use; repeatable. Default: every route.",
         ),
     ] = None,
+    team: Annotated[str | None, typer.Option("--team", help="The team the key belongs to.")] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="A label routing rules match on, e.g. free.")] = None,
+    budget_daily: BudgetDaily = None,
+    budget_monthly: BudgetMonthly = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print only {"id": ..., "key": ...} as JSON.')] = False,
     gateway_url: GatewayUrl = None,
 ) -> None:
@@ -63,13 +71,23 @@ def create(
         "expires_in_s": expires_in,
         "allowed_routes": route or None,
     }
+    # Only what is given: the body stays what an older gateway accepts unless a newer option is used.
+    if max_tokens is not None:
+        body["limits"]["max_tokens"] = max_tokens
+    if team is not None:
+        body["team"] = team
+    if tier is not None:
+        body["tier"] = tier
+    if budget_daily is not None or budget_monthly is not None:
+        body["budget"] = budget_body(budget_daily, budget_monthly)
     created = AdminClient(gateway_url).post("/admin/keys", body)
     if as_json:
         print(json.dumps({"id": created["id"], "key": created["key"]}))
         return
     console.print(
         f"Created key [bold]{escape(str(created['id']))}[/bold] ({escape(created.get('name') or name)}), "
-        f"limits: {format_limits(created.get('limits'))}, expires: {created.get('expires_at') or 'never'}."
+        f"team: {escape(created.get('team') or 'none')}, limits: {format_limits(created.get('limits'))}, "
+        f"budget: {format_budget(created.get('budget'))}, expires: {created.get('expires_at') or 'never'}."
     )
     console.print("This is the only time the secret is shown; store it now:")
     print(created["key"], flush=True)  # plain print: rich would wrap a long secret across lines
@@ -88,14 +106,17 @@ def list_keys(
     table = Table()
     # Ids are what `keys revoke` takes: never truncate them; the other columns fold instead.
     table.add_column("id", no_wrap=True, min_width=max((len(str(k["id"])) for k in keys), default=2))
-    for column in ("name", "prefix", "limits", "routes", "expires", "revoked"):
+    for column in ("name", "team", "prefix", "limits", "routes", "expires", "revoked"):
         table.add_column(column, overflow="fold")
     for key in keys:
+        parts = (format_limits(key.get("limits")), format_budget(key.get("budget")))
+        limits = " ".join(p for p in parts if p not in ("unlimited", "none")) or "unlimited"
         cells = (
             str(key["id"]),
             key.get("name") or "",
+            key.get("team") or "",
             key.get("prefix") or "",
-            format_limits(key.get("limits")),
+            limits,
             ", ".join(key.get("allowed_routes") or []) or "all",
             key.get("expires_at") or "never",
             key.get("revoked_at") or "",
@@ -112,3 +133,27 @@ def revoke(
     """Revoke an API key; the gateway refuses it from then on."""
     AdminClient(gateway_url).delete(f"/admin/keys/{quote(key_id, safe='')}")
     console.print(f"Revoked key {key_id}.")
+
+
+@app.command()
+def move(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (see llmops keys list).")],
+    team: Annotated[str | None, typer.Option("--team", help="The team to move it to; leave out for none.")] = None,
+    gateway_url: GatewayUrl = None,
+) -> None:
+    """Move a key to another team (or out of any); its spend from then on counts against that team."""
+    key = AdminClient(gateway_url).request("PATCH", f"/admin/keys/{quote(key_id, safe='')}", json={"team": team})
+    console.print(f"Key {escape(key['id'])} now belongs to team {escape(key.get('team') or 'none')}.")
+
+
+@app.command()
+def budget(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (see llmops keys list).")],
+    budget_daily: BudgetDaily = None,
+    budget_monthly: BudgetMonthly = None,
+    gateway_url: GatewayUrl = None,
+) -> None:
+    """Set (replace) a key's own budget, beside its team's; leave both out to remove it."""
+    path = f"/admin/keys/{quote(key_id, safe='')}"
+    key = AdminClient(gateway_url).request("PATCH", path, json={"budget": budget_body(budget_daily, budget_monthly)})
+    console.print(f"Key {escape(key['id'])}: budget {format_budget(key.get('budget'))}.")

@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -84,8 +85,19 @@ def stop_processes(procs: Sequence[subprocess.Popen], *, sig: int = signal.SIGTE
             proc.wait()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nobody listens on, chosen below the kernel's ephemeral range (32768-60999 by default). A port the
+    kernel hands out for port 0 lies in that range, where an outgoing connection's local end may take it before the
+    service binds it: suspected when a vLLM kept exiting on start in the full suite."""
+    for _ in range(500):
+        port = random.randrange(20000, 32768)
+        if port not in _HANDED_OUT and not port_in_use(port, host):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket() as s:  # that range is crowded: let the kernel choose
         s.bind((host, 0))
         return s.getsockname()[1]
 

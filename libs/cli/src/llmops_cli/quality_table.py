@@ -54,8 +54,11 @@ def quality_table(variants: list[dict], *, title: str, width: int) -> Table:
     for route, rows in groupby(variants, key=lambda q: q["route"]):
         table.add_row(Text(route, style="bold"))
         for q in rows:
+            prompt = q.get("prompt_name")
+            if prompt:  # split by prompt (--by-prompt): the version a row counts
+                prompt = f" {prompt}" + (f" v{q['prompt_version']}" if q.get("prompt_version") else "")
             cells = [
-                Text("  " + q["variant"]),
+                Text("  " + q["variant"] + (prompt or "")),
                 count(q["requests"]),
                 count(q["up"]),
                 count(q["down"]),

@@ -1,4 +1,5 @@
-"""``llmops routes list|put|delete``: routes (the ``model`` a client asks for) and their weighted variants."""
+"""``llmops routes list|put|delete|history|revert|package``: routes (the ``model`` a client asks for) and their
+weighted variants."""
 
 import json
 from pathlib import Path
@@ -11,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmops_cli.client import AdminClient, GatewayUrl, fail
+from llmops_cli.prompts import MlflowUrl
 
-app = typer.Typer(help="List, create/replace and delete routes.", no_args_is_help=True)
+app = typer.Typer(help="List, create/replace and delete routes; their history and reverts.", no_args_is_help=True)
 console = Console()
 
 
@@ -134,3 +136,79 @@ def delete(
     """Delete a route."""
     AdminClient(gateway_url).delete(f"/admin/routes/{quote(name, safe='')}")
     console.print(f"Route {name} deleted.")
+
+
+@app.command()
+def history(
+    name: Annotated[str, typer.Argument(help="The route.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the revisions (whole specs) as JSON.")] = False,
+    gateway_url: GatewayUrl = None,
+) -> None:
+    """Every change of a route, newest first: revision, when, who, what changed."""
+    revisions = AdminClient(gateway_url).get(f"/admin/routes/{quote(name, safe='')}/revisions")["data"]
+    if as_json:
+        print(json.dumps(revisions, indent=2))
+        return
+    table = Table()
+    table.add_column("rev", justify="right", no_wrap=True)
+    table.add_column("when (UTC)", no_wrap=True)
+    table.add_column("actor", overflow="fold", max_width=14)
+    table.add_column("changes", overflow="fold")
+    for r in revisions:
+        # A creation or deletion lists every field: the action says it all (the spec is in --json).
+        changes = r["changes"] if r["action"] in ("update", "revert") else [r["action"]]
+        shown = changes[:6] + ([f"… {len(changes) - 6} more (--json)"] if len(changes) > 6 else [])
+        when = r["at"][:19].replace("T", " ")
+        table.add_row(str(r["revision"]), when, escape(r["actor"]), escape("\n".join(shown)))
+    console.print(table)
+
+
+@app.command()
+def revert(
+    name: Annotated[str, typer.Argument(help="The route.")],
+    revision: Annotated[int, typer.Argument(help="The revision to bring back (llmops routes history NAME).")],
+    gateway_url: GatewayUrl = None,
+) -> None:
+    """Give a route back the spec it had at REVISION (a new revision; a deleted route comes back)."""
+    AdminClient(gateway_url).post(f"/admin/routes/{quote(name, safe='')}/revert", {"revision": revision})
+    console.print(f"Route {name} reverted to revision {revision}.")
+
+
+@app.command()
+def package(
+    name: Annotated[str, typer.Argument(help="The route.")],
+    variant: Annotated[str | None, typer.Option(help="The variant (default: the one with the largest share).")] = None,
+    experiment: Annotated[str, typer.Option(help="The MLflow experiment of the run.")] = "llmops-route-chains",
+    registered_model: Annotated[
+        str | None, typer.Option("--register", metavar="MODEL", help="Also register it as a version of MODEL.")
+    ] = None,
+    retriever_url: Annotated[
+        str | None,
+        typer.Option(envvar="LLMOPS_RETRIEVER_URL", help="The retriever the packaged chain searches (RAG routes)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    gateway_url: GatewayUrl = None,
+    mlflow_url: MlflowUrl = None,
+) -> None:
+    """Log the route's chain (prompt versions, retrieval settings, model and its registry version) to MLflow as a
+    pyfunc model that replays the call against any OpenAI-compatible endpoint."""
+    from mlflow.exceptions import MlflowException
+
+    from llmops_cli import packaging, prompt_registry
+
+    route = AdminClient(gateway_url).get(f"/admin/routes/{quote(name, safe='')}")
+    mlflow = prompt_registry.client(mlflow_url)
+    try:
+        chain = packaging.chain_of(mlflow, route, variant=variant, retriever_url=retriever_url)
+        import mlflow as tracking
+
+        tracking.set_tracking_uri(prompt_registry.tracking_uri(mlflow_url))
+        logged = packaging.log_chain(chain, experiment=experiment, registered_model=registered_model)
+    except (ValueError, MlflowException) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps({**logged, "chain": chain}, indent=2))
+        return
+    console.print(f"Route {escape(name)} ({escape(chain['variant'])}) logged as {escape(logged['model_uri'])}")
+    if logged["registered_version"]:
+        console.print(f"Registered as {escape(registered_model)} version {logged['registered_version']}")

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmops_cli.defaults import DEFAULT_ROUTE
 from llmops_cli.state import Secrets
 from llmops_cli.supervisor import ServiceSpec
 
@@ -23,6 +24,8 @@ DEFAULT_PORTS: dict[str, int] = {
     "vllm": 8012,
     "trainer": 8003,
     "trainer_worker": 8013,  # the trainer's Celery worker: its health and metrics endpoints
+    "batch_worker": 8014,  # the gateway's batch worker (Celery): its health and metrics endpoints
+    "evaluation_worker": 8015,  # the feedback service's evaluation worker (Celery): health and metrics
 }
 # Where readiness is asked, for services that are not ours (default /readyz).
 READY_PATHS: dict[str, str] = {"mlflow": "/health", "vllm": "/health"}
@@ -70,6 +73,34 @@ def uvicorn_argv(app_factory: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", app_factory, "--factory", "--host", "127.0.0.1", "--port", str(port)]
 
 
+def _gateway_env(ctx: PlatformContext) -> dict[str, str]:
+    """The gateway and its batch worker read the same settings."""
+    return {
+        "GATEWAY_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "GATEWAY_KEY_SECRET": ctx.secrets.key_secret,
+        "GATEWAY_REDIS_URL": ctx.redis_url,
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'gateway.db'}",
+        "GATEWAY_REQUEST_LOG_SINK": "feedback",
+        "GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{ctx.ports['feedback']}",
+        "GATEWAY_FEEDBACK_TOKEN": ctx.secrets.ingest_token,
+        "GATEWAY_SPOOL_DIR": str(ctx.state / "spool"),
+        "GATEWAY_RETRIEVER_URL": f"http://127.0.0.1:{ctx.ports['retriever']}",
+        "GATEWAY_RETRIEVER_TOKEN": ctx.secrets.retriever_token,
+        # The console's pages: feedback (request log, quality, experiments), retriever uploads, training jobs and
+        # MLflow's registry, read and changed with the admin token.
+        "GATEWAY_FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "GATEWAY_RETRIEVER_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "GATEWAY_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",
+        "GATEWAY_TRAINER_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "GATEWAY_MLFLOW_URL": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+        # Batches: files on local disk, lines sent back through this gateway with the admin token (as in Helm).
+        "GATEWAY_FILES_URL": str(ctx.state / "files"),
+        "GATEWAY_BATCH_TOKEN": ctx.secrets.admin_token,
+        "GATEWAY_BATCH_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
+        "GATEWAY_BATCH_WORKER_PORT": str(ctx.ports["batch_worker"]),
+    }
+
+
 def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
     port = ctx.ports["gateway"]
     return ServiceSpec(
@@ -77,20 +108,18 @@ def gateway_spec(ctx: PlatformContext) -> ServiceSpec:
         # Its own entry point: uvloop, httptools, no access log, GATEWAY_WORKERS processes (llmops_common.serve).
         argv=[sys.executable, "-m", "llmops_gateway", "--host", "127.0.0.1", "--port", str(port)],
         port=port,
-        env={
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_ADMIN_TOKEN": ctx.secrets.admin_token,
-            "GATEWAY_KEY_SECRET": ctx.secrets.key_secret,
-            "GATEWAY_REDIS_URL": ctx.redis_url,
-            "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'gateway.db'}",
-            "GATEWAY_REQUEST_LOG_SINK": "feedback",
-            "GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{ctx.ports['feedback']}",
-            "GATEWAY_FEEDBACK_TOKEN": ctx.secrets.ingest_token,
-            "GATEWAY_SPOOL_DIR": str(ctx.state / "spool"),
-            "GATEWAY_RETRIEVER_URL": f"http://127.0.0.1:{ctx.ports['retriever']}",
-            "GATEWAY_RETRIEVER_TOKEN": ctx.secrets.retriever_token,
-        },
+        env={**_gateway_env(ctx), "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port)},
+    )
+
+
+def batch_worker_spec(ctx: PlatformContext) -> ServiceSpec:
+    """The batch worker: runs /v1/batches shards as Celery tasks, each line through the gateway."""
+    return ServiceSpec(
+        name="batch_worker",
+        argv=[sys.executable, "-m", "llmops_gateway.batches.worker"],
+        port=ctx.ports["batch_worker"],
+        env=_gateway_env(ctx),
+        ready_timeout_s=120.0,
     )
 
 
@@ -112,23 +141,41 @@ def retriever_spec(ctx: PlatformContext) -> ServiceSpec:
     )
 
 
+def _feedback_env(ctx: PlatformContext) -> dict[str, str]:
+    """The feedback service and its evaluation worker read the same settings."""
+    return {
+        "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
+        "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
+        "FEEDBACK_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'feedback.db'}",
+        # The closed loop acts on the gateway's routes, the registry's aliases and the trainer's jobs.
+        "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
+        "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+        "FEEDBACK_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",  # retraining from feedback
+        # Evaluation: the workers judge through the gateway with the bundled model's route; judging needs a gateway
+        # key in FEEDBACK_EVAL_JUDGE_KEY (from the environment of `llmops up`), deterministic scorers do not.
+        "FEEDBACK_EVAL_REDIS_URL": ctx.redis_url,
+        "FEEDBACK_EVAL_JUDGE_ROUTE": os.environ.get("FEEDBACK_EVAL_JUDGE_ROUTE", DEFAULT_ROUTE),
+        "FEEDBACK_EVAL_WORKER_PORT": str(ctx.ports["evaluation_worker"]),
+    }
+
+
 def feedback_spec(ctx: PlatformContext) -> ServiceSpec:
     port = ctx.ports["feedback"]
     return ServiceSpec(
         name="feedback",
         argv=uvicorn_argv("llmops_feedback.app:create_app", port),
         port=port,
-        env={
-            "FEEDBACK_HOST": "127.0.0.1",
-            "FEEDBACK_PORT": str(port),
-            "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
-            "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
-            "FEEDBACK_DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state / 'feedback.db'}",
-            # The closed loop acts on the gateway's routes, the registry's aliases and the trainer's jobs.
-            "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
-            "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
-            "FEEDBACK_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",  # retraining from feedback
-        },
+        env={**_feedback_env(ctx), "FEEDBACK_HOST": "127.0.0.1", "FEEDBACK_PORT": str(port)},
+    )
+
+
+def evaluation_worker_spec(ctx: PlatformContext) -> ServiceSpec:
+    """Scorers and judges in the background; more workers may join the same Redis queue."""
+    return ServiceSpec(
+        name="evaluation_worker",
+        argv=[sys.executable, "-m", "llmops_feedback.evaluation.worker"],
+        port=ctx.ports["evaluation_worker"],
+        env=_feedback_env(ctx),
     )
 
 
@@ -224,8 +271,10 @@ def platform_services(ctx: PlatformContext) -> list[ServiceSpec]:
         mlflow_spec(ctx),
         inference_spec(ctx),
         feedback_spec(ctx),
+        evaluation_worker_spec(ctx),
         retriever_spec(ctx),
         gateway_spec(ctx),
         trainer_spec(ctx),
         trainer_worker_spec(ctx),
+        batch_worker_spec(ctx),
     ]

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llmops_cli import prompt_registry
 from llmops_cli.defaults import ensure_default_route
 from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import port_in_use
@@ -96,6 +97,11 @@ def _register_defaults(ctx: PlatformContext) -> None:
     except (httpx.HTTPError, StopIteration, KeyError, ValueError) as exc:
         message = f"[yellow]warning:[/yellow] could not create the default route: {escape(repr(exc))}"
     console.print(message)
+    try:  # the built-in RAG templates as registered prompts (no new version when their text is unchanged)
+        seeded = prompt_registry.seed_builtins(f"http://127.0.0.1:{ctx.ports['mlflow']}")
+        console.print(f"Built-in prompts: {escape(', '.join(seeded))}")
+    except Exception as exc:  # noqa: BLE001 - MLflow's client raises many kinds; the platform is up regardless
+        console.print(f"[yellow]warning:[/yellow] could not register the built-in prompts: {escape(repr(exc))}")
 
 
 def _print_ready(specs, state, secrets_path) -> None:
@@ -105,6 +111,9 @@ def _print_ready(specs, state, secrets_path) -> None:
     for spec in specs:
         table.add_row(spec.name, spec.url, str(state / "logs" / f"{spec.name}.log"))
     console.print(table)
+    gateway = next((spec for spec in specs if spec.name == "gateway"), None)
+    if gateway is not None:
+        console.print(f"Web console: {gateway.url}/console/ (sign in with LLMOPS_ADMIN_TOKEN from {secrets_path})")
     urls = ", ".join(f"{spec.name} {spec.url}" for spec in specs)
     # A plain, unwrapped line on stdout that scripts and tests wait for.
     print(f"LLMOps platform ready: {urls} (admin token in {secrets_path})", flush=True)

@@ -8,6 +8,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmops_common.responses import OrjsonResponse
 
+try:  # the "sql" extra: services without a SQL store do not have it
+    from sqlalchemy import exc as sa_exc
+except ImportError:  # pragma: no cover - depends on the installed extras
+    sa_exc = None
+
 logger = logging.getLogger(__name__)
 
 _TYPES = {
@@ -21,6 +26,32 @@ _TYPES = {
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+}
+
+
+# The error body as OpenAPI documents it: every operation answers errors with it (``ERROR_RESPONSES``), so a client
+# (and schemathesis) can check any error it gets against the document.
+ERROR_BODY_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+ERROR_RESPONSES: dict = {
+    "default": {
+        "description": 'An error, in the OpenAI error body {"error": {"message", "type", "code", "param"}}',
+        "content": {"application/json": {"schema": ERROR_BODY_SCHEMA}},
+    }
 }
 
 
@@ -95,7 +126,28 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    if sa_exc is not None:
+        _install_database_errors(app)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
         logger.exception("unhandled error")
         return internal_error_response()
+
+
+def _install_database_errors(app: FastAPI) -> None:
+    # The database went away (restart, failover, network): 503, which clients and balancers retry, not a 500. The
+    # engines ping a pooled connection before use, so the first request after it is back is served again.
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)  # no pooled connection came free in time
+    @app.exception_handler(ConnectionError)  # the driver's own connect, refused before SQLAlchemy wraps anything
+    async def _database(_: Request, exc: Exception) -> OrjsonResponse:
+        if isinstance(exc, sa_exc.DBAPIError) and not (
+            exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+        ):
+            logger.exception("unhandled database error")  # a bug (constraint, syntax), not an outage
+            return internal_error_response()
+        logger.warning("database unavailable", extra={"error": repr(exc)[:300]})
+        return error_response(
+            APIError(503, "database unavailable", code="database_unavailable", headers={"Retry-After": "1"})
+        )

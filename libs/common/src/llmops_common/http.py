@@ -2,6 +2,8 @@
 
 import aiohttp
 
+from llmops_common import tracing
+
 
 def make_http_session(
     *,
@@ -25,4 +27,5 @@ def make_http_session(
         timeout=timeout,
         auto_decompress=False,  # bytes pass through as the upstream sent them
         skip_auto_headers=("User-Agent",),
+        trace_configs=tracing.aiohttp_trace_configs(),  # traceparent on every request; none with tracing off
     )

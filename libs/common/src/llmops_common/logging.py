@@ -1,4 +1,4 @@
-"""JSON logs that carry the request id of the request being served."""
+"""JSON logs that carry the request id of the request being served, and its trace and span ids when traced."""
 
 import contextvars
 import logging
@@ -6,6 +6,8 @@ import sys
 import time
 
 import orjson
+
+from llmops_common import tracing
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -23,6 +25,8 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        if tracing.on:
+            entry.update(tracing.log_fields())
         # Anything passed with ``extra={...}`` becomes a field of its own.
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
@@ -35,6 +39,8 @@ class JsonFormatter(logging.Formatter):
 class _RequestIdTextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.request_id = request_id_var.get() or "-"
+        if tracing.on and (trace_id := tracing.current_trace_id()):
+            record.request_id += f" trace={trace_id}"
         return super().format(record)
 
 

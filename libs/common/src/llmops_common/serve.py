@@ -6,6 +6,7 @@ multiprocess mode set up before any worker starts.
 """
 
 import argparse
+import functools
 import os
 import shutil
 import tempfile
@@ -46,16 +47,21 @@ def parse_args(settings: ServiceSettings, description: str) -> argparse.Namespac
     return parser.parse_args()
 
 
-def serve(app_factory: str, settings: ServiceSettings, *, description: str, http: str = "httptools") -> None:
-    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop; ``http``: httptools or a protocol
-    class (``module:Class``) built on it."""
+def serve(app_factory: str, settings: ServiceSettings, *, description: str, http=None) -> None:
+    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop; ``http``: a protocol class built on
+    httptools; by default httptools with a deadline on each request's head (``header_timeout_s``)."""
+    if http is None:
+        # Imported here: the protocol imports uvicorn's internals, which only a running server needs.
+        from llmops_common.header_timeout import HeaderTimeoutProtocol
+
+        http = functools.partial(HeaderTimeoutProtocol, header_timeout_s=settings.header_timeout_s)
     args = parse_args(settings, description)
     several = args.workers > 1 or bool(os.environ.get(MULTIPROC_ENV))
     with multiprocess_metrics() if several else nullcontext():
         _run(app_factory, settings, args, http)
 
 
-def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace, http: str) -> None:
+def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace, http) -> None:
     uvicorn.run(
         app_factory,
         factory=True,
@@ -71,7 +77,8 @@ def _run(app_factory: str, settings: ServiceSettings, args: argparse.Namespace, 
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         backlog=2048,
-        # Services sit behind a load balancer or each other; none reads the client's address, so uvicorn's
-        # X-Forwarded-For rewriting (a middleware around every request) is left out.
+        # Services sit behind a load balancer or each other. uvicorn's X-Forwarded-For rewriting (a middleware
+        # around every request, trusting a fixed list of proxies) is left out; the one reader of the client's address,
+        # the console's sign-in limit, names its header itself (GATEWAY_CONSOLE_CLIENT_IP_HEADER).
         proxy_headers=False,
     )

@@ -17,6 +17,8 @@ class ServiceSettings(BaseSettings):
     # Kubernetes way is more pods of one worker each, which the HPA can count.
     workers: int = Field(default=1, ge=1, le=64)
     keep_alive_s: int = Field(default=75, ge=1, description="idle keep-alive connections close after this")
+    # A request's line and headers must arrive within this (slowloris); 0: no limit (llmops_common.header_timeout).
+    header_timeout_s: float = Field(default=10.0, ge=0, description="a request's head must arrive within this")
     graceful_shutdown_s: int = Field(default=30, ge=1, description="on SIGTERM, how long open requests may finish")
     # Dev mode accepts built-in development secrets; outside it a service refuses to start without real ones.
     dev_mode: bool = False

@@ -6,6 +6,7 @@ event loop in a thread, so synchronous tests, subprocess gateways and benchmarks
 """
 
 import asyncio
+import math
 import socket
 import threading
 import time
@@ -26,16 +27,32 @@ class Behaviour:
     chunks: int = 5  # content chunks in a streamed answer
     chunk_delay_s: float = 0.0
     prompt_tokens: int = 11
+    cached_tokens: int = 0  # of the prompt tokens, reported as cached (OpenAI's prompt_tokens_details)
     close_mid_stream: bool = False  # drop the connection after half the chunks
+    also_lists: tuple[str, ...] = ()  # more models /models lists besides the fake's name (e.g. an adapter loaded)
+    # A bad upstream: a 200 answer with this body verbatim (and content type) instead of a completion, or a stream
+    # whose events (each a whole ``data: ...\n\n``) are these, verbatim, before the usage chunk and [DONE].
+    raw_body: bytes | None = None
+    raw_content_type: str = "application/json"
+    raw_events: list[bytes] | None = None
 
 
 @dataclass
 class Stats:
     requests: list[dict] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each completion request's headers (lower-case)
     streams_started: int = 0
     streams_finished: int = 0
     streams_cancelled: int = 0  # the client went away before the end
     abandoned_before_answer: int = 0  # the client went away during ``delay_s``
+
+
+def _max_tokens(payload: dict) -> int | None:
+    """``max_tokens`` as a model server reads it: 1.0 is 1 (pydantic's lax integers, as vLLM's), junk is none."""
+    value = payload.get("max_tokens")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return max(1, int(value))
 
 
 class FakeUpstream:
@@ -98,7 +115,7 @@ class FakeUpstream:
                 method, path, _ = request_line.split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if not await self._respond(method, path, body, reader, writer):
+                if not await self._respond(method, path, body, reader, writer, headers):
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -107,16 +124,24 @@ class FakeUpstream:
             writer.close()
 
     async def _respond(
-        self, method: str, path: str, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        headers: dict[str, str] | None = None,
     ) -> bool:
         """Returns False when the connection must close."""
         # Bound once: a request still running when the next test resets the fake counts into its own test's stats.
         behaviour, stats = self.behaviour, self.stats
         if path.endswith("/models"):
-            self._write_json(writer, 200, {"object": "list", "data": [{"id": self.name, "object": "model"}]})
+            names = (self.name, *behaviour.also_lists)
+            self._write_json(writer, 200, {"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
             return True
         payload = orjson.loads(body) if body else {}
         stats.requests.append(payload)
+        stats.headers.append(headers or {})
         if behaviour.delay_s and await self._client_left_during(reader, behaviour.delay_s):
             stats.abandoned_before_answer += 1
             return False
@@ -125,9 +150,14 @@ class FakeUpstream:
             self._write_json(writer, behaviour.status, error)
             return True
         chat = path.endswith("/chat/completions")
+        if behaviour.raw_body is not None and not payload.get("stream"):
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: {behaviour.raw_content_type}\r\n"
+            head += f"content-length: {len(behaviour.raw_body)}\r\n"
+            writer.write(head.encode() + _OWN_ID + b"\r\n" + behaviour.raw_body)
+            return True
         if payload.get("stream"):
             return await self._stream(reader, writer, payload, chat, behaviour, stats)
-        completion_tokens = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
+        completion_tokens = min(behaviour.chunks, _max_tokens(payload) or behaviour.chunks)
         text = self._answer(payload, completion_tokens)
         choice = {"index": 0, "finish_reason": "stop"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
@@ -158,8 +188,11 @@ class FakeUpstream:
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n" + _OWN_ID + b"\r\n"
         )
-        count = min(behaviour.chunks, payload.get("max_tokens") or behaviour.chunks)
+        count = min(behaviour.chunks, _max_tokens(payload) or behaviour.chunks)
         try:
+            for raw in behaviour.raw_events or ():
+                writer.write(self._chunk(raw))
+                await writer.drain()
             for i in range(count):
                 if behaviour.close_mid_stream and i == count // 2:
                     writer.transport.abort()
@@ -167,6 +200,8 @@ class FakeUpstream:
                 piece = f"{self.name}:{payload.get('model')}:{i} " if i == 0 else f"tok{i} "
                 delta = {"content": piece}
                 choice = {"index": 0, "delta": delta} if chat else {"index": 0, "text": piece}
+                if i == count - 1:  # as vLLM and OpenAI do: the last content chunk says why the answer ended
+                    choice["finish_reason"] = "stop"
                 self._write_event(writer, {"id": "cmpl-fake", "model": payload.get("model"), "choices": [choice]})
                 await writer.drain()
                 if behaviour.chunk_delay_s and await self._client_left_during(reader, behaviour.chunk_delay_s):
@@ -194,11 +229,14 @@ class FakeUpstream:
 
     @staticmethod
     def _usage(behaviour: Behaviour, completion_tokens: int) -> dict:
-        return {
+        usage = {
             "prompt_tokens": behaviour.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": behaviour.prompt_tokens + completion_tokens,
         }
+        if behaviour.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": behaviour.cached_tokens}
+        return usage
 
     @staticmethod
     def _chunk(data: bytes) -> bytes:

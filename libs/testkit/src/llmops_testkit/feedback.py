@@ -1,11 +1,16 @@
-"""A feedback service under test: a real process and an admin client."""
+"""A feedback service under test: a real process and an admin client; its evaluation workers."""
 
+import os
 import secrets
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import httpx
 
-from llmops_testkit.processes import ServiceProcess
+from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
+from llmops_testkit.processes import ServiceProcess, wait_ready
 
 
 def feedback_env(*, sql_url: str, admin_token: str, ingest_token: str) -> dict[str, str]:
@@ -53,3 +58,40 @@ class Feedback:
 
 def new_tokens() -> tuple[str, str]:
     return secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+
+
+class EvaluationWorker:
+    """``python -m llmops_feedback.evaluation.worker`` on the feedback service's settings, with its health port."""
+
+    def __init__(self, *, env: dict[str, str], state_dir: Path, name: str = "evaluation-worker") -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "FEEDBACK_EVAL_WORKER_PORT": str(self.port)}
+        self.log_path = Path(state_dir) / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout_s: float = 60.0) -> "EvaluationWorker":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = spawn(
+            [sys.executable, "-m", "llmops_feedback.evaluation.worker"], log_path=self.log_path, env=self.env,
+            die_with_parent=True,
+        )  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"evaluation worker did not start: {log_tail(self.log_path, 40)}") from exc
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_processes([self.process], timeout_s=10)
+
+
+def evaluation_env(*, redis_url: str, **overrides: str) -> dict[str, str]:
+    """The evaluation settings a feedback service and its workers share, on a Redis key prefix of their own."""
+    return {
+        "FEEDBACK_EVAL_REDIS_URL": redis_url,
+        "FEEDBACK_EVAL_REDIS_KEY_PREFIX": f"test:{uuid.uuid4().hex[:8]}:eval:",
+        "FEEDBACK_EVAL_QUEUE": f"eval-{uuid.uuid4().hex[:8]}",
+        **overrides,
+    }

@@ -20,6 +20,9 @@ def gateway_env(*, sql_url: str, redis_url: str, state_dir: Path, admin_token: s
         # A fresh key prefix per gateway group: tests never see counters of an earlier run.
         "GATEWAY_REDIS_KEY_PREFIX": f"test:{uuid.uuid4().hex[:8]}:",
         "GATEWAY_REQUEST_LOG_PATH": str(state_dir / "request-log.jsonl"),
+        # Tests play many clients from one address, bad keys included: no lockout unless a test turns it on.
+        "GATEWAY_AUTH_FAILURE_LIMIT": "0",
+        "GATEWAY_AUTH_FAILURE_PREFIX_LIMIT": "0",
         "GATEWAY_BREAKER_FAILURE_THRESHOLD": "3",
         "GATEWAY_BREAKER_COOLDOWN_S": "1.0",
         "GATEWAY_UPSTREAM_READ_TIMEOUT_S": "2.0",
@@ -92,9 +95,8 @@ class Gateway:
         return name
 
     def client(self, key: str, replica: int = 0, **kwargs) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.replicas[replica].url, headers={"authorization": f"Bearer {key}"}, timeout=30, **kwargs
-        )
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.replicas[replica].url, headers={"authorization": f"Bearer {key}"}, **kwargs)
 
 
 def new_secrets() -> tuple[str, str]:

@@ -23,8 +23,9 @@ class MlflowServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout_s: float = 120.0) -> "MlflowServer":
-        """Starts (or restarts, on the same port and store) the server and waits for ``/health``."""
+    def start(self, *, timeout_s: float = 120.0, wait: bool = True) -> "MlflowServer":
+        """Starts (or restarts, on the same port and store) the server and waits for ``/health``; with ``wait=False``
+        returns at once (call ``wait_ready`` later: two servers then start side by side)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **MLFLOW_ENV}
         self.process = spawn(
@@ -34,6 +35,9 @@ class MlflowServer:
             cwd=self.state_dir,
             die_with_parent=True,
         )
+        return self.wait_ready(timeout_s=timeout_s) if wait else self
+
+    def wait_ready(self, *, timeout_s: float = 120.0) -> "MlflowServer":
         try:
             wait_ready(f"{self.url}/health", timeout_s=timeout_s, process=self.process)
         except Exception as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from llmops_cli.procs import spawn
+from llmops_cli.procs import log_tail, spawn, stop_processes
 
 
 def free_port() -> int:
@@ -95,3 +95,42 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+class CeleryWorkerProcess:
+    """What every Celery worker under test shares (trainer, batch): its health port's readiness, its pool's pids,
+    a kill as the OOM killer or a lost node would do it, and a stop. Subclasses set ``process``, ``port`` and
+    ``log_path`` and say what they are in ``what``."""
+
+    what = "worker"
+    process: subprocess.Popen | None
+    port: int
+    log_path: Path
+
+    def wait(self, *, timeout_s: float = 120.0):
+        try:
+            wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{self.what} did not start: {log_tail(self.log_path, 40)}") from exc
+        return self
+
+    def pool_pids(self) -> list[int]:
+        """The worker's pool processes (where its tasks run)."""
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in children.split()]
+
+    def kill(self) -> list[int]:
+        """SIGKILL to the worker process alone (not its group). Returns the pool pids it had, so a test can check
+        they died with it."""
+        pool = self.pool_pids()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        return pool
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_processes([self.process], timeout_s=10)

@@ -89,32 +89,48 @@ def upstreams(_fake_upstreams):
     return _fake_upstreams
 
 
-@pytest.fixture(scope="session")
-def make_gateway(llmops_state_dir, redis_url):
-    """Starts gateways (one or more replicas on one database and Redis); all stopped at the end."""
+def _gateways(state_dir: Path, redis_url: str):
+    """A gateway factory and what it started: gateways on one Redis, each on the database it is given."""
     started: list[Gateway] = []
 
     def make(*, sql_url: str, replicas: int = 1, module: str = "llmops_gateway", **overrides: str) -> Gateway:
-        state_dir = llmops_state_dir / f"gw-{uuid.uuid4().hex[:6]}"
-        overrides.setdefault("GATEWAY_SPOOL_DIR", str(state_dir / "spool"))
+        gateway_dir = state_dir / f"gw-{uuid.uuid4().hex[:6]}"
+        overrides.setdefault("GATEWAY_SPOOL_DIR", str(gateway_dir / "spool"))
         admin_token, key_secret = new_secrets()
         env = gateway_env(
-            sql_url=sql_url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
+            sql_url=sql_url, redis_url=redis_url, state_dir=gateway_dir, admin_token=admin_token, key_secret=key_secret
         )
         env.update(overrides)
-        gateway = Gateway(env=env, state_dir=state_dir, replicas=replicas, module=module)
+        gateway = Gateway(env=env, state_dir=gateway_dir, replicas=replicas, module=module)
         started.append(gateway)
         return gateway.start()
 
+    return make, started
+
+
+# Processes a test module starts stop when the module ends: an idle gateway or feedback service still runs its
+# background loops, and dozens of them left to the session's end slowed the whole suite down. Session fixtures
+# (shared by many modules) use the session factories.
+@pytest.fixture(scope="module")
+def make_gateway(llmops_state_dir, redis_url):
+    """Starts gateways (one or more replicas on one database and Redis); stopped at the end of the module."""
+    make, started = _gateways(llmops_state_dir, redis_url)
     yield make
-    for gateway in started:
-        gateway.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="session")
-def gateway(make_gateway, sql_url) -> Gateway:
+def make_session_gateway(llmops_state_dir, redis_url):
+    """Like ``make_gateway``, for session fixtures: stopped at the end of the session."""
+    make, started = _gateways(llmops_state_dir, redis_url)
+    yield make
+    stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def gateway(make_session_gateway, sql_url) -> Gateway:
     """The shared gateway of a test session, once per SQL backend."""
-    return make_gateway(sql_url=sql_url)
+    return make_session_gateway(sql_url=sql_url)
 
 
 @pytest.fixture(scope="session")
@@ -137,20 +153,37 @@ def inference_service(llmops_state_dir, mlflow_server) -> InferenceService:
     service.stop()
 
 
-@pytest.fixture(scope="session")
-def make_feedback(llmops_state_dir):
-    """Starts feedback services (on a given SQL URL, with settings overrides); all stopped at the end."""
+def _feedback_services(state_dir: Path):
     started: list[Feedback] = []
 
     def make(*, sql_url: str, **overrides: str) -> Feedback:
         admin_token, ingest_token = new_tokens()
         env = {**feedback_env(sql_url=sql_url, admin_token=admin_token, ingest_token=ingest_token), **overrides}
-        service = Feedback(env=env, state_dir=llmops_state_dir / f"fb-{uuid.uuid4().hex[:6]}")
+        service = Feedback(env=env, state_dir=state_dir / f"fb-{uuid.uuid4().hex[:6]}")
         started.append(service)
         return service.start()
 
+    return make, started
+
+
+@pytest.fixture(scope="module")
+def make_feedback(llmops_state_dir):
+    """Starts feedback services (on a given SQL URL, with settings overrides); stopped at the end of the module."""
+    make, started = _feedback_services(llmops_state_dir)
     yield make
-    for service in started:
+    stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def make_session_feedback(llmops_state_dir):
+    """Like ``make_feedback``, for session fixtures: stopped at the end of the session."""
+    make, started = _feedback_services(llmops_state_dir)
+    yield make
+    stop_all(started)
+
+
+def stop_all(services) -> None:
+    for service in services:
         service.stop()
 
 
@@ -166,6 +199,6 @@ def feedback_sql_url(request, llmops_state_dir, sql_url):
 
 
 @pytest.fixture(scope="session")
-def feedback(make_feedback, feedback_sql_url) -> Feedback:
+def feedback(make_session_feedback, feedback_sql_url) -> Feedback:
     """The shared feedback service of a test session, once per SQL backend."""
-    return make_feedback(sql_url=feedback_sql_url)
+    return make_session_feedback(sql_url=feedback_sql_url)

@@ -2,7 +2,6 @@
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
-from llmops_testkit.processes import ServiceProcess, wait_ready
+from llmops_cli.procs import free_port, log_tail, spawn
+from llmops_testkit.processes import CeleryWorkerProcess, ServiceProcess
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -45,8 +44,10 @@ def trainer_env(
     return env
 
 
-class TrainerWorker:
+class TrainerWorker(CeleryWorkerProcess):
     """``python -m llmops_trainer.worker``: a Celery worker (prefork, one slot) with its health port."""
+
+    what = "trainer worker"
 
     def __init__(self, *, env: dict[str, str], state_dir: Path, name: str) -> None:
         self.port = free_port()
@@ -64,34 +65,6 @@ class TrainerWorker:
         self.process = spawn(
             [sys.executable, "-m", "llmops_trainer.worker"], log_path=self.log_path, env=self.env, die_with_parent=True
         )
-
-    def wait(self, *, timeout_s: float = 120.0) -> "TrainerWorker":
-        try:
-            wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
-        except Exception as exc:
-            self.stop()
-            raise RuntimeError(f"trainer worker did not start: {log_tail(self.log_path, 40)}") from exc
-        return self
-
-    def pool_pids(self) -> list[int]:
-        """The worker's pool processes (where jobs train)."""
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(pid) for pid in children.split()]
-
-    def kill(self) -> list[int]:
-        """SIGKILL to the worker process alone (not its group), as the OOM killer or a lost node would do. Returns
-        the pool pids it had, so a test can check they died with it."""
-        pool = self.pool_pids()
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        return pool
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_processes([self.process], timeout_s=10)
 
 
 class Trainer:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_common.sql import dialect_insert, utcnow
 from llmops_feedback.experiments import service
-from llmops_feedback.experiments.models import Experiment, Lease
+from llmops_feedback.experiments.models import Experiment, ExperimentDecision, Lease
 from llmops_feedback.experiments.policy import Action
 from llmops_feedback.retraining import service as retraining
 from llmops_feedback.state import FeedbackState
@@ -55,7 +55,12 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
     async with state.sessions() as session:
         if not await take_lease(session, holder=holder, ttl_s=3 * state.settings.experiment_interval_s):
             return taken
-        query = select(Experiment).where(Experiment.status.in_(("running", "halted")))
+        # Concluded experiments too while a decision of theirs is unapplied (a promotion waiting for its champion
+        # name to be served, a gateway that was down): applying is retried until it holds.
+        unapplied = select(ExperimentDecision.id).where(
+            ExperimentDecision.experiment_id == Experiment.id, ExperimentDecision.applied.is_(False)
+        )
+        query = select(Experiment).where(Experiment.status.in_(("running", "halted")) | unapplied.exists())
         for experiment in (await session.scalars(query)).all():
             await service.apply_pending(session, experiment=experiment, routes=state.routes, registry=state.registry)
             if experiment.status != "running":
@@ -83,9 +88,7 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
                 )
                 taken.append((experiment.id, recorded.action))
         state.metrics.experiments.update(seen)
-        taken += await retraining.run_pass(
-            session, routes=state.routes, registry=state.registry, trainer=state.trainer, http=state.http
-        )
+        taken += await retraining.run_pass(session, routes=state.routes, registry=state.registry, trainer=state.trainer)
     return taken
 
 

@@ -5,6 +5,8 @@ Every change sets an absolute state (weights, an alias to a version), so applyin
 controller that restarts mid-way applies it again.
 """
 
+from urllib.parse import quote
+
 import httpx
 
 from llmops_common.errors import APIError
@@ -14,9 +16,18 @@ class PlatformError(Exception):
     """The gateway or the registry could not be reached or refused: the decision stays unapplied, retried later."""
 
 
+def _route_path(name: str) -> str:
+    """The route's admin URL path, its name escaped: a name is a client's text (a control character was an invalid
+    URL and a 500; a "../keys" would have addressed another admin endpoint)."""
+    return f"/admin/routes/{quote(name, safe='')}"
+
+
 class GatewayRoutes:
-    def __init__(self, http: httpx.AsyncClient | None) -> None:
+    """The gateway's routes (its admin API), and whether the upstreams they name serve a model yet."""
+
+    def __init__(self, http: httpx.AsyncClient | None, upstreams: httpx.AsyncClient | None = None) -> None:
         self._http = http  # None: no gateway configured (FEEDBACK_GATEWAY_URL)
+        self._upstreams = upstreams
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -26,10 +37,11 @@ class GatewayRoutes:
     async def get(self, name: str) -> dict | None:
         """The route's spec as the admin API gives it, or None when there is no such route."""
         try:
-            response = await self._client().get(f"/admin/routes/{name}")
+            response = await self._client().get(_route_path(name))
         except httpx.HTTPError as exc:
             raise PlatformError(f"gateway unreachable: {exc!r}") from None
-        if response.status_code == 404:
+        # 422: a name no route can have (the gateway's name pattern), so there is no such route either.
+        if response.status_code in (404, 422):
             return None
         if response.status_code != 200:
             raise PlatformError(f"gateway answered {response.status_code} for route {name!r}: {response.text[:300]}")
@@ -39,11 +51,21 @@ class GatewayRoutes:
         """Replaces the route with ``spec`` (the admin API's body; its read-only fields are dropped)."""
         body = {k: v for k, v in spec.items() if k not in ("name", "updated_at")}
         try:
-            response = await self._client().put(f"/admin/routes/{name}", json=body)
+            response = await self._client().put(_route_path(name), json=body)
         except httpx.HTTPError as exc:
             raise PlatformError(f"gateway unreachable: {exc!r}") from None
         if response.status_code >= 400:
             raise PlatformError(f"gateway refused route {name!r}: {response.status_code} {response.text[:300]}")
+
+    async def serves(self, upstream: str, model: str) -> bool:
+        """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed)."""
+        if self._upstreams is None:
+            return False
+        try:
+            response = await self._upstreams.get(f"{str(upstream).rstrip('/')}/models")
+            return response.status_code == 200 and model in {m.get("id") for m in response.json().get("data", [])}
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
 
     async def set_split(
         self, name: str, *, champion: str, challenger: str, share: float, champion_serves: dict | None = None
@@ -87,6 +109,11 @@ class Registry:
     async def set_alias(self, model: str, alias: str, version: str) -> None:
         body = {"name": model, "alias": alias, "version": version}
         _check(await self._call("POST", "/registered-models/alias", json=body))
+
+    async def version_tags(self, model: str, version: str) -> dict[str, str]:
+        response = await self._call("GET", "/model-versions/get", params={"name": model, "version": version})
+        _check(response)
+        return {t["key"]: t["value"] for t in response.json()["model_version"].get("tags") or []}
 
     async def tag_version(self, model: str, version: str, key: str, value: str) -> None:
         body = {"name": model, "version": version, "key": key, "value": value}

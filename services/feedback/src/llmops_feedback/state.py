@@ -1,6 +1,6 @@
 from dataclasses import dataclass
+from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llmops_feedback.metrics import FeedbackMetrics
@@ -21,4 +21,4 @@ class FeedbackState:
     routes: GatewayRoutes  # what the closed loop acts on
     registry: Registry
     trainer: Trainer
-    http: httpx.AsyncClient  # for anything else (is an adapter served yet?)
+    celery: Any = None  # the evaluation queue's Celery app (sends only); None without FEEDBACK_EVAL_REDIS_URL

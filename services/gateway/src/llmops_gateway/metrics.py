@@ -3,6 +3,10 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmops_common.metrics import LATENCY_BUCKETS
+from llmops_gateway.money import NANOS
+from llmops_gateway.quotas.plan import Reservation
+
+_PERIODS = {"cost_day": "day", "cost_month": "month"}
 
 
 class VariantMetrics:
@@ -91,6 +95,11 @@ class GatewayMetrics:
         self.request_log_dropped = Counter(
             "llmops_gateway_request_log_dropped", "Request log records that could not be queued", registry=registry
         )
+        self.request_log_lost = Counter(
+            "llmops_gateway_request_log_lost",
+            "Request records neither delivered nor kept on disk (the spool could not be written: disk full)",
+            registry=registry,
+        )
         self.request_log_delivered = Counter(
             "llmops_gateway_request_log_delivered", "Request records taken by the feedback service", registry=registry
         )
@@ -113,6 +122,13 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.prompt_errors = Counter(
+            "llmops_gateway_prompt_errors",
+            "Requests refused (503) because their route's registered prompt did not resolve, by reason (not_found: "
+            "the alias or version is gone; invalid: its template; registry_unavailable: MLflow, with no copy cached)",
+            ("route", "reason"),
+            registry=registry,
+        )
         self.request_log_rejected = Counter(
             "llmops_gateway_request_log_rejected_batches",
             "Batches the feedback service refused as invalid (kept on disk)",
@@ -133,6 +149,46 @@ class GatewayMetrics:
             "Spooled ratings the feedback service refused as invalid (kept on disk)",
             registry=registry,
         )
+
+        self.spend = Counter(
+            "llmops_gateway_spend",
+            "Spend in the gateway's currency (GATEWAY_CURRENCY), at each variant's price",
+            ("route", "variant", "team"),
+            registry=registry,
+        )
+        self.budget_used = Gauge(
+            "llmops_gateway_budget_used_ratio",
+            "Share of a budget used (reserved and spent) in its current period, as of its latest request",
+            ("scope", "owner", "period"),
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.budget_alert_share = Gauge(
+            "llmops_gateway_budget_alert_share",
+            "The budget share that sets off an alert (GATEWAY_BUDGET_ALERT_SHARE), for the alert rule to divide by",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self._spend_children: dict[tuple[str, str, str], Counter] = {}
+
+    def add_spend(self, route: str, variant: str, team: str | None, nanos: int) -> None:
+        labels = (route, variant, team or "")
+        child = self._spend_children.get(labels)
+        if child is None:
+            if len(self._spend_children) > 10_000:
+                self._spend_children.clear()
+            child = self._spend_children[labels] = self.spend.labels(*labels)
+        child.inc(nanos / NANOS)
+
+    def observe_budgets(self, reservation: Reservation) -> None:
+        """Each budget's used share, from what the reservation saw left (for the alert rule and the dashboard)."""
+        plan = reservation.plan
+        if plan is None:
+            return
+        for i, _ in plan.cost_counter_bases:
+            scope, kind, limit = plan.limits[i]
+            used = 1 - max(0, reservation.remaining[i]) / limit
+            self.budget_used.labels(scope, plan.owners[i], _PERIODS[kind]).set(used)
 
     def for_variant(self, route: str, variant: str) -> VariantMetrics:
         found = self._variants.get((route, variant))

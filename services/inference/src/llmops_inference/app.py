@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from llmops_common import tracing
 from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     settings = settings or InferenceSettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    tracing.configure_tracing("llmops-inference")  # only with an OTLP endpoint in the environment
     # Refuse to start with a missing or default admin token outside dev mode, before starting anything.
     admin_token = settings.admin_token_value()
     if settings.dev_mode:
@@ -66,6 +68,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         app.state.inference = InferenceState(
             settings=settings,
             admin_token=admin_token,
+            serving_token=settings.serving_token,
             base_model=settings.served_name(),
             http=http,
             vllm=vllm,

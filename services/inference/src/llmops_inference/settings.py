@@ -18,6 +18,10 @@ class InferenceSettings(ServiceSettings):
     port: int = 8002
     # Bearer token of the admin API (load an adapter from a path). Outside dev mode it must be set and not the default.
     admin_token: str | None = None
+    # Bearer token of the OpenAI surface (/v1/*): set it, and give it to the gateway (a route variant's
+    # ``api_key_env``), so nothing on the network bypasses the gateway's keys and quotas. Unset: /v1/* is open, as
+    # before (SECURITY.md, known gaps). The admin token is accepted there too.
+    serving_token: str | None = None
 
     # --- the base model ---
     # Unset: the bundled SmolLM2-135M-Instruct, prepared once into ``model_cache_dir``. Else a local

@@ -21,3 +21,4 @@ class InferenceState:
     engine: VllmSupervisor
     adapters: AdapterManager
     metrics: InferenceMetrics
+    serving_token: str | None = None  # unset: the OpenAI surface is open

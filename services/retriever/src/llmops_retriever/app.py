@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from llmops_common import tracing
 from llmops_common.app import install_common
 from llmops_common.logging import configure_logging
 from llmops_retriever.collections.views import router as collections_router
 from llmops_retriever.documents.views import router as documents_router
 from llmops_retriever.embedding.models import EmbeddingModels
+from llmops_retriever.embedding.views import router as embeddings_router
 from llmops_retriever.metrics import RetrieverMetrics
 from llmops_retriever.search.views import router as search_router
 from llmops_retriever.settings import RetrieverSettings
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: RetrieverSettings | None = None) -> FastAPI:
     settings = settings or RetrieverSettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    tracing.configure_tracing("llmops-retriever")  # only with an OTLP endpoint in the environment
     # Refuse to start with missing or default secrets outside dev mode, before opening anything.
     admin_token, read_token = settings.admin_token_value(), settings.read_token_value()
     if settings.dev_mode:
@@ -59,6 +62,6 @@ def create_app(settings: RetrieverSettings | None = None) -> FastAPI:
         await app.state.retriever.store.ping()
 
     install_common(app, registry=registry, readiness={"store": store_ready})
-    for router in (collections_router, documents_router, search_router):
+    for router in (collections_router, documents_router, search_router, embeddings_router):
         app.include_router(router)
     return app

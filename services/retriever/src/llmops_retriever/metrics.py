@@ -40,6 +40,9 @@ class RetrieverMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.embeddings = Counter(
+            "llmops_retriever_embeddings", "Inputs embedded through POST /v1/embeddings", ("model",), registry=registry
+        )
         self.index_builds = Counter(
             "llmops_retriever_index_builds",
             "Background index builds by outcome",

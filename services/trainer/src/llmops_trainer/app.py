@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from llmops_common import sql
+from llmops_common import sql, tracing
 from llmops_common.app import install_common
 from llmops_common.http import make_http_session
 from llmops_common.logging import configure_logging
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: TrainerSettings | None = None) -> FastAPI:
     settings = settings or TrainerSettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    tracing.configure_tracing("llmops-trainer")  # only with an OTLP endpoint in the environment
     admin_token = settings.admin_token_value()
     if settings.dev_mode:
         logger.warning("dev mode: development secrets are accepted; never run like this in production")

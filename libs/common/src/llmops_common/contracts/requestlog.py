@@ -9,13 +9,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_EPOCH_S = 253402300799  # 9999-12-31T23:59:59Z: the latest time SQL datetimes hold
+MAX_SQL_INTEGER = 2**31 - 1  # token counts are stored as SQL INTEGER: larger is a 422 here, not a 500 at insert
+MAX_SQL_BIGINT = 2**63 - 1
 
 
 class Usage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=MAX_SQL_INTEGER)
+    completion_tokens: int = Field(default=0, ge=0, le=MAX_SQL_INTEGER)
 
 
 class RequestLogRecord(BaseModel):
@@ -37,6 +39,12 @@ class RequestLogRecord(BaseModel):
     model_version: str | None = Field(
         default=None, max_length=64, description="the registry version behind an adapter alias, as the upstream said"
     )
+    user_hash: str | None = Field(
+        default=None,
+        max_length=32,
+        description="a pseudonymous id of the assignment unit (the request's `user`, else its key): the unit of "
+        "sticky routing, so experiments count users, not requests, in their sample-ratio check",
+    )
     kind: Literal["chat", "text"] = "chat"
     stream: bool = False
     status: int = Field(ge=100, le=599)
@@ -47,6 +55,33 @@ class RequestLogRecord(BaseModel):
     ttft_ms: float | None = Field(default=None, ge=0)
     retrieved_ids: list[str] = Field(default_factory=list, description="the search hits' ids (RAG)")
     error: str | None = None
+    batch_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the batch this request was a line of (OpenAI Batches API); None: online",
+    )
+    team: str | None = Field(default=None, max_length=64, description="the key's team")
+    rule: str | None = Field(default=None, max_length=128, description="the routing rule that chose the variant")
+    prompt_name: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the prompt the request was sent with: a registered prompt's name, else a built-in or inline "
+        "template's version",
+    )
+    prompt_version: str | None = Field(
+        default=None, max_length=32, description="the registered prompt's version (None: not a registered prompt)"
+    )
+    cost_nanos: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SQL_BIGINT,
+        description="what the request cost at its variant's price, in 1e-9 currency units",
+    )
+    trace_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="the request's OpenTelemetry trace id (32 hex digits), when the gateway traces",
+    )
     started_at: float = Field(ge=0, le=MAX_EPOCH_S, description="epoch seconds")
     finished_at: float = Field(ge=0, le=MAX_EPOCH_S, description="epoch seconds")
 

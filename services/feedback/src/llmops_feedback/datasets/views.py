@@ -4,11 +4,11 @@ from typing import Literal
 from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
-from llmops_common.errors import APIError
+from llmops_common.errors import ERROR_RESPONSES, APIError
 from llmops_feedback.datasets import service
 from llmops_feedback.deps import AdminDep, StateDep
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.get("/{kind}", response_class=StreamingResponse)

@@ -1,7 +1,7 @@
 """The decision rule of an experiment (champion against challenger), pure: counts and a policy in, a decision out.
 
 Checks, in order, the first that fires decides:
-1. sample-ratio mismatch (exposures against the planned split)  -> HALT: the assignment is broken, trust nothing;
+1. sample-ratio mismatch (units against the planned split)      -> HALT: the assignment is broken, trust nothing;
 2. a guardrail broken (error rate, p95 TTFT, judge score)       -> ROLLBACK, whatever the thumbs say;
 3. challenger significantly worse (confidence sequence < 0)     -> ROLLBACK;
 4. challenger significantly better (confidence sequence > 0)    -> PROMOTE, at any step;
@@ -19,6 +19,7 @@ from enum import Enum
 from itertools import pairwise
 from typing import Any
 
+from llmops_feedback.evaluation import rubrics
 from llmops_feedback.experiments.stats import (
     METHOD,
     SequentialDifference,
@@ -66,6 +67,8 @@ class ExperimentPolicy:
     max_error_rate_increase: float = 0.02  # absolute, challenger over champion
     max_ttft_p95_ratio: float = 1.5  # challenger / champion
     min_judge_score: float | None = None
+    # The rubric whose mean score (the evaluation workers' online sample of each arm) min_judge_score bounds.
+    judge_rubric: str = "helpfulness"
     srm_alpha: float = 0.001
     min_exposures_for_srm: int = 100
     # TTFT and judge are compared only past this many challenger exposures (a cold adapter's first answers are
@@ -107,6 +110,10 @@ class ExperimentPolicy:
             (
                 self.min_judge_score is None or (_number(self.min_judge_score) and 0 <= self.min_judge_score <= 1),
                 "min_judge_score must be null or between 0 and 1",
+            ),
+            (
+                isinstance(self.judge_rubric, str) and rubrics.get(self.judge_rubric) is not None,
+                f"judge_rubric must be one of {', '.join(sorted(rubrics.RUBRICS))}",
             ),
             (steps_ok, "steps must be a non-empty list of shares strictly between 0 and 1"),
             (steps_ok and all(a < b for a, b in pairwise(steps)), "steps must increase strictly"),
@@ -235,16 +242,20 @@ def decide(
     step_age_s: float,
     age_s: float,
     policy: ExperimentPolicy,
+    units: tuple[int, int] | None = None,
 ) -> Decision:
-    """One look of the controller. ``planned_share``: the challenger's expected share of the exposures counted in the
-    stats (``stats.blended_share`` when they span several steps); ``step_index``: the current step of
+    """One look of the controller. ``units``: the (champion, challenger) assignment units the sample-ratio check
+    counts (users per step with sticky routing, see ``readout.assignments``); the arms' exposures when None.
+    ``planned_share``: the challenger's expected share of those units (``stats.blended_share`` when they span
+    several steps); ``step_index``: the current step of
     ``policy.steps``; ``step_age_s`` / ``age_s``: how long the step / the experiment has run."""
     if not 0 <= step_index < len(policy.steps):
         raise ValueError(f"step_index {step_index} is outside the policy's {len(policy.steps)} steps")
     shown = readout(champion=champion, challenger=challenger, challenger_share=policy.steps[step_index], policy=policy)
-    exposures = champion.exposures + challenger.exposures
-    srm = srm_p_value(champion.exposures, challenger.exposures, planned_share)
-    srm_checked = exposures >= policy.min_exposures_for_srm and srm is not None
+    champion_units, challenger_units = units if units is not None else (champion.exposures, challenger.exposures)
+    assigned = champion_units + challenger_units
+    srm = srm_p_value(champion_units, challenger_units, planned_share)
+    srm_checked = assigned >= policy.min_exposures_for_srm and srm is not None
     broken, guardrails = _guardrails(champion, challenger, policy)
     d = shown.difference
     enough = min(champion.ratings, challenger.ratings) >= policy.min_ratings_per_arm
@@ -255,7 +266,8 @@ def decide(
         "enough_ratings": enough,
         "min_ratings_per_arm": policy.min_ratings_per_arm,
         "srm": {"p_value": srm, "checked": srm_checked, "alpha": policy.srm_alpha, "planned_share": planned_share,
-                "champion_exposures": champion.exposures, "challenger_exposures": challenger.exposures},
+                "unit": "exposures" if units is None else "users",
+                "champion_units": champion_units, "challenger_units": challenger_units},
         "guardrails": guardrails,
         "step_index": step_index, "step_share": policy.steps[step_index], "last_step": last,
         "step_age_s": step_age_s, "min_step_duration_s": policy.min_step_duration_s,
@@ -266,10 +278,11 @@ def decide(
         return Decision(action, reason, evidence)
 
     if srm_checked and srm < policy.srm_alpha:
-        share = challenger.exposures / exposures
+        share = challenger_units / assigned
+        unit = "exposures" if units is None else "users"
         return decision(
             Action.HALT,
-            f"Sample-ratio mismatch: the challenger got {share:.1%} of {exposures} exposures against "
+            f"Sample-ratio mismatch: the challenger got {share:.1%} of {assigned} {unit} against "
             f"{planned_share:.1%} planned (p = {srm:.2g} < {policy.srm_alpha}); the split is broken, so no result holds.",
         )
     if broken:

@@ -13,8 +13,11 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_feedback.evaluation import rubrics
+from llmops_feedback.evaluation import service as evaluation
+from llmops_feedback.evaluation.rubrics import Rubric
 from llmops_feedback.experiments.models import Experiment, ExperimentDecision
-from llmops_feedback.experiments.policy import ArmStats
+from llmops_feedback.experiments.policy import ArmStats, ExperimentPolicy
 from llmops_feedback.experiments.stats import blended_share
 from llmops_feedback.ratings.models import Rating
 from llmops_feedback.records.models import RequestRecord
@@ -24,10 +27,17 @@ from llmops_feedback.records.models import RequestRecord
 class ArmCounts:
     stats: ArmStats  # since the experiment started
     other_versions: int  # exposures of the arm's variant served by another registry version
+    prompts: dict[str, int]  # exposures by the prompt they were sent with ("name/version"): an arm may be one
 
 
 async def count_arm(
-    session: AsyncSession, *, route: str, variant: str, version: str | None, since: datetime
+    session: AsyncSession,
+    *,
+    route: str,
+    variant: str,
+    version: str | None,
+    since: datetime,
+    judge_rubric: Rubric | None = None,
 ) -> ArmCounts:
     of_arm = [RequestRecord.route == route, RequestRecord.variant == variant, RequestRecord.started_at >= since]
     pinned = of_arm + ([RequestRecord.model_version == version] if version else [])
@@ -56,9 +66,25 @@ async def count_arm(
         thumbs_up=thumbs_up,
         errors=errors,
         ttft_p95_ms=await _ttft_p95(session, pinned),
-        judge_score=None,  # judges (the evaluation feature) fill this in where they run
+        # The mean score the evaluation workers gave the arm's requests (online sample): the judge guardrail.
+        judge_score=None
+        if judge_rubric is None
+        else await evaluation.arm_mean(
+            session, rubric=judge_rubric, route=route, variant=variant, version=version, since=since
+        ),
     )
-    return ArmCounts(stats=stats, other_versions=int(other))
+    return ArmCounts(stats=stats, other_versions=int(other), prompts=await _prompts(session, pinned))
+
+
+async def _prompts(session: AsyncSession, where: list) -> dict[str, int]:
+    """An arm's exposures by prompt version: two prompt versions on one model are arms like any other, and an alias
+    that moved under an arm shows here."""
+    rows = await session.execute(
+        select(RequestRecord.prompt_name, RequestRecord.prompt_version, func.count())
+        .where(*where, RequestRecord.prompt_name.is_not(None))
+        .group_by(RequestRecord.prompt_name, RequestRecord.prompt_version)
+    )
+    return {f"{name}/{version}" if version else name: int(n) for name, version, n in rows.all()}
 
 
 async def _ttft_p95(session: AsyncSession, where: list) -> float | None:
@@ -73,8 +99,9 @@ async def _ttft_p95(session: AsyncSession, where: list) -> float | None:
 
 
 async def count_arms(session: AsyncSession, experiment: Experiment) -> tuple[ArmCounts, ArmCounts]:
-    """(champion, challenger)."""
-    common = {"route": experiment.route, "since": experiment.created_at}
+    """(champion, challenger), each with its mean score by the policy's judge rubric."""
+    judge_rubric = rubrics.get(ExperimentPolicy.from_dict(experiment.policy).judge_rubric)
+    common = {"route": experiment.route, "since": experiment.created_at, "judge_rubric": judge_rubric}
     champion = await count_arm(session, variant=experiment.champion, version=experiment.champion_version, **common)
     challenger = await count_arm(
         session, variant=experiment.challenger, version=experiment.challenger_version, **common
@@ -82,30 +109,44 @@ async def count_arms(session: AsyncSession, experiment: Experiment) -> tuple[Arm
     return champion, challenger
 
 
-async def planned_share(session: AsyncSession, experiment: Experiment) -> float:
-    """The challenger's expected share of all the exposures counted: each step's share weighted by the exposures
-    (both arms) that arrived while it held. The sample-ratio check compares the real split with this."""
+@dataclass(frozen=True)
+class Assignments:
+    """How the experiment's units were split, for the sample-ratio check. A unit is a user within a step (sticky
+    routing keeps a user on one arm while the split holds, and a ramp moves some users over), or a request that
+    carried no user id (split at random, request by request)."""
+
+    champion: int
+    challenger: int
+    planned_share: float  # each step's share weighted by the units that arrived while it held
+
+
+async def assignments(session: AsyncSession, experiment: Experiment) -> Assignments:
     query = (
         select(ExperimentDecision.created_at, ExperimentDecision.share)
         .where(ExperimentDecision.experiment_id == experiment.id, ExperimentDecision.action.in_(("start", "ramp")))
         .order_by(ExperimentDecision.id)
     )
-    steps = (await session.execute(query)).all()
-    arms = [
-        (experiment.champion, experiment.champion_version),
-        (experiment.challenger, experiment.challenger_version),
-    ]
-    of_arms = or_(
-        *(
-            and_(RequestRecord.variant == variant, *([RequestRecord.model_version == version] if version else []))
-            for variant, version in arms
-        )
-    )
-    shares, exposures = [], []
+    steps = (await session.execute(query)).all() or [(experiment.created_at, experiment.share)]
+    shares, units = [], {experiment.champion: 0, experiment.challenger: 0}
+    per_step = []
     for (start, share), nxt in zip(steps, [*steps[1:], None], strict=True):
-        window = [RequestRecord.route == experiment.route, of_arms, RequestRecord.started_at >= start]
+        window = [RequestRecord.route == experiment.route, RequestRecord.started_at >= start]
         if nxt is not None:
             window.append(RequestRecord.started_at < nxt[0])
+        counted = 0
+        for variant, version in (
+            (experiment.champion, experiment.champion_version),
+            (experiment.challenger, experiment.challenger_version),
+        ):
+            of_arm = [*window, RequestRecord.variant == variant]
+            if version:
+                of_arm.append(RequestRecord.model_version == version)
+            users = func.count(func.distinct(RequestRecord.user_hash))
+            anonymous = func.count(case((RequestRecord.user_hash.is_(None), 1)))
+            row = (await session.execute(select(users, anonymous).where(*of_arm))).one()
+            n = int(row[0] or 0) + int(row[1] or 0)
+            units[variant] += n
+            counted += n
         shares.append(share)
-        exposures.append(await session.scalar(select(func.count()).select_from(RequestRecord).where(*window)) or 0)
-    return blended_share(shares, exposures) if shares else experiment.share
+        per_step.append(counted)
+    return Assignments(units[experiment.champion], units[experiment.challenger], blended_share(shares, per_step))

@@ -28,6 +28,7 @@ class ArmReadout(BaseModel):
     version: str | None
     exposures: int
     other_versions: int
+    prompts: dict[str, int] = {}  # exposures by prompt ("name/version", a built-in template by name)
     ratings: int
     thumbs_up: int
     up_rate: float | None

@@ -18,7 +18,7 @@ from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
 from llmops_feedback.experiments.models import OPEN_STATUSES, Experiment, ExperimentDecision
 from llmops_feedback.experiments.policy import Action, Decision, ExperimentPolicy, decide
-from llmops_feedback.experiments.readout import ArmCounts, count_arms, planned_share
+from llmops_feedback.experiments.readout import ArmCounts, assignments, count_arms
 from llmops_feedback.experiments.schemas import ExperimentCreate
 from llmops_feedback.platform import GatewayRoutes, PlatformError, Registry, unavailable
 
@@ -64,6 +64,8 @@ async def create(
         raise APIError(409, f"route {data.route!r} already has an open experiment", code="experiment_open")
     champion_model, champion_version = await _pin(registry, variants[data.champion]["model"], "champion")
     challenger_model, challenger_version = await _pin(registry, variants[data.challenger]["model"], "challenger")
+    if challenger_version is not None:
+        await _check_offline_gate(registry, challenger_model, challenger_version)
     now = utcnow()
     experiment = Experiment(
         id=new_id(),
@@ -108,6 +110,21 @@ async def _pin(registry: Registry, served: str, field: str) -> tuple[str | None,
     return served, version
 
 
+async def _check_offline_gate(registry: Registry, served: str, version: str) -> None:
+    """A challenger version the offline gate blocked (evaluation comparisons tag it) gets no live traffic."""
+    model = split_served_name(served)[0]
+    try:
+        tags = await registry.version_tags(model, version)
+    except PlatformError as exc:
+        raise unavailable(exc) from None
+    if tags.get("llmops.offline_gate") == "block":
+        run = tags.get("llmops.offline_gate_run", "?")
+        raise APIError(
+            409, f"version {version} of {model!r} was blocked by the offline gate (MLflow run {run}): no canary",
+            code="offline_gate_blocked", param="challenger",
+        )  # fmt: skip
+
+
 async def get(session: AsyncSession, *, experiment_id: str) -> Experiment:
     experiment = await session.get(Experiment, experiment_id)
     if experiment is None:
@@ -139,10 +156,12 @@ async def evaluate(
         reason = "; ".join(f"the {arm} alias moved from version {was} to {now}" for arm, (was, now) in moved.items())
         return champion, challenger, Decision(Action.HALT, reason.capitalize() + ".", {"moved": moved})
     now = utcnow()
+    split = await assignments(session, experiment)
     decision = decide(
         champion=champion.stats,
         challenger=challenger.stats,
-        planned_share=await planned_share(session, experiment),
+        units=(split.champion, split.challenger),
+        planned_share=split.planned_share,
         step_index=experiment.step_index,
         step_age_s=(now - experiment.step_started_at).total_seconds(),
         age_s=(now - experiment.created_at).total_seconds(),
@@ -269,6 +288,10 @@ async def _apply(
         if repoint:
             challenger = await _variant(routes, experiment.route, experiment.challenger)
             serves = {"model": served_name(*alias), "upstream": challenger["upstream"] if challenger else None}
+            # The champion variant moves to a name the inference service loads on its next registry sync: until
+            # it lists the name, the route keeps its split (both arms answer) rather than send users to a 404.
+            if serves["upstream"] and not await routes.serves(serves["upstream"], serves["model"]):
+                raise PlatformError(f"waiting for {serves['upstream']} to serve {serves['model']}")
     if decision.action == "revert" and alias:
         if experiment.previous_champion_version:
             await registry.set_alias(*alias, experiment.previous_champion_version)

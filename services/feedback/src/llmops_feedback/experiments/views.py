@@ -4,6 +4,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment
@@ -20,7 +21,7 @@ from llmops_feedback.experiments.schemas import (
 from llmops_feedback.experiments.stats import wilson_interval
 from llmops_feedback.platform import Registry
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201)
@@ -96,6 +97,7 @@ def _arm(arm: str, variant: str, model: str | None, version: str | None, counts:
         version=version,
         exposures=stats.exposures,
         other_versions=counts.other_versions,
+        prompts=counts.prompts,
         ratings=stats.ratings,
         thumbs_up=stats.thumbs_up,
         up_rate=stats.thumbs_up / stats.ratings if stats.ratings else None,

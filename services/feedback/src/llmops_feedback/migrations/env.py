@@ -3,6 +3,7 @@
 
 from llmops_common.sql import run_alembic_env
 from llmops_feedback.db import Base
+from llmops_feedback.evaluation import models as _evaluation  # noqa: F401
 from llmops_feedback.experiments import models as _experiments  # noqa: F401  (tables onto Base.metadata)
 from llmops_feedback.ratings import models as _ratings  # noqa: F401
 from llmops_feedback.records import models as _records  # noqa: F401

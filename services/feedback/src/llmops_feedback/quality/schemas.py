@@ -6,7 +6,11 @@ from pydantic import BaseModel
 class VariantQuality(BaseModel):
     route: str
     variant: str
+    # Set when the summary is split by prompt (``by_prompt``): one row per variant and prompt version
+    prompt_name: str | None = None
+    prompt_version: str | None = None
     requests: int
+    errors: int = 0  # requests answered with a status of 400 or more (refusals, upstream failures)
     rated: int
     up: int
     down: int

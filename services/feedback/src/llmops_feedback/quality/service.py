@@ -3,7 +3,7 @@
 import math
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_feedback.quality.schemas import QualitySummary, VariantQuality
@@ -34,13 +34,24 @@ def _window(query, *, since: datetime, until: datetime, route: str | None, varia
 
 
 async def summarize(
-    session: AsyncSession, *, since: datetime, until: datetime, route: str | None = None, variant: str | None = None
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    route: str | None = None,
+    variant: str | None = None,
+    by_prompt: bool = False,
 ) -> QualitySummary:
+    """One row per route and variant; ``by_prompt``: per route, variant, prompt name and version (an alias moved
+    within the window, or two prompt versions as two variants, show apart)."""
     key = (RequestRecord.route, RequestRecord.variant)
+    if by_prompt:
+        key += (RequestRecord.prompt_name, RequestRecord.prompt_version)
     traffic = _window(
         select(
             *key,
             func.count(),
+            func.coalesce(func.sum(case((RequestRecord.status >= 400, 1), else_=0)), 0),
             func.avg(RequestRecord.latency_ms),
             func.avg(RequestRecord.ttft_ms),
             func.coalesce(func.sum(RequestRecord.prompt_tokens), 0),
@@ -60,18 +71,24 @@ async def summarize(
         route=route,
         variant=variant,
     )
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    for r, v, rating, n in (await session.execute(votes)).all():
-        counts.setdefault((r, v), {})[rating] = n
+    counts: dict[tuple, dict[str, int]] = {}
+    for *group, rating, n in (await session.execute(votes)).all():
+        counts.setdefault(tuple(group), {})[rating] = n
     variants = []
-    for r, v, requests, latency, ttft, prompt_tokens, completion_tokens in (await session.execute(traffic)).all():
-        up, down = counts.get((r, v), {}).get("up", 0), counts.get((r, v), {}).get("down", 0)
+    for row in (await session.execute(traffic)).all():
+        group = tuple(row[: len(key)])
+        requests, errors, latency, ttft, prompt_tokens, completion_tokens = row[len(key) :]
+        up, down = counts.get(group, {}).get("up", 0), counts.get(group, {}).get("down", 0)
         interval = wilson_interval(up, up + down)
+        prompt = group[2:] if by_prompt else (None, None)
         variants.append(
             VariantQuality(
-                route=r,
-                variant=v,
+                route=group[0],
+                variant=group[1],
+                prompt_name=prompt[0],
+                prompt_version=prompt[1],
                 requests=requests,
+                errors=int(errors),
                 rated=up + down,
                 up=up,
                 down=down,
@@ -84,5 +101,5 @@ async def summarize(
                 completion_tokens=int(completion_tokens),
             )
         )
-    variants.sort(key=lambda q: (q.route, q.variant))
+    variants.sort(key=lambda q: (q.route, q.variant, q.prompt_name or "", q.prompt_version or ""))
     return QualitySummary(since=since, until=until, variants=variants)

@@ -1,11 +1,12 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_feedback.deps import RatedAtDep, RaterDep, SessionDep, StateDep
 from llmops_feedback.ratings import service
 from llmops_feedback.ratings.schemas import RatingAccepted, RatingIn, RatingPublic
 
-router = APIRouter(prefix="/v1/feedback", tags=["ratings"])
+router = APIRouter(prefix="/v1/feedback", tags=["ratings"], responses=ERROR_RESPONSES)
 
 
 @router.post(

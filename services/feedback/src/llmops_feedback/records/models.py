@@ -22,6 +22,16 @@ class RequestRecord(Base):
     variant: Mapped[str] = mapped_column(String(128))
     model: Mapped[str | None] = mapped_column(String(256))  # the upstream model or adapter that answered
     model_version: Mapped[str | None] = mapped_column(String(64))  # the registry version behind an adapter alias
+    # Pseudonymous assignment unit (the client's user, else its key): experiments count users with it
+    user_hash: Mapped[str | None] = mapped_column(String(32))
+    # The batch this request was a line of (the gateway's Batches API); None: an online request
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The request's OpenTelemetry trace (32 hex digits) when the gateway traces: from a record to its trace
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+    # The prompt it was sent with: a registered prompt's name and version; a built-in template's name, no version
+    prompt_name: Mapped[str | None] = mapped_column(String(128))
+    prompt_version: Mapped[str | None] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))  # chat | text
     stream: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[int] = mapped_column(Integer)

@@ -1,14 +1,17 @@
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from llmops_common.contracts.requestlog import RequestLogBatch
-from llmops_common.errors import APIError
+from llmops_common.errors import ERROR_RESPONSES, APIError
 from llmops_feedback.deps import AdminDep, IngestDep, SessionDep, StateDep
 from llmops_feedback.ratings import pending
 from llmops_feedback.ratings.store import to_public
-from llmops_feedback.records import service
-from llmops_feedback.records.schemas import IngestResult, RequestPublic
+from llmops_feedback.records import browse, service
+from llmops_feedback.records.schemas import IngestResult, RequestPage, RequestPublic
 
-router = APIRouter(prefix="/v1/requests", tags=["request log"])
+router = APIRouter(prefix="/v1/requests", tags=["request log"], responses=ERROR_RESPONSES)
 
 
 @router.post("")
@@ -25,6 +28,50 @@ async def ingest(batch: RequestLogBatch, _: IngestDep, session: SessionDep, stat
     # Every id of the batch, not only the new ones: a rating held while its record was being stored is found here.
     state.metrics.count_attached(await pending.attach(session, request_ids=[r.request_id for r in batch.records]))
     return IngestResult(inserted=len(inserted), duplicates=duplicates)
+
+
+@router.get("")
+async def list_requests(
+    _: AdminDep,
+    session: SessionDep,
+    route: str | None = None,
+    variant: str | None = None,
+    key_id: str | None = None,
+    rating: browse.RatingFilter | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: str | None = Query(default=None, description="the next_cursor of the page before"),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RequestPage:
+    """The request log, newest first: filtered by route, variant, the key that made it, current rating (up, down, rated, unrated) and
+    start time (``since`` inclusive, ``until`` exclusive)."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise APIError(422, f"{name} needs a timezone", code="invalid_request")
+    rows = await browse.search(
+        session,
+        route=route,
+        variant=variant,
+        key_id=key_id,
+        rating=rating,
+        since=since,
+        until=until,
+        before=_cursor(before) if before else None,
+        limit=limit,
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return RequestPage(data=rows, next_cursor=f"{last.started_at.isoformat()}|{last.request_id}" if last else None)
+
+
+def _cursor(value: str) -> tuple[datetime, str]:
+    started, sep, request_id = value.partition("|")
+    try:
+        moment = datetime.fromisoformat(started)
+    except ValueError:
+        moment = None
+    if not sep or not request_id or moment is None or moment.tzinfo is None:
+        raise APIError(422, "before must be a next_cursor from an earlier page", code="invalid_cursor")
+    return moment, request_id
 
 
 @router.get("/{request_id}")

@@ -27,6 +27,14 @@ class RetrainingIn(BaseModel):
     enabled: bool = True
 
 
+class RetrainingSet(BaseModel):
+    """Policies by route, as a platform configuration file holds them (``llmops apply`` validates them all first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policies: dict[str, RetrainingIn] = Field(default_factory=dict, max_length=10_000)
+
+
 class RetrainingPublic(RetrainingIn):
     model_config = ConfigDict(from_attributes=True)
 

@@ -10,10 +10,10 @@ policy stops until an admin updates it. Each pass moves a policy at most one ste
 
 import hashlib
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common import tracing
 from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
 from llmops_feedback.datasets.service import Filters, sft_lines
@@ -76,7 +76,7 @@ async def dataset(session: AsyncSession, *, route: str, until=None) -> tuple[int
 
 
 async def run_pass(
-    session: AsyncSession, *, routes: GatewayRoutes, registry: Registry, trainer: Trainer, http: httpx.AsyncClient
+    session: AsyncSession, *, routes: GatewayRoutes, registry: Registry, trainer: Trainer
 ) -> list[tuple[str, str]]:
     """One step for every enabled policy: ``(route, what happened)`` for the steps that changed something."""
     events = []
@@ -84,7 +84,7 @@ async def run_pass(
     for policy in policies:
         before = (policy.job_id, policy.job_state, policy.experiment_id)
         try:
-            await _step(session, policy, routes=routes, registry=registry, trainer=trainer, http=http)
+            await _step(session, policy, routes=routes, registry=registry, trainer=trainer)
         except (PlatformError, APIError) as exc:
             policy.status = f"waiting: {exc}"[:1000]
         policy.updated_at = utcnow()
@@ -94,7 +94,7 @@ async def run_pass(
     return events
 
 
-async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer, http) -> None:
+async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer) -> None:
     if policy.job_id and policy.job_state not in FINISHED:
         job = await trainer.get(policy.job_id)
         policy.job_state = job["state"]
@@ -106,7 +106,7 @@ async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer,
             policy.status = f"job {policy.job_id} {job['state']}"
             return
     if policy.job_id and policy.job_state == "succeeded" and policy.experiment_id is None:
-        await _canary(session, policy, routes=routes, registry=registry, trainer=trainer, http=http)
+        await _canary(session, policy, routes=routes, registry=registry, trainer=trainer)
         return
     await _maybe_train(session, policy, trainer=trainer)
 
@@ -131,19 +131,21 @@ async def _maybe_train(session: AsyncSession, policy: RetrainingPolicy, *, train
     if digest == policy.dataset_hash:
         policy.status = "waiting: the dataset is the last job's"
         return
-    job = await trainer.submit(
-        {
-            **policy.job,
-            "dataset": {"feedback": {"route": policy.route, "until": now.isoformat()}},
-            "registry": {"model_name": policy.model_name, "alias": CHALLENGER_ALIAS},
-        }
-    )
+    # The job's trace starts here: the trainer's request span and its worker's training span join it.
+    with tracing.span("retraining submit", attributes={"llmops.route": policy.route, "llmops.examples": count}):
+        job = await trainer.submit(
+            {
+                **policy.job,
+                "dataset": {"feedback": {"route": policy.route, "until": now.isoformat()}},
+                "registry": {"model_name": policy.model_name, "alias": CHALLENGER_ALIAS},
+            }
+        )
     policy.job_id, policy.job_state, policy.experiment_id = job["id"], job["state"], None
     policy.dataset_hash, policy.dataset_examples, policy.started_at = digest, count, now
     policy.status = f"job {job['id']} started on {count} examples ({new} new)"
 
 
-async def _canary(session, policy: RetrainingPolicy, *, routes, registry, trainer, http) -> None:
+async def _canary(session, policy: RetrainingPolicy, *, routes, registry, trainer) -> None:
     """The adapter joins the route as a variant without traffic, and once it is served an experiment opens."""
     job = await trainer.get(policy.job_id)
     served, version = job.get("served_model"), job.get("registered_version")
@@ -158,7 +160,7 @@ async def _canary(session, policy: RetrainingPolicy, *, routes, registry, traine
     if variants.get(policy.challenger, {}) | {"weight": 0} != challenger:
         spec["variants"] = [v for v in spec["variants"] if v["name"] != policy.challenger] + [challenger]
         await routes.put(policy.route, spec)
-    if not await _serves(http, upstream, served):
+    if not await routes.serves(upstream, served):
         policy.status = f"job {policy.job_id} registered {served} version {version}; waiting for it to be served"
         return
     data = ExperimentCreate(
@@ -167,12 +169,3 @@ async def _canary(session, policy: RetrainingPolicy, *, routes, registry, traine
     experiment = await experiments.create(session, data=data, actor="retraining", routes=routes, registry=registry)
     policy.experiment_id, policy.failures = experiment.id, 0
     policy.status = f"job {policy.job_id} registered {served} version {version}; experiment {experiment.id} opened"
-
-
-async def _serves(http: httpx.AsyncClient, upstream: str, model: str) -> bool:
-    """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed)."""
-    try:
-        response = await http.get(f"{str(upstream).rstrip('/')}/models")
-        return response.status_code == 200 and model in {m.get("id") for m in response.json().get("data", [])}
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return False

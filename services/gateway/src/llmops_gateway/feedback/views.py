@@ -4,23 +4,30 @@ is down), scoped to that key's requests."""
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from llmops_common.errors import APIError
+from llmops_common.contracts.ratings import RatingAccepted, RatingIn
+from llmops_common.errors import ERROR_RESPONSES, APIError
 from llmops_common.requests import read_body
 from llmops_gateway.deps import AuthenticatorDep, RatingsDep
 from llmops_gateway.feedback import service
+from llmops_gateway.proxy.schemas import openapi_body
 
-router = APIRouter(prefix="/v1", tags=["feedback"])
+router = APIRouter(prefix="/v1", tags=["feedback"], responses=ERROR_RESPONSES)
 
 _MAX_RATING_BYTES = 256 * 1024  # a 32k-character correction in UTF-8, escaped, fits
-_BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
+_BODY_DOC = openapi_body(RatingIn)  # the contract the body is validated with
 
 
-@router.post("/feedback", status_code=201, openapi_extra=_BODY_DOC)
+@router.post(
+    "/feedback",
+    status_code=201,
+    openapi_extra=_BODY_DOC,
+    responses={202: {"model": RatingAccepted, "description": "accepted for delivery (pending or queued)"}},
+)
 async def feedback(request: Request, authenticator: AuthenticatorDep, ratings: RatingsDep) -> Response:
     """``{"request_id", "rating": "up"|"down", "comment"?, "correction"?, "idempotency_key"?}``. A key may rate only
     its own requests. 201: rated; 202: accepted for delivery (``status`` ``pending``: waiting for the request's
     record; ``queued``: waiting on the gateway for the feedback service); 400/422 in the OpenAI error format."""
-    key = await authenticator.authenticate(request.headers.get("authorization"))
+    key = await authenticator.authenticate(request.headers.get("authorization"), request.scope)
     if ratings is None:
         raise APIError(503, "no feedback service is configured", code="feedback_unavailable")
     delivery = service.prepare(await read_body(request, max_bytes=_MAX_RATING_BYTES), key_id=key.id)

@@ -2,17 +2,42 @@
 
 import orjson
 
+from llmops_common.contracts.requestlog import MAX_SQL_INTEGER
+from llmops_gateway.proxy.connection import UpstreamError, UpstreamTimeout
+
+
+def usage_of(value) -> dict | None:
+    """An upstream's ``usage`` as the gateway counts it: token counts that are whole numbers from 0 to what the
+    request log can store, else None (the accounting then estimates). A malformed usage must not break accounting,
+    nor a negative one refund quota, nor an absurd one make the request's record undeliverable."""
+    if not isinstance(value, dict):
+        return None
+    usage = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        count = value.get(name)
+        if count is not None:
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_SQL_INTEGER:
+                return None
+            usage[name] = count
+    details = value.get("prompt_tokens_details")  # cached prompt tokens are priced apart (spend)
+    if usage and isinstance(details, dict):
+        cached = details.get("cached_tokens")
+        if isinstance(cached, int) and not isinstance(cached, bool) and 0 < cached <= usage.get("prompt_tokens", 0):
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage or None
+
 
 class StreamTap:
     """Fed the raw bytes exactly as they go to the client; never changes them."""
 
-    __slots__ = ("_buffer", "chunks", "done", "parts", "usage")
+    __slots__ = ("_buffer", "chunks", "done", "finish_reasons", "parts", "usage")
 
     def __init__(self) -> None:
         self._buffer = b""
         self.parts: list[str] = []
         self.usage: dict | None = None
         self.chunks = 0  # content-bearing events, about one token each
+        self.finish_reasons: list[str] = []  # one per choice, from the event that ends it (for the trace)
         self.done = False
 
     def feed(self, data: bytes) -> None:
@@ -36,14 +61,39 @@ class StreamTap:
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 return
-            if chunk.get("usage"):
-                self.usage = chunk["usage"]
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
-                if text:
+            # What an upstream sends is not trusted to be OpenAI's shape: an event that is not reads as no text.
+            if not isinstance(chunk, dict):
+                return
+            if (usage := usage_of(chunk.get("usage"))) is not None:
+                self.usage = usage
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if text and isinstance(text, str):
                     self.parts.append(text)
                     self.chunks += 1
+                if (reason := choice.get("finish_reason")) and isinstance(reason, str):
+                    self.finish_reasons.append(reason)
 
     @property
     def answer(self) -> str:
         return "".join(self.parts)
+
+
+def stream_error(exc: UpstreamError) -> tuple[int, str, bytes]:
+    """A stream that broke after its head went out: the status for the record, the breaker's failure kind, and
+    the SSE error event the client gets last (too late for an error status)."""
+    if isinstance(exc, UpstreamTimeout):
+        status, kind, message, code = (
+            504,
+            "stream_timeout",
+            "upstream stream timed out: " + str(exc),
+            "upstream_timeout",
+        )
+    else:
+        status, kind, message, code = 502, "stream_broken", "upstream stream interrupted", "upstream_error"
+    error = {"error": {"message": message, "type": "server_error", "code": code}}
+    return status, kind, b"data: " + orjson.dumps(error) + b"\n\n"

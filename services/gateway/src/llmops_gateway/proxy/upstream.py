@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import orjson
 
+from llmops_common import tracing
 from llmops_common.contracts.adapters import MODEL_VERSION_HEADER
 from llmops_common.errors import APIError
 from llmops_gateway.metrics import GatewayMetrics
-from llmops_gateway.proxy.client import Response, UpstreamClient, UpstreamError, UpstreamTimeout
-from llmops_gateway.routing.breaker import CircuitBreakers
+from llmops_gateway.proxy.client import UpstreamClient
+from llmops_gateway.proxy.connection import Response, UpstreamError, UpstreamTimeout
+from llmops_gateway.routing.breaker import Admission, CircuitBreakers
 from llmops_gateway.routing.schemas import Variant
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ class UpstreamResponse:
     response: Response
     sent_at: float  # perf_counter when the request went out
     headers_at: float  # perf_counter when the status line arrived
+    route: str = "-"
+    admission: Admission = Admission.allowed  # settled (``Upstreams.settle``) once the answer has been read
 
     def passthrough_headers(self) -> dict[str, str]:
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.response.headers if k not in _HOP_BY_HOP}
@@ -47,12 +51,16 @@ class UpstreamResponse:
 _MODEL_VERSION = MODEL_VERSION_HEADER.encode()
 
 
-def _upstream_headers(variant: Variant, request_id: str) -> list[tuple[bytes, bytes]]:
+def _upstream_headers(variant: Variant, request_id: str, token: str | None = None) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
-    if variant.api_key_env:
+    if token:  # a platform service the gateway holds a token for (the retriever's embeddings)
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    elif variant.api_key_env:
         api_key = os.environ.get(variant.api_key_env)
         if api_key:
             headers.append((b"authorization", f"Bearer {api_key}".encode()))
+    if tracing.on:
+        tracing.inject_headers(headers)  # traceparent of the completion's span
     return headers
 
 
@@ -63,9 +71,17 @@ class Upstreams:
         self._client, self._breakers, self._metrics = client, breakers, metrics
 
     async def send(
-        self, *, route: str, variants: list[Variant], path: str, payload: dict, request_id: str
+        self,
+        *,
+        route: str,
+        variants: list[Variant],
+        path: str,
+        payload: dict,
+        request_id: str,
+        token: str | None = None,
     ) -> UpstreamResponse:
-        """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``."""
+        """Returns the first usable upstream response (its body not yet read), or raises a 502/503/504 ``APIError``.
+        ``token``: sent as the bearer token instead of a variant's ``api_key_env``."""
         breakers, metrics = self._breakers, self._metrics
         last_error: APIError | None = None
         for variant in variants:
@@ -80,7 +96,7 @@ class Upstreams:
             sent_at = time.perf_counter()
             try:
                 response = await self._client.post(
-                    variant.base_url, path, orjson.dumps(payload), _upstream_headers(variant, request_id)
+                    variant.base_url, path, orjson.dumps(payload), _upstream_headers(variant, request_id, token)
                 )
             except asyncio.CancelledError:
                 breakers.record_abandoned(route, variant.name, admission)
@@ -94,11 +110,33 @@ class Upstreams:
             if response.status in _RETRY_STATUSES:
                 last_error = await _refused(breakers, metrics, route, variant, response)
                 continue
-            breakers.record_success(route, variant.name)
-            return UpstreamResponse(variant=variant, response=response, sent_at=sent_at, headers_at=time.perf_counter())
+            if response.status != 200:  # a client error passed through: the upstream itself works
+                breakers.record_success(route, variant.name)
+            # A 200 is judged by its whole answer (``settle``): an upstream that breaks every stream halfway, or
+            # sends what is not an answer, must open its circuit, and a success at the status line would reset it.
+            return UpstreamResponse(
+                variant=variant,
+                response=response,
+                sent_at=sent_at,
+                headers_at=time.perf_counter(),
+                route=route,
+                admission=admission,
+            )
         error = last_error or APIError(503, "no variant available", code="no_variant")
         error.headers = {**(error.headers or {}), "x-llmops-variant": variants[-1].name}  # the last one tried
         raise error
+
+    def settle(self, upstream: UpstreamResponse, *, failure: str | None = None, abandoned: bool = False) -> None:
+        """How a 200 answer ended: whole (success), ``failure`` (its kind: it broke, stalled or was not an answer),
+        or ``abandoned`` by the client (proves nothing either way)."""
+        route, name = upstream.route, upstream.variant.name
+        if abandoned:
+            self._breakers.record_abandoned(route, name, upstream.admission)
+        elif failure is not None:
+            self._breakers.record_failure(route, name)
+            self._metrics.upstream_errors.labels(route, name, failure).inc()
+        else:
+            self._breakers.record_success(route, name)
 
 
 async def _refused(breakers, metrics, route: str, variant: Variant, response: Response) -> APIError:

@@ -14,20 +14,21 @@ import time
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llmops_common.errors import APIError, error_response, internal_error_response
+from llmops_common.errors import ERROR_RESPONSES, APIError, error_response, internal_error_response
 from llmops_common.requests import read_body
 from llmops_common.responses import OrjsonResponse
 from llmops_common.streaming import ClientDisconnected, cancelled_on_disconnect
 from llmops_gateway.deps import AuthenticatorDep, RoutesDep
-from llmops_gateway.proxy.pipeline import CompletionPipeline
+from llmops_gateway.proxy.pipeline import BatchLine, CompletionPipeline
 from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest, openapi_body
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], responses=ERROR_RESPONSES)
 
 
 class CompletionEndpoint:
@@ -48,6 +49,9 @@ class CompletionEndpoint:
                     request_id=scope["state"]["request_id"],
                     authorization=request.headers.get("authorization"),
                     body=body,
+                    batch=BatchLine.of(request.headers),
+                    request_headers=request.headers,
+                    scope=scope,
                 )
                 if reply.stream is not None:  # all but the last, empty, message; closing it early = the client left
                     async with contextlib.aclosing(reply.stream) as stream:
@@ -62,6 +66,8 @@ class CompletionEndpoint:
             return
         except ClientDisconnected:
             return  # nobody to answer; the pipeline has accounted for it
+        except ClientDisconnect:
+            return  # left while sending its body: nothing was run, nobody to answer
         except Exception:
             if started:
                 raise  # the server cuts the connection: the only signal left mid-stream
@@ -112,19 +118,18 @@ def _operation(kind: str, model) -> dict:
             "200": {
                 "description": "The upstream's answer (JSON), or with `stream: true` server-sent events ending in a usage chunk"
             },
-            "default": {"description": "An error, in the OpenAI error body"},
+            **ERROR_RESPONSES,
         },
     }
 
 
 @router.get("/v1/models")
 async def models(request: Request, authenticator: AuthenticatorDep, routes: RoutesDep) -> OrjsonResponse:
-    """The routes this key may use, as OpenAI models."""
-    key = await authenticator.authenticate(request.headers.get("authorization"))
+    """The routes this key may use, and the retriever's embedding models, as OpenAI models."""
+    key = await authenticator.authenticate(request.headers.get("authorization"), request.scope)
     now = int(time.time())
+    names = sorted({*await routes.names(), *request.app.state.embeddings.default_models()})
     data = [
-        {"id": name, "object": "model", "created": now, "owned_by": "llmops"}
-        for name in await routes.names()
-        if key.may_use(name)
+        {"id": name, "object": "model", "created": now, "owned_by": "llmops"} for name in names if key.may_use(name)
     ]
     return OrjsonResponse({"object": "list", "data": data})

@@ -22,6 +22,8 @@ def reservation_headers(reservation: Reservation | None) -> dict[str, str]:
     limits, remaining = reservation.plan.limits, reservation.remaining
     tightest: dict[str, int] = {}  # kind -> index of its limit with the least remaining
     for i, (_, kind, _) in enumerate(limits):
+        if kind not in _NAMES:  # budgets: money, not OpenAI's rate limits
+            continue
         if kind not in tightest or remaining[i] < remaining[tightest[kind]]:
             tightest[kind] = i
     headers = {}

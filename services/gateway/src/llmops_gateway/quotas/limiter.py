@@ -17,13 +17,17 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from llmops_gateway.limits import Limits
-from llmops_gateway.quotas.plan import Plan, Reservation
+from llmops_gateway.money import NO_BUDGET, BudgetNanos
+from llmops_gateway.quotas.plan import HeldReservation, Plan, Reservation
 
 logger = logging.getLogger(__name__)
 
 
-def _script(client: redis.Redis, name: str):
-    return client.register_script(files(__package__).joinpath(name).read_text())
+def _script(client: redis.Redis, name: str, *, prelude: str = ""):
+    text = files(__package__).joinpath(name).read_text()
+    if prelude:
+        text = files(__package__).joinpath(prelude).read_text() + text
+    return client.register_script(text)
 
 
 class QuotaExceeded(Exception):
@@ -40,20 +44,31 @@ class QuotaLimiter:
     def __init__(
         self, client: redis.Redis, *, prefix: str, lease_s: float = 0.1, reconcile_interval_s: float = 0.02
     ) -> None:
-        self._reserve_script = _script(client, "reserve.lua")
+        self._reserve_script = _script(client, "reserve.lua", prelude="month.lua")
         self._reconcile_script = _script(client, "reconcile.lua")
         self._plans: dict[tuple, Plan] = {}
         self._lease_s = lease_s
         self._prefix = prefix
         self._reconcile_interval_s = reconcile_interval_s
-        self._pending: dict[str, int] = {}  # token counter -> summed correction not yet written
+        self._pending: dict[str, int] = {}  # token or budget counter -> summed correction not yet written
         self._flusher: asyncio.Task | None = None
 
     async def reserve(
-        self, *, key_id: str, key_limits: Limits, route: str, route_limits: Limits, tokens: int
+        self,
+        *,
+        key_id: str,
+        key_limits: Limits,
+        route: str,
+        route_limits: Limits,
+        tokens: int,
+        cost: int = 0,
+        key_budget: BudgetNanos = NO_BUDGET,
+        team: str | None = None,
+        team_budget: BudgetNanos = NO_BUDGET,
     ) -> Reservation:
-        """Count one request and ``tokens`` against every limit that is set, or raise ``QuotaExceeded``."""
-        plan = self._plan(key_id, key_limits, route, route_limits)
+        """Count one request, ``tokens`` and ``cost`` (nano-units) against every limit and budget that is set, or
+        raise ``QuotaExceeded``."""
+        plan = self._plan(key_id, key_limits, route, route_limits, key_budget, team, team_budget)
         if not plan.limits:
             return Reservation(tokens=tokens)
         now = time.monotonic()
@@ -69,41 +84,57 @@ class QuotaLimiter:
         leases = [0] * len(plan.limits) if refilling else plan.wanted_leases(now)
         with plan.refilling(leases):
             try:
-                result = await self._reserve_script(args=plan.script_args(tokens, leases))
+                result = await self._reserve_script(args=plan.script_args(tokens, leases, cost))
             except (RedisError, OSError) as exc:
                 raise QuotaStoreUnavailable(repr(exc)) from exc
         if result[0] == 0:
             index = result[1] - 1
             scope, kind, limit = plan.limits[index]
-            cost = plan.costs(tokens)[index]
-            raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=cost)
+            needed = plan.costs(tokens, cost)[index]
+            raise QuotaExceeded(scope=scope, kind=kind, limit=limit, retry_after_s=result[2] / 1000, cost=needed)
         windows, remaining, leased = result[3::4], result[4::4], result[6::4]
         # From the time before the call: a lease ends no later than its window does on Redis's clock.
         ends_at = [now + reset_ms / 1000 for reset_ms in result[5::4]]
         if any(leased):
             plan.granted(windows, remaining, ends_at, leased)
-        return plan.reservation(tokens, windows, remaining, ends_at, now)
+        return plan.reservation(tokens, windows, remaining, ends_at, now, cost)
 
-    def _plan(self, key_id: str, key_limits: Limits, route: str, route_limits: Limits) -> Plan:
+    def _plan(
+        self,
+        key_id: str,
+        key_limits: Limits,
+        route: str,
+        route_limits: Limits,
+        key_budget: BudgetNanos,
+        team: str | None,
+        team_budget: BudgetNanos,
+    ) -> Plan:
         """The limits to check and the script call, encoded once per key, route and limits (not per request)."""
         cache_key = (key_id, route, key_limits.rpm, key_limits.tpm, key_limits.tpd)
-        cache_key += (route_limits.rpm, route_limits.tpm, route_limits.tpd)
+        cache_key += (route_limits.rpm, route_limits.tpm, route_limits.tpd, key_budget, team, team_budget)
         plan = self._plans.get(cache_key)
         if plan is None:
             if len(self._plans) > 10_000:  # keys and routes come and go: never grow without bound
                 self._plans.clear()
-            plan = self._plans[cache_key] = Plan(self._prefix, key_id, key_limits, route, route_limits, self._lease_s)
+            plan = self._plans[cache_key] = Plan(
+                self._prefix, key_id, key_limits, route, route_limits, self._lease_s, key_budget, team, team_budget
+            )
         return plan
 
-    def reconcile(self, reservation: Reservation, *, actual_tokens: int) -> None:
-        """Replace the reserved token estimate by the real usage, in the next batched write."""
-        delta = actual_tokens - reservation.tokens
-        counters = reservation.token_counters() if delta else []
-        if not counters:
-            return
-        for counter in counters:
-            self._pending[counter] = self._pending.get(counter, 0) + delta
-        if self._flusher is None:
+    def reconcile(
+        self, reservation: Reservation | HeldReservation, *, actual_tokens: int, actual_cost: int = 0
+    ) -> None:
+        """Replace the reserved token estimate and worst-case price by the real ones, in the next batched write."""
+        pending, queued = self._pending, False
+        if delta := actual_tokens - reservation.tokens:
+            for counter in reservation.token_counters():
+                pending[counter] = pending.get(counter, 0) + delta
+                queued = True
+        if delta := actual_cost - reservation.cost:
+            for counter in reservation.cost_counters():
+                pending[counter] = pending.get(counter, 0) + delta
+                queued = True
+        if queued and self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:

@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from llmops_common.errors import APIError, validation_error
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.prompts.models import Prompt
 from llmops_gateway.rag import sources as fmt
 from llmops_gateway.rag.client import RetrieverClient, RetrieverUnavailable
 from llmops_gateway.rag.schemas import DEFAULT_ROUTE, RagRequest, RagRoute
-from llmops_gateway.rag.templates import PromptTemplate, render
+from llmops_gateway.rag.templates import render
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,12 @@ def question_of(payload: dict, kind: str) -> str:
     return question
 
 
-def _apply(payload: dict, kind: str, *, system: str, user: str | None) -> None:
-    """Puts ``system`` before the conversation (merged into a leading system message) and, when the template
-    rewrites the user turn, ``user`` in place of the last user message's text."""
+def apply_prompt(payload: dict, kind: str, *, system: str, user: str | None) -> None:
+    """Puts ``system`` before the conversation (merged into a leading system message; none when empty) and, when
+    the template rewrites the user turn, ``user`` in place of the last user message's text."""
     if kind == "text":
-        payload["prompt"] = f"{system}\n\n{user if user is not None else question_of(payload, kind)}"
+        question = user if user is not None else question_of(payload, kind)
+        payload["prompt"] = f"{system}\n\n{question}" if system else question
         return
     messages = payload["messages"]
     if user is not None:
@@ -80,6 +82,8 @@ def _apply(payload: dict, kind: str, *, system: str, user: str | None) -> None:
             others = [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
             messages[last] = {**messages[last], "content": [{"type": "text", "text": user}, *others]}
     first = messages[0] if messages else {}
+    if not system:
+        return
     if first.get("role") in ("system", "developer") and isinstance(first.get("content"), str):
         messages[0] = {**first, "content": f"{system}\n\n{first['content']}"}
     else:
@@ -119,8 +123,10 @@ class Retrieval:
             score_threshold=request.score_threshold if request.score_threshold is not None else route.score_threshold,
         )
 
-    async def retrieve(self, rag: Plan, payload: dict, *, kind: str, route: str, request_id: str) -> RagContext:
-        template: PromptTemplate = rag.route.prompt()
+    async def retrieve(
+        self, rag: Plan, payload: dict, *, prompt: Prompt, kind: str, route: str, request_id: str
+    ) -> RagContext:
+        """Searches and fills ``prompt`` (a RAG template) into the payload."""
         question = question_of(payload, kind)
         started = time.perf_counter()
         try:
@@ -142,7 +148,7 @@ class Retrieval:
                 raise APIError(
                     503, "the retriever is unavailable; no answer without context", code="retriever_unavailable"
                 ) from None
-            _apply(payload, kind, system=template.no_context_system, user=None)
+            apply_prompt(payload, kind, system=prompt.no_context_system, user=None)
             return RagContext(context=False)
         except APIError:
             self._metrics.rag_retrievals.labels(route, "refused").inc()
@@ -150,6 +156,6 @@ class Retrieval:
         self._metrics.rag_retrievals.labels(route, "ok").inc()
         self._metrics.rag_latency.labels(route).observe(time.perf_counter() - started)
         block, used = fmt.context_block(chunks, max_chars=rag.route.max_context_chars)
-        user = None if template.user == "{question}" else render(template.user, sources=block, question=question)
-        _apply(payload, kind, system=render(template.system, sources=block, question=question), user=user)
+        user = None if prompt.user is None else render(prompt.user, sources=block, question=question)
+        apply_prompt(payload, kind, system=render(prompt.system, sources=block, question=question), user=user)
         return RagContext(sources=fmt.public(used), retrieved_ids=[c.id for c in used])

@@ -6,7 +6,13 @@ with it); a better prompt is a new version, chosen per route.
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmops_common.contracts import prompts as prompt_contract
+
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NO_CONTEXT_SYSTEM = (
+    "No documents could be searched for this question. Answer from general knowledge, and say that no documents "
+    "were consulted."
+)
 
 
 class PromptTemplate(BaseModel):
@@ -18,8 +24,7 @@ class PromptTemplate(BaseModel):
         default="{question}", max_length=8000, description="the last user turn; may use {question}, {sources}"
     )
     no_context_system: str = Field(
-        default="No documents could be searched for this question. Answer from general knowledge, and say that "
-        "no documents were consulted.",
+        default=NO_CONTEXT_SYSTEM,
         max_length=8000,
         description="the system message when the retriever is down and the route answers without context",
     )
@@ -33,23 +38,14 @@ class PromptTemplate(BaseModel):
         return self
 
 
+# Defined once in the shared contract: ``llmops up`` registers the same texts in MLflow's prompt registry.
 BUILTIN: dict[str, PromptTemplate] = {
-    # Context in the system message, the user's question untouched: suits instruction-tuned models.
-    "grounded-v1": PromptTemplate(
-        version="grounded-v1",
-        system=(
-            "Answer the user's question using only the numbered sources below. If they do not contain the "
-            "answer, say that you do not know. Cite the sources you use like [1].\n\nSources:\n{sources}"
-        ),
-    ),
-    # Context and question in the user turn, one short instruction: small models follow this one better.
-    "context-first-v1": PromptTemplate(
-        version="context-first-v1",
-        system="You answer questions from the given context. Be brief.",
-        user="Context:\n{sources}\n\nQuestion: {question}\nAnswer from the context above.",
-    ),
+    version: PromptTemplate(version=version, **texts) for version, texts in prompt_contract.BUILTIN.items()
 }
-DEFAULT = "grounded-v1"
+# The default measured best with the bundled model (bench/evaluation_bench.py, 48 questions on 24 invented facts
+# among distractors): context-first-v1 with one source put the fact in 94% of answers, grounded-v1 83% (top_k 1)
+# and 58% (top_k 2), at 100% retrieval hit@1 for both.
+DEFAULT = prompt_contract.DEFAULT_BUILTIN
 
 
 def render(text: str, *, sources: str, question: str) -> str:

@@ -5,7 +5,9 @@ import contextlib
 import logging
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 
+from llmops_common import tracing
 from llmops_common.contracts.requestlog import RequestLogRecord
 from llmops_gateway.feedback.delivery import FeedbackUnreachable, RatingDelivery, post_rating
 from llmops_gateway.metrics import GatewayMetrics
@@ -56,7 +58,7 @@ class FeedbackSink(BatchingSink):
 
     async def start(self) -> None:
         self._spool.prepare()
-        self._http = aiohttp.ClientSession(timeout=self._timeout)
+        self._http = aiohttp.ClientSession(timeout=self._timeout, trace_configs=tracing.aiohttp_trace_configs())
         self._metrics.request_log_spooled.set(self._spool.pending_records())
         self._metrics.ratings_spooled.set(self._spool.pending_ratings())
         self._replayer = asyncio.create_task(self._replay_forever(), name="request-log-replayer")
@@ -77,14 +79,29 @@ class FeedbackSink(BatchingSink):
                 await self._deliver(batch)
                 return
             except _Refused as exc:
-                self._keep_refused(self._spool.write(batch), exc)
+                with self._keeping(len(batch)):
+                    self._keep_refused(self._spool.write(batch), exc)
                 return
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self._reachable = False
                 logger.warning("feedback service unreachable; spooling request records", extra={"error": repr(exc)})
-        await asyncio.to_thread(self._spool.write, batch)
-        self._metrics.request_log_spooled.inc(len(batch))
+        with self._keeping(len(batch)):
+            await asyncio.to_thread(self._spool.write, batch)
+            self._metrics.request_log_spooled.inc(len(batch))
         self._wake_replayer.set()
+
+    @contextlib.contextmanager
+    def _keeping(self, records: int):
+        """A spool write that fails (disk full, read-only, gone) loses the records: counted and logged, never raised,
+        so requests keep being served and the next batches still get their chance (space may come back)."""
+        try:
+            yield
+        except OSError as exc:
+            self._metrics.request_log_lost.inc(records)
+            logger.error(
+                "request records lost: the feedback service is unreachable and the spool cannot keep them",
+                extra={"records": records, "spool_dir": str(self._spool.directory), "error": repr(exc)},
+            )
 
     @property
     def reachable(self) -> bool:
@@ -96,8 +113,9 @@ class FeedbackSink(BatchingSink):
         first, so a rating of a request just answered is replayed after that request's record."""
         records = self.take_pending()
         if records:
-            await asyncio.to_thread(self._spool.write, records)
-            self._metrics.request_log_spooled.inc(len(records))
+            with self._keeping(len(records)):
+                await asyncio.to_thread(self._spool.write, records)
+                self._metrics.request_log_spooled.inc(len(records))
         await asyncio.to_thread(self._spool.write_rating, delivery.model_dump_json().encode())
         self._metrics.ratings_spooled.inc()
         self._reachable = False
@@ -105,10 +123,13 @@ class FeedbackSink(BatchingSink):
 
     async def _deliver(self, batch: list[RequestLogRecord]) -> None:
         body = b'{"records":' + json_array(batch) + b"}"  # the feedback service's RequestLogBatch
-        async with self._http.post(self._url, data=body, headers=self._headers) as response:
-            if response.status in (400, 413, 422):
-                raise _Refused(f"{response.status}: {(await response.text())[:500]}")
-            response.raise_for_status()
+        # A batch holds many requests' records: its delivery is a trace of its own; each record keeps its
+        # request's trace id, which is how a request and its stored record are found from each other.
+        with tracing.span("deliver request log", kind=SpanKind.PRODUCER, attributes={"llmops.records": len(batch)}):
+            async with self._http.post(self._url, data=body, headers=self._headers) as response:
+                if response.status in (400, 413, 422):
+                    raise _Refused(f"{response.status}: {(await response.text())[:500]}")
+                response.raise_for_status()
         self._metrics.request_log_delivered.inc(len(batch))
 
     async def _replay_forever(self) -> None:

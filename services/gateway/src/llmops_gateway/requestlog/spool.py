@@ -37,10 +37,15 @@ class Spool:
         """Durably: fsync'd under a temporary name, then renamed into place."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{id(data):x}{suffix}"
         temporary = self.directory / f".{name}.tmp"
-        with temporary.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with temporary.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            # A full disk: a half-written file would hold on to the little space left, and never be replayed.
+            temporary.unlink(missing_ok=True)
+            raise
         path = self.directory / name
         temporary.rename(path)
         return path

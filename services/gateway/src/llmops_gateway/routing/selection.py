@@ -41,6 +41,17 @@ class StickySplit(RoutingStrategy):
         return min(variants, key=lambda v: -math.log(_unit_hash(route, v.name, user)) / v.weight)
 
 
+def assignment_unit(user: str | None, key_id: str) -> str:
+    """Whom sticky routing keeps on one variant: the request's ``user``, else its key."""
+    return user or key_id
+
+
+def unit_id(unit: str) -> str:
+    """The assignment unit as the request log stores it: pseudonymous (a client's ``user`` may be an e-mail
+    address), stable across replicas and restarts so experiments can count distinct users."""
+    return hashlib.blake2b(unit.encode(), digest_size=8, person=b"llmops.user").hexdigest()
+
+
 def _unit_hash(*parts: str) -> float:
     """A uniform number in (0, 1) from the parts."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()

@@ -6,11 +6,12 @@ import time
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.errors import APIError, validation_error
 from llmops_common.sql import utcnow
+from llmops_gateway.routing import revisions
 from llmops_gateway.routing.models import Route
 from llmops_gateway.routing.schemas import RoutePublic, RouteSpec
 
@@ -21,26 +22,61 @@ def to_public(route: Route) -> RoutePublic:
     return RoutePublic(name=route.name, updated_at=route.updated_at, **route.spec)
 
 
-def stored_document(spec: RouteSpec) -> dict:
+def stored_document(spec: RouteSpec, *, prefix: tuple = ()) -> dict:
     """The spec as it is stored, refused (422) unless it reads back through the same model: a route that PUT
     accepts can always be read, listed and served."""
     document = spec.model_dump(mode="json")
     try:
         RouteSpec.model_validate(document)
     except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False)) from None
+        raise validation_error(exc.errors(include_url=False), prefix=prefix) from None
     return document
 
 
-async def put(session: AsyncSession, *, name: str, spec: RouteSpec) -> Route:
+async def stage_put(
+    session: AsyncSession, *, name: str, spec: RouteSpec, actor: str, action: str | None = None, note: str | None = None
+) -> Route:
+    """The one path by which a route is created or changed (admin API, console, config apply, revert): the route and
+    its revision are added to the session, committed by the caller with everything else of its transaction. An
+    unchanged spec writes nothing, so applying the same state twice leaves no trace."""
     document = stored_document(spec)
     route = await session.get(Route, name)
+    before = route.spec if route is not None else None
+    if before == document:
+        return route
     if route is None:
         route = Route(name=name, spec=document, updated_at=utcnow())
         session.add(route)
     else:
         route.spec, route.updated_at = document, utcnow()
-    await session.commit()
+    action = action or ("create" if before is None else "update")
+    await revisions.record(session, route=name, action=action, before=before, after=document, actor=actor, note=note)
+    return route
+
+
+async def stage_delete(session: AsyncSession, *, name: str, actor: str) -> None:
+    route = await get(session, name=name)
+    await revisions.record(session, route=name, action="delete", before=route.spec, after=None, actor=actor)
+    await session.delete(route)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commits a change of routes. Two changes of one route at once both take its next revision number; the unique
+    constraint fails the second, which is refused whole (409) rather than recorded out of order or lost."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise APIError(
+            409, "the route was changed by someone else at the same time; try again", code="concurrent_change"
+        ) from None
+
+
+async def put(
+    session: AsyncSession, *, name: str, spec: RouteSpec, actor: str, action: str | None = None, note: str | None = None
+) -> Route:
+    route = await stage_put(session, name=name, spec=spec, actor=actor, action=action, note=note)
+    await commit(session)
     return route
 
 
@@ -55,10 +91,29 @@ async def get(session: AsyncSession, *, name: str) -> Route:
     return route
 
 
-async def delete(session: AsyncSession, *, name: str) -> None:
-    route = await get(session, name=name)
-    await session.delete(route)
-    await session.commit()
+async def delete(session: AsyncSession, *, name: str, actor: str) -> None:
+    await stage_delete(session, name=name, actor=actor)
+    await commit(session)
+
+
+async def revert(session: AsyncSession, *, name: str, revision: int, actor: str, check=None) -> Route:
+    """The route exactly as it was at ``revision``, as a new revision (history is never rewritten). ``check``, if
+    given, is awaited with the old spec before anything is written (the prompts it names must still resolve)."""
+    old = await revisions.get(session, route=name, revision=revision)
+    if old.spec is None:
+        raise APIError(
+            422,
+            f"revision {revision} of {name!r} is its deletion; revert to an earlier one",
+            code="invalid_request",
+            param="revision",
+        )
+    try:
+        spec = RouteSpec.model_validate(old.spec)
+    except ValidationError as exc:  # stored before a constraint was tightened
+        raise validation_error(exc.errors(include_url=False), prefix=("spec",)) from None
+    if check is not None:
+        await check(spec)
+    return await put(session, name=name, spec=spec, actor=actor, action="revert", note=f"revert to revision {revision}")
 
 
 class RouteTable:

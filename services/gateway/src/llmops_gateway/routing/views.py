@@ -2,19 +2,45 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from llmops_gateway.deps import RoutesDep, SessionDep, require_admin
-from llmops_gateway.routing import service
-from llmops_gateway.routing.schemas import NAME_PATTERN, RouteList, RoutePublic, RouteSpec
+from llmops_common.errors import ERROR_RESPONSES
+from llmops_gateway.admin import audit
+from llmops_gateway.deps import IdentityDep, PromptsDep, RoutesDep, SessionDep, get_identity
+from llmops_gateway.routing import revisions, service
+from llmops_gateway.routing.models import Route
+from llmops_gateway.routing.schemas import (
+    NAME_PATTERN,
+    RevertRequest,
+    RevisionList,
+    RevisionPublic,
+    RouteList,
+    RoutePublic,
+    RouteSpec,
+)
 
-router = APIRouter(prefix="/admin/routes", tags=["admin: routes"], dependencies=[Depends(require_admin)])
+# Roles: every admin identity reads routes and their history; only admins change them.
+router = APIRouter(
+    prefix="/admin/routes", tags=["admin: routes"], dependencies=[Depends(get_identity)], responses=ERROR_RESPONSES
+)
 
 RouteName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
 @router.put("/{name}")
-async def put_route(name: RouteName, spec: RouteSpec, session: SessionDep, routes: RoutesDep) -> RoutePublic:
-    """Creates or replaces a route. Every replica applies it within the route cache TTL, without a restart."""
-    route = await service.put(session, name=name, spec=spec)
+async def put_route(
+    name: RouteName,
+    spec: RouteSpec,
+    session: SessionDep,
+    routes: RoutesDep,
+    identity: IdentityDep,
+    prompts: PromptsDep,
+) -> RoutePublic:
+    """Creates or replaces a route (a new revision, unless nothing changed). Every replica applies it within the
+    route cache TTL, without a restart. A registered prompt it names must resolve now, to a template the gateway
+    can fill (else 422 naming it)."""
+    identity.require_admin()
+    await prompts.check_route(spec)
+    await audit.stage(session, identity, "routes.put", Route, name)
+    route = await service.put(session, name=name, spec=spec, actor=identity.id)
     routes.invalidate()
     return service.to_public(route)
 
@@ -30,6 +56,35 @@ async def get_route(name: RouteName, session: SessionDep) -> RoutePublic:
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_route(name: RouteName, session: SessionDep, routes: RoutesDep) -> None:
-    await service.delete(session, name=name)
+async def delete_route(name: RouteName, session: SessionDep, routes: RoutesDep, identity: IdentityDep) -> None:
+    identity.require_admin()
+    await audit.stage(session, identity, "routes.delete", Route, name)
+    await service.delete(session, name=name, actor=identity.id)
     routes.invalidate()
+
+
+@router.get("/{name}/revisions")
+async def list_revisions(name: RouteName, session: SessionDep) -> RevisionList:
+    """Every change of the route, newest first (a deleted route keeps its history)."""
+    rows = await revisions.list_for(session, route=name)
+    return RevisionList(data=[RevisionPublic.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.post("/{name}/revert")
+async def revert_route(
+    name: RouteName,
+    body: RevertRequest,
+    session: SessionDep,
+    routes: RoutesDep,
+    identity: IdentityDep,
+    prompts: PromptsDep,
+) -> RoutePublic:
+    """The route exactly as it was at ``revision``, recorded as a new revision (a deleted route comes back). The
+    prompts it names must still resolve (422 naming the first that does not)."""
+    identity.require_admin()
+    await audit.stage(session, identity, "routes.revert", Route, name)
+    route = await service.revert(
+        session, name=name, revision=body.revision, actor=identity.id, check=prompts.check_route
+    )
+    routes.invalidate()
+    return service.to_public(route)

@@ -18,6 +18,7 @@ class EngineStatus(BaseModel):
     log_path: str
     model: str
     served_model_name: str
+    max_loras: int | None  # adapter slots in one batch; None when LoRA is off
 
 
 @router.get("/engine")
@@ -33,4 +34,5 @@ async def engine_status(state: StateDep) -> EngineStatus:
         log_path=str(engine.log_path),
         model=state.settings.model_source(),
         served_model_name=state.base_model,
+        max_loras=state.settings.max_loras if state.settings.enable_lora else None,
     )

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmops_common import tracing
 from llmops_common.contracts.adapters import MODEL_VERSION_HEADER
 from llmops_common.errors import APIError, error_body
 from llmops_common.requests import parse_json_object, read_body
@@ -76,6 +77,8 @@ async def relay(state: InferenceState, request: Request, *, path: str, endpoint:
         _count(state, endpoint, model if known else "unknown", exc.status, started)  # labels stay bounded
         raise
     headers = {**state.vllm.headers, "content-type": "application/json", "x-request-id": request.state.request_id}
+    if tracing.enabled():
+        _trace_request(endpoint, model)
     version = state.adapters.served_version(model)  # read before the call: the version this request is sent to
     answer_headers = {MODEL_VERSION_HEADER: version} if version else None
     try:
@@ -100,7 +103,34 @@ async def relay(state: InferenceState, request: Request, *, path: str, endpoint:
     _count(state, endpoint, model, response.status, started)
     if response.status >= 400:
         return vllm_error(response.status, answer)
+    if tracing.enabled():
+        _trace_answer(answer)
     return Response(answer, status_code=response.status, media_type=response.content_type, headers=answer_headers)
+
+
+def _trace_request(endpoint: str, model: str) -> None:
+    """GenAI attributes on this request's span (the gateway's model-call span is its parent)."""
+    operation = "chat" if "chat" in endpoint else "text_completion"
+    tracing.set_attributes(
+        {"gen_ai.operation.name": operation, "gen_ai.provider.name": "vllm", "gen_ai.request.model": model}
+    )
+
+
+def _trace_answer(answer: bytes) -> None:
+    """Token counts and finish reasons of a whole answer (a stream's are on the gateway's span)."""
+    try:
+        document = orjson.loads(answer)
+        usage = document.get("usage") or {}
+        reasons = [c.get("finish_reason") for c in document.get("choices") or () if isinstance(c, dict)]
+        attributes = {
+            "gen_ai.response.model": document.get("model"),
+            "gen_ai.usage.input_tokens": usage.get("prompt_tokens"),
+            "gen_ai.usage.output_tokens": usage.get("completion_tokens"),
+            "gen_ai.response.finish_reasons": [r for r in reasons if isinstance(r, str)] or None,
+        }
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return
+    tracing.set_attributes({k: v for k, v in attributes.items() if isinstance(v, str | int | list)})
 
 
 async def _stream(state: InferenceState, response: aiohttp.ClientResponse, endpoint: str, model: str, started: float):
@@ -134,6 +164,8 @@ async def models(state: InferenceState) -> Response:
         raise APIError(503, "the model server did not answer", code="vllm_unavailable", headers=_RETRY_SOON) from None
     if response.status >= 400:
         return vllm_error(response.status, answer)
+    if tracing.enabled():
+        _trace_answer(answer)
     return Response(answer, media_type="application/json")
 
 

@@ -1,12 +1,12 @@
 """The OpenAI-compatible surface. Views are thin: the work is in ``serving.service``."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from llmops_inference.deps import StateDep
+from llmops_inference.deps import StateDep, require_serving
 from llmops_inference.serving import service
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_serving)])
 
 _BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
 

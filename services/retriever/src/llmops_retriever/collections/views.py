@@ -1,11 +1,14 @@
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_retriever.collections import service
 from llmops_retriever.collections.schemas import CollectionCreate, CollectionList, CollectionPublic
 from llmops_retriever.deps import AdminDep, ReaderDep, StateDep
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(
+    prefix="/v1/collections", tags=["collections"], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 
 @router.post("", status_code=201)

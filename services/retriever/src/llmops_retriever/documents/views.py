@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from llmops_common.errors import APIError
+from llmops_common.errors import ERROR_RESPONSES, APIError
 from llmops_common.requests import read_body
 from llmops_retriever.collections.service import get_spec
 from llmops_retriever.deps import AdminDep, ReaderDep, StateDep, json_body_doc, read_json
@@ -20,7 +20,9 @@ from llmops_retriever.documents.schemas import (
     MetadataPatch,
 )
 
-router = APIRouter(prefix="/v1/collections/{collection}", tags=["documents"])
+router = APIRouter(
+    prefix="/v1/collections/{collection}", tags=["documents"], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 
 @router.post("/documents", openapi_extra=json_body_doc(DocumentBatch))

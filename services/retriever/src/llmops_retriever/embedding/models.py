@@ -72,6 +72,14 @@ class Embedder:
         with self._tokenizer_lock:
             return chunk_text(text, self._tokenizer, size=size, overlap=overlap)
 
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokenizer)
+
+    def decode(self, ids: list[int]) -> str:
+        with self._tokenizer_lock:
+            return self._tokenizer.decode(ids, skip_special_tokens=True)
+
     def count_tokens(self, text: str) -> int:
         with self._tokenizer_lock:
             encoding = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)

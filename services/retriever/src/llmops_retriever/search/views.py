@@ -1,11 +1,14 @@
 from fastapi import APIRouter
 
 from llmops_common.contracts.search import SearchResponse
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_retriever.deps import ReaderDep, StateDep
 from llmops_retriever.search import service
 from llmops_retriever.search.schemas import SearchRequest
 
-router = APIRouter(prefix="/v1/collections/{collection}", tags=["search"])
+router = APIRouter(
+    prefix="/v1/collections/{collection}", tags=["search"], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 
 @router.post("/search")

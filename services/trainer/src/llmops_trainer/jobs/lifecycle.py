@@ -38,12 +38,26 @@ async def claim(
     startable = _startable(now, stale_after_s)
     result = await session.execute(
         update(TrainingJob)
-        .where(TrainingJob.id == job_id, startable, TrainingJob.cancel_requested.is_(False),
-               TrainingJob.attempt < max_attempts)
+        .where(
+            TrainingJob.id == job_id,
+            startable,
+            TrainingJob.cancel_requested.is_(False),
+            TrainingJob.attempt < max_attempts,
+        )
         .values(
-            state=JobState.running, attempt=TrainingJob.attempt + 1, worker=worker, task_id=task_id,
-            started_at=now, heartbeat_at=now, finished_at=None, step=0, total_steps=None, epoch=None, loss=None,
-            eval_loss=None, eta_s=None,
+            state=JobState.running,
+            attempt=TrainingJob.attempt + 1,
+            worker=worker,
+            task_id=task_id,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            step=0,
+            total_steps=None,
+            epoch=None,
+            loss=None,
+            eval_loss=None,
+            eta_s=None,
         )
     )
     await session.commit()

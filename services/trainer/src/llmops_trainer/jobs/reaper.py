@@ -58,8 +58,13 @@ async def reap(
                 logger.warning("could not requeue a lost job", extra={"job_id": job.id, "error": repr(exc)})
                 continue
             outcome = "requeued"
-            values = {"state": JobState.queued, "heartbeat_at": None, "task_id": task_id, "eta_s": None,
-                      "error": f"{lost}; retrying ({job.attempt + 1} of {max_attempts})"}
+            values = {
+                "state": JobState.queued,
+                "heartbeat_at": None,
+                "task_id": task_id,
+                "eta_s": None,
+                "error": f"{lost}; retrying ({job.attempt + 1} of {max_attempts})",
+            }
         result = await session.execute(update(TrainingJob).where(*still_stale).values(**values))
         await session.commit()
         if result.rowcount == 1:

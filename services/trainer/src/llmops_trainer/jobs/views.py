@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from llmops_common.contracts.models import BUNDLED_MODEL_NAME
-from llmops_common.errors import APIError, validation_error
+from llmops_common.errors import ERROR_RESPONSES, APIError, validation_error
 from llmops_trainer.datasets import feedback, validate
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.deps import AdminDep, SessionDep, StateDep
@@ -14,16 +14,20 @@ from llmops_trainer.jobs import service
 from llmops_trainer.jobs.models import JobState
 from llmops_trainer.jobs.schemas import JobCreate, JobList, JobPublic, JobSpec
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)  # every error in the documented body
 
 
-async def _submit(state: StateDep, session: SessionDep, *, spec: JobSpec, raw: bytes, source: dict,
-                  strict: bool) -> JobPublic:
+async def _submit(
+    state: StateDep, session: SessionDep, *, spec: JobSpec, raw: bytes, source: dict, strict: bool
+) -> JobPublic:
     settings = state.settings
     base_model = spec.base_model or BUNDLED_MODEL_NAME
     if base_model not in settings.base_model_names():
-        raise APIError(422, f"unknown base model {base_model!r}; this trainer has: "
-                       f"{', '.join(settings.base_model_names())}", code="unknown_base_model")
+        raise APIError(
+            422,
+            f"unknown base model {base_model!r}; this trainer has: {', '.join(settings.base_model_names())}",
+            code="unknown_base_model",
+        )
     if len(raw) > settings.max_dataset_bytes:
         raise APIError(413, f"the dataset is larger than {settings.max_dataset_bytes} bytes", code="dataset_too_large")
     try:
@@ -39,7 +43,9 @@ async def _submit(state: StateDep, session: SessionDep, *, spec: JobSpec, raw: b
         await session.commit()
     except Exception as exc:  # noqa: BLE001 - whatever the broker's error, the job cannot run
         await service.fail_undispatched(session, job_id=job.id, error=f"could not queue the job: {exc!r}"[:500])
-        raise APIError(503, "the job queue (Redis) is unreachable; the job was not queued", code="queue_unavailable") from None
+        raise APIError(
+            503, "the job queue (Redis) is unreachable; the job was not queued", code="queue_unavailable"
+        ) from None
     state.metrics.submitted.labels(source["kind"]).inc()
     return service.to_public(job)
 
@@ -53,13 +59,20 @@ async def create(data: JobCreate, _: AdminDep, state: StateDep, session: Session
     skipped and counted (``dataset.invalid``)."""
     spec = JobSpec.model_validate(data.model_dump(exclude={"dataset"}))
     if data.dataset.jsonl is not None:
-        return await _submit(state, session, spec=spec, raw=data.dataset.jsonl.encode(), source={"kind": "jsonl"},
-                             strict=True)
+        return await _submit(
+            state, session, spec=spec, raw=data.dataset.jsonl.encode(), source={"kind": "jsonl"}, strict=True
+        )
     query = data.dataset.feedback
     settings = state.settings
     raw = await feedback.fetch_sft(
-        state.http, base_url=settings.feedback_url, token=settings.feedback_token_value(), route=query.route,
-        variant=query.variant, since=query.since, until=query.until, max_bytes=settings.max_dataset_bytes,
+        state.http,
+        base_url=settings.feedback_url,
+        token=settings.feedback_token_value(),
+        route=query.route,
+        variant=query.variant,
+        since=query.since,
+        until=query.until,
+        max_bytes=settings.max_dataset_bytes,
         timeout_s=settings.feedback_timeout_s,
     )
     source = {"kind": "feedback", **query.model_dump(mode="json", exclude_none=True)}
@@ -80,8 +93,9 @@ async def upload(
     except ValidationError as exc:
         raise validation_error(exc.errors(), prefix=("spec",)) from None
     raw = await file.read(state.settings.max_dataset_bytes + 1)
-    return await _submit(state, session, spec=job_spec, raw=raw, source={"kind": "upload", "filename": file.filename},
-                         strict=True)
+    return await _submit(
+        state, session, spec=job_spec, raw=raw, source={"kind": "upload", "filename": file.filename}, strict=True
+    )
 
 
 @router.get("")

@@ -28,7 +28,7 @@ def tokenize(tokenizer, examples: list[list[dict]], *, max_seq_length: int) -> T
             continue
         truncated += len(ids) > max_seq_length
         ids = ids[:max_seq_length]
-        labels = [IGNORE] * len(prompt_ids) + ids[len(prompt_ids):]
+        labels = [IGNORE] * len(prompt_ids) + ids[len(prompt_ids) :]
         features.append({"input_ids": ids, "labels": labels})
     return Tokenized(features, skipped, truncated)
 

@@ -58,7 +58,8 @@ def load_base_model(source: str, device_plan: DevicePlan):
     quantization = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
     )
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quantization,
-                                                 device_map={"": 0})
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype, quantization_config=quantization, device_map={"": 0}
+    )
     # Casts norms to fp32 and enables input gradients, as 4-bit base weights need for stable adapter training.
     return prepare_model_for_kbit_training(model)

@@ -76,8 +76,14 @@ def _callback_class():
             self.hooks.metrics(values, state.global_step)
             # About 20 lines per job in the worker's log; every step is in MLflow.
             if ("loss" in values and state.global_step % max(1, state.max_steps // 20) == 0) or "eval_loss" in values:
-                logger.info("training", extra={"step": state.global_step, "total_steps": state.max_steps,
-                                               **{k: round(v, 4) for k, v in values.items() if "loss" in k}})
+                logger.info(
+                    "training",
+                    extra={
+                        "step": state.global_step,
+                        "total_steps": state.max_steps,
+                        **{k: round(v, 4) for k, v in values.items() if "loss" in k},
+                    },
+                )
             self.hooks.progress(**{k: values[k] for k in ("loss", "eval_loss") if k in values})
 
     return JobCallback
@@ -103,16 +109,26 @@ def run(
     max_len = training.max_seq_length
     train = tokenize(tokenizer, train_examples, max_seq_length=max_len)
     evaluation = tokenize(tokenizer, eval_examples, max_seq_length=max_len)
-    counts = {"train": len(train.features), "eval": len(evaluation.features),
-              "skipped": train.skipped + evaluation.skipped, "truncated": train.truncated + evaluation.truncated}
+    counts = {
+        "train": len(train.features),
+        "eval": len(evaluation.features),
+        "skipped": train.skipped + evaluation.skipped,
+        "truncated": train.truncated + evaluation.truncated,
+    }
     if not train.features:
         raise DatasetUnusable(f"no training example leaves room for its answer within max_seq_length={max_len}")
     if hooks.should_stop():
         return Outcome(True, 0, None, None, 0.0, 0, counts, None)
 
     model = device.load_base_model(source, device_plan)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.effective_alpha, lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules, bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.effective_alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, config)
     eval_steps = training.eval_steps
     args = TrainingArguments(
@@ -138,8 +154,14 @@ def run(
         **device_plan.trainer_args(),
     )
     callback = _callback_class()(hooks)
-    trainer = Trainer(model=model, args=args, train_dataset=train.features,
-                      eval_dataset=evaluation.features or None, data_collator=Collator(pad_id), callbacks=[callback])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train.features,
+        eval_dataset=evaluation.features or None,
+        data_collator=Collator(pad_id),
+        callbacks=[callback],
+    )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the job's callback logs instead
     if hooks.should_stop():
         return Outcome(True, 0, None, None, 0.0, 0, counts, None)
@@ -155,5 +177,6 @@ def run(
     adapter_dir = out_dir / "adapter"
     model.save_pretrained(adapter_dir)  # the adapter only: its config and weights, a few MB
     (adapter_dir / "README.md").unlink(missing_ok=True)  # PEFT's model-card template says nothing about this job
-    return Outcome(False, trainer.state.global_step, float(result.training_loss), eval_loss, runtime, tokens,
-                   counts, adapter_dir)
+    return Outcome(
+        False, trainer.state.global_step, float(result.training_loss), eval_loss, runtime, tokens, counts, adapter_dir
+    )

@@ -132,7 +132,10 @@ class Tracker:
         else:
             source = f"{self.client.get_run(self.run_id).info.artifact_uri}/adapter"
             version = self.client.create_model_version(
-                self.model_name, source=source, run_id=self.run_id, tags={JOB_TAG: self.job_id, **version_tags},
+                self.model_name,
+                source=source,
+                run_id=self.run_id,
+                tags={JOB_TAG: self.job_id, **version_tags},
                 description=f"LoRA adapter trained by {self.job_id}",
             )
         deadline = time.monotonic() + 60

@@ -13,11 +13,12 @@ import sys
 
 from celery import signals
 
+from llmops_common import tracing
 from llmops_common.logging import configure_logging
 from llmops_trainer.settings import TrainerSettings
 from llmops_trainer.worker import tasks
 from llmops_trainer.worker.celery_app import make_celery
-from llmops_trainer.worker.health import HealthServer
+from llmops_trainer.worker.health import health_server
 
 logger = logging.getLogger("llmops_trainer.worker")
 _PR_SET_PDEATHSIG = 1
@@ -46,6 +47,7 @@ def _preload() -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = TrainerSettings()
     configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    tracing.configure_tracing("llmops-trainer-worker")  # before the pool forks; only with an OTLP endpoint
     # Bounded MLflow client calls: a job retries itself rather than waiting minutes inside one call. An operator's
     # own MLFLOW_HTTP_* settings win.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_timeout_s))
@@ -55,24 +57,41 @@ def main(argv: list[str] | None = None) -> None:
 
     app = make_celery(settings)
     tasks.register(app, settings)
-    health = HealthServer(host=settings.worker_host, port=settings.worker_port, redis_url=settings.redis_url).start()
+    health = health_server(settings).start()
 
     # Our JSON logs, not Celery's: connecting a receiver makes Celery leave logging alone.
     signals.setup_logging.connect(lambda **_: None, weak=False)
     signals.worker_process_init.connect(_die_with_worker, weak=False)
     signals.worker_ready.connect(lambda **_: health.mark_ready(), weak=False)
-    logger.info("trainer worker starting",
-                extra={"queue": settings.queue, "concurrency": settings.worker_concurrency,
-                       "health": f"http://{settings.worker_host}:{settings.worker_port}"})
+    logger.info(
+        "trainer worker starting",
+        extra={
+            "queue": settings.queue,
+            "concurrency": settings.worker_concurrency,
+            "health": f"http://{settings.worker_host}:{settings.worker_port}",
+        },
+    )
     try:
-        app.worker_main([
-            "worker", "--queues", settings.queue, "--concurrency", str(settings.worker_concurrency),
-            "--prefetch-multiplier", "1", "--loglevel", settings.log_level.upper(),
-            "--hostname", f"trainer-{os.getpid()}@{socket.gethostname()}",
-            # No gossip/mingle/heartbeats between workers: nothing here uses them, and mingle delays the start.
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            *(argv or []),
-        ])
+        app.worker_main(
+            [
+                "worker",
+                "--queues",
+                settings.queue,
+                "--concurrency",
+                str(settings.worker_concurrency),
+                "--prefetch-multiplier",
+                "1",
+                "--loglevel",
+                settings.log_level.upper(),
+                "--hostname",
+                f"trainer-{os.getpid()}@{socket.gethostname()}",
+                # No gossip/mingle/heartbeats between workers: nothing here uses them, and mingle delays the start.
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                *(argv or []),
+            ]
+        )
     finally:
         health.stop()
 

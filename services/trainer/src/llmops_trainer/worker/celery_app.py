@@ -2,6 +2,7 @@
 
 from celery import Celery
 
+from llmops_common import tracing
 from llmops_trainer.jobs.schemas import JobSpec
 from llmops_trainer.settings import TrainerSettings
 
@@ -12,8 +13,12 @@ def make_celery(settings: TrainerSettings, *, results: bool = True) -> Celery:
     """``results=False`` for the API, which only sends: job state lives in SQL, and a sender with a result backend
     would subscribe to every job's result channel and never read it."""
     prefix = {"global_keyprefix": settings.redis_key_prefix}
-    app = Celery("llmops_trainer", broker=settings.redis_url, backend=settings.redis_url if results else None,
-                 set_as_current=False)
+    app = Celery(
+        "llmops_trainer",
+        broker=settings.redis_url,
+        backend=settings.redis_url if results else None,
+        set_as_current=False,
+    )
     app.conf.update(
         task_default_queue=settings.queue,
         task_serializer="json",
@@ -39,5 +44,14 @@ def make_celery(settings: TrainerSettings, *, results: bool = True) -> Celery:
 
 def dispatch(app: Celery, *, job_id: str, spec: JobSpec, queue: str) -> str:
     """Queues a job's message: its id, and its resolved spec as JSON (the worker validates it back into a
-    ``JobSpec``). Returns the task id. Blocking (call it from a thread in async code)."""
-    return app.send_task(TRAIN_TASK, args=[job_id], kwargs={"spec": spec.model_dump(mode="json")}, queue=queue).id
+    ``JobSpec``). Returns the task id. Blocking (call it from a thread in async code).
+
+    The caller's trace context goes in the message's headers (W3C ``traceparent``), not its arguments: a worker of
+    the previous version ignores a header it does not know, where an argument it does not know fails the task."""
+    return app.send_task(
+        TRAIN_TASK,
+        args=[job_id],
+        kwargs={"spec": spec.model_dump(mode="json")},
+        queue=queue,
+        headers=tracing.carrier() or None,
+    ).id

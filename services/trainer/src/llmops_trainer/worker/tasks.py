@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import Celery
+from opentelemetry.trace import SpanKind
 
+from llmops_common import tracing
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.datasets import validate
 from llmops_trainer.jobs import lifecycle
@@ -59,7 +61,23 @@ def register(app: Celery, settings: TrainerSettings) -> None:
 
     @app.task(name=TRAIN_TASK, bind=True, acks_late=True, max_retries=None)
     def train(task, job_id: str, spec: dict | None = None) -> dict:
-        return run_job(task, job_id, spec, context())
+        with job_span(task, job_id):
+            try:
+                return run_job(task, job_id, spec, context())
+            finally:
+                tracing.flush()  # a pool process may be replaced before the batch processor's next export
+
+
+def job_span(task, job_id: str):
+    """The job's span (tracing on), child of the request that queued it: its ``traceparent`` came as a message
+    header, which Celery makes an attribute of the task's request."""
+    headers = {
+        name: value
+        for name in ("traceparent", "tracestate")
+        if isinstance(value := getattr(task.request, name, None), str)
+    }
+    parent = tracing.context_from(headers)
+    return tracing.span("train job", kind=SpanKind.CONSUMER, context=parent, attributes={"llmops.job_id": job_id})
 
 
 def _retrying(fn: Callable, *, tries: int, delay_s: float, stop: Callable[[], bool]):
@@ -80,8 +98,14 @@ def run_job(task, job_id: str, spec: dict | None, ctx: WorkerContext) -> dict:
     settings, store = ctx.settings, ctx.store
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        claim = store.call(lifecycle.claim, job_id=job_id, worker=worker, task_id=task.request.id,
-                           stale_after_s=settings.heartbeat_timeout_s, max_attempts=settings.max_attempts)
+        claim = store.call(
+            lifecycle.claim,
+            job_id=job_id,
+            worker=worker,
+            task_id=task.request.id,
+            stale_after_s=settings.heartbeat_timeout_s,
+            max_attempts=settings.max_attempts,
+        )
     except Exception as exc:  # the database is unreachable: the message must not be consumed for nothing
         logger.warning("could not claim the job; retrying", extra={"job_id": job_id, "error": repr(exc)[:300]})
         raise task.retry(countdown=max(1.0, settings.retry_backoff_s), exc=exc) from exc
@@ -111,7 +135,9 @@ def run_job(task, job_id: str, spec: dict | None, ctx: WorkerContext) -> dict:
             # starts it; a crash before it leaves the job running without a heartbeat, for the reaper.
             retry = task.retry(countdown=countdown, exc=exc, throw=False)
             store.call_with_retries(
-                lifecycle.requeue, job_id=job.id, attempt=job.attempt,
+                lifecycle.requeue,
+                job_id=job.id,
+                attempt=job.attempt,
                 error=f"{error}; retrying in {countdown:.0f}s (attempt {job.attempt + 1} of {settings.max_attempts})",
             )
             logger.warning("job failed transiently; retrying", extra={"job_id": job.id, "error": error})
@@ -119,8 +145,9 @@ def run_job(task, job_id: str, spec: dict | None, ctx: WorkerContext) -> dict:
         if tracking.is_transient(exc):
             error += f" (gave up after {job.attempt} attempts)"
         logger.exception("job failed", extra={"job_id": job.id})
-        store.call_with_retries(lifecycle.finish, job_id=job.id, attempt=job.attempt, state=JobState.failed,
-                                error=error)
+        store.call_with_retries(
+            lifecycle.finish, job_id=job.id, attempt=job.attempt, state=JobState.failed, error=error
+        )
         return {"job_id": job.id, "state": "failed", "error": error}
     finally:
         beat.stop()
@@ -144,17 +171,38 @@ def _train_and_publish(ctx: WorkerContext, job: TrainingJob, spec: JobSpec, beat
     examples = validate.load_canonical(store.call(datasets.content, sha256=job.dataset_sha256))
     train, evaluation = validate.split(examples, eval_fraction=training.eval_fraction, seed=training.seed)
     params = {
-        "job_id": job.id, "attempt": job.attempt, "base_model": spec.base_model, "device": plan.device,
-        "dtype": plan.dtype, **{f"lora_{k}": v for k, v in lora.model_dump().items()}, **training.model_dump(),
-        "dataset_sha256": job.dataset_sha256, "dataset_examples": len(examples), "dataset_train": len(train),
-        "dataset_eval": len(evaluation), "dataset_source": job.dataset_info.get("source"),
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "base_model": spec.base_model,
+        "device": plan.device,
+        "dtype": plan.dtype,
+        **{f"lora_{k}": v for k, v in lora.model_dump().items()},
+        **training.model_dump(),
+        "dataset_sha256": job.dataset_sha256,
+        "dataset_examples": len(examples),
+        "dataset_train": len(train),
+        "dataset_eval": len(evaluation),
+        "dataset_source": job.dataset_info.get("source"),
     }
     tags = {tracking.BASE_MODEL_TAG: spec.base_model, tracking.DATASET_TAG: job.dataset_sha256}
     experiment_id, run_id = tracker.start(params=params, tags=tags, previous_run_id=job.mlflow_run_id)
-    store.call(lifecycle.update_running, job_id=job.id, attempt=job.attempt, mlflow_experiment_id=experiment_id,
-               mlflow_run_id=run_id)
-    outcome = loop.run(source=source, train_examples=train, eval_examples=evaluation, lora=lora, training=training,
-                       device_plan=plan, out_dir=work_dir, hooks=JobHooks(beat, tracker))
+    store.call(
+        lifecycle.update_running,
+        job_id=job.id,
+        attempt=job.attempt,
+        mlflow_experiment_id=experiment_id,
+        mlflow_run_id=run_id,
+    )
+    outcome = loop.run(
+        source=source,
+        train_examples=train,
+        eval_examples=evaluation,
+        lora=lora,
+        training=training,
+        device_plan=plan,
+        out_dir=work_dir,
+        hooks=JobHooks(beat, tracker),
+    )
     try:
         beat.beat_once()  # the last word on cancel and ownership, and the final progress
     except Exception:  # the final write below retries; this one is only a check
@@ -164,24 +212,43 @@ def _train_and_publish(ctx: WorkerContext, job: TrainingJob, spec: JobSpec, beat
         return {"job_id": job.id, "lost": True}
     if outcome.stopped or beat.cancelled.is_set():
         tracker.end("KILLED")
-        store.call_with_retries(lifecycle.finish, job_id=job.id, attempt=job.attempt, state=JobState.cancelled,
-                                error=None)
+        store.call_with_retries(
+            lifecycle.finish, job_id=job.id, attempt=job.attempt, state=JobState.cancelled, error=None
+        )
         logger.info("job cancelled", extra={"job_id": job.id, "step": outcome.steps})
         return {"job_id": job.id, "state": "cancelled", "steps": outcome.steps}
 
-    summary = {"train_runtime_s": outcome.runtime_s, "train_tokens": float(outcome.tokens),
-               "train_tokens_per_s": outcome.tokens_per_s, **{f"examples_{k}": float(v) for k, v in
-                                                             outcome.counts.items()}}
+    summary = {
+        "train_runtime_s": outcome.runtime_s,
+        "train_tokens": float(outcome.tokens),
+        "train_tokens_per_s": outcome.tokens_per_s,
+        **{f"examples_{k}": float(v) for k, v in outcome.counts.items()},
+    }
     tracker.metrics(summary, outcome.steps)
     version = _retrying(
         lambda: tracker.publish(outcome.adapter_dir, alias=spec.registry.alias, version_tags=tags),
-        tries=5, delay_s=2.0, stop=beat.should_stop,
+        tries=5,
+        delay_s=2.0,
+        stop=beat.should_stop,
     )
     tracker.end("FINISHED")
     store.call_with_retries(
-        lifecycle.finish, job_id=job.id, attempt=job.attempt, state=JobState.succeeded, registered_version=version,
-        step=outcome.steps, eval_loss=outcome.eval_loss, error=None,
+        lifecycle.finish,
+        job_id=job.id,
+        attempt=job.attempt,
+        state=JobState.succeeded,
+        registered_version=version,
+        step=outcome.steps,
+        eval_loss=outcome.eval_loss,
+        error=None,
     )
-    logger.info("job succeeded", extra={"job_id": job.id, "version": version, "steps": outcome.steps,
-                                         "tokens_per_s": round(outcome.tokens_per_s, 1)})
+    logger.info(
+        "job succeeded",
+        extra={
+            "job_id": job.id,
+            "version": version,
+            "steps": outcome.steps,
+            "tokens_per_s": round(outcome.tokens_per_s, 1),
+        },
+    )
     return {"job_id": job.id, "state": "succeeded", "version": version, "run_id": run_id}

@@ -1,0 +1,89 @@
+"""Money as integers: amounts in nano-units of the configured currency (1e-9), prices in nano-units per token.
+
+Redis counts budgets with INCRBY and its Lua scripts read numbers as doubles, exact up to 2**53 (about 9e15):
+nano-units keep every amount up to 9 million currency units exact, which the upper bounds below respect.
+A price per million tokens with at most 3 decimals is a whole number of nano-units per token, so a request's
+cost is exact integer arithmetic everywhere (gateway, Redis, SQL), and never a float that drifts.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+NANOS = 10**9
+_NANOS_PER_TOKEN_PER_MTOK = 1000  # a price per million tokens, in nano-units per token
+
+
+def _plain(amount: Decimal) -> str:
+    """``250``, ``0.0000001``: never ``2.5E+2`` or ``1E-7`` (Decimal's own str), never trailing zeros."""
+    return format(amount.normalize(), "f")
+
+
+# An amount of money in JSON: a decimal string, exact (a float would not be).
+Amount = Annotated[Decimal, PlainSerializer(_plain, return_type=str, when_used="json")]
+# A budget: positive, at most a million currency units, to the micro-unit.
+BudgetAmount = Annotated[Amount, Field(gt=0, le=1_000_000, decimal_places=6, allow_inf_nan=False)]
+# A price per million tokens: at most 10,000, to 1/1000 (whole nano-units per token).
+PricePerMTok = Annotated[Amount, Field(ge=0, le=10_000, decimal_places=3, allow_inf_nan=False)]
+
+
+def to_nanos(amount: Decimal) -> int:
+    return int(amount * NANOS)
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS
+
+
+def format_amount(nanos: int) -> str:
+    return _plain(from_nanos(nanos))
+
+
+def per_token_nanos(per_mtok: Decimal) -> int:
+    return int(per_mtok * _NANOS_PER_TOKEN_PER_MTOK)
+
+
+def per_mtok(nanos_per_token: int) -> Decimal:
+    return Decimal(nanos_per_token) / _NANOS_PER_TOKEN_PER_MTOK
+
+
+class Budget(BaseModel):
+    """A budget in currency per UTC day and per calendar month (UTC); unset: no budget of that period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily: BudgetAmount | None = None
+    monthly: BudgetAmount | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.daily is None and self.monthly is None
+
+    def nanos(self) -> "BudgetNanos":
+        return BudgetNanos(
+            daily=to_nanos(self.daily) if self.daily is not None else None,
+            monthly=to_nanos(self.monthly) if self.monthly is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetNanos:
+    """A budget as the hot path uses it (hashable: part of a quota plan's cache key)."""
+
+    daily: int | None = None
+    monthly: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.daily is None and self.monthly is None
+
+    def public(self) -> Budget:
+        return Budget(
+            daily=from_nanos(self.daily) if self.daily is not None else None,
+            monthly=from_nanos(self.monthly) if self.monthly is not None else None,
+        )
+
+
+NO_BUDGET = BudgetNanos()

@@ -1,0 +1,212 @@
+"""OpenTelemetry traces across the gateway, its upstream and the feedback service, as a collector receives them.
+
+A real OTLP/HTTP receiver on loopback (``llmops_testkit.otlp``) decodes what the services export; the gateway and
+the feedback service are real processes exporting to it, the model a fake OpenAI upstream that records the
+headers it was sent. With tracing off (no endpoint), nothing is installed at all.
+"""
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.otlp import OtlpReceiver
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(make_gateway, make_feedback, llmops_state_dir, receiver, _fake_upstreams):
+    """A gateway and a feedback service (SQLite both) exporting their spans to the receiver."""
+    feedback = make_feedback(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-fb-{uuid.uuid4().hex[:6]}.db'}", **receiver.env()
+    )
+    gateway = make_gateway(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-gw-{uuid.uuid4().hex[:6]}.db'}",
+        **feedback.gateway_env(),
+        **receiver.env(),
+    )
+    return gateway, feedback
+
+
+@pytest.fixture(scope="module")
+def key(traced) -> str:
+    return traced[0].create_key()[1]
+
+
+def client_traceparent() -> tuple[str, str, str]:
+    """A W3C traceparent as a traced client would send it: (header, trace id, span id)."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
+
+
+def spans_named(spans, service: str, name: str, trace_id: str):
+    return [s for s in spans if s.service == service and s.name == name and s.trace_id == trace_id]
+
+
+def stored_record(feedback, request_id: str, timeout_s: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    with feedback.admin() as admin:
+        while time.monotonic() < deadline:
+            response = admin.get(f"/v1/requests/{request_id}")
+            if response.status_code == 200:
+                return response.json()
+            time.sleep(0.1)
+    raise AssertionError(f"request {request_id} never reached the feedback service")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, key, upstreams, receiver, stream):
+    gateway, feedback = traced
+    route = gateway.put_route(variants=[variant("a", upstreams["alpha"], model="alpha-model")])
+    header, trace_id, client_span = client_traceparent()
+    body = chat_body(route, max_tokens=7, temperature=0.5, stream=stream)
+    with gateway.client(key) as client:
+        response = client.post("/v1/chat/completions", json=body, headers={"traceparent": header})
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+
+    spans = receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
+    (server,) = spans_named(spans, "llmops-gateway", "POST /v1/chat/completions", trace_id)
+    (completion,) = spans_named(spans, "llmops-gateway", f"chat {route}", trace_id)
+    # parent and child: the client's span -> the gateway's request -> the call to the model
+    assert server.parent_span_id == client_span and server.kind == "server"
+    assert completion.parent_span_id == server.span_id and completion.kind == "client"
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["llmops.request_id"] == request_id
+    usage = upstreams["alpha"].behaviour
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.system": "vllm",
+        "gen_ai.request.model": route,
+        "gen_ai.response.model": "alpha-model",
+        "gen_ai.request.max_tokens": 7,
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.response.finish_reasons": ["stop"],
+        "llmops.variant": "a",
+        "llmops.stream": stream,
+    }
+    assert {name: completion.attributes.get(name) for name in expected} == expected
+    assert completion.attributes["gen_ai.usage.output_tokens"] > 0
+    # The upstream was told the model call's span as its parent, in the same trace.
+    (sent,) = upstreams["alpha"].stats.headers
+    assert sent["traceparent"] == f"00-{trace_id}-{completion.span_id}-01"
+    # The request-log record carries the trace id to the feedback service, which stores it.
+    assert stored_record(feedback, request_id)["trace_id"] == trace_id
+
+
+def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it(traced, key, upstreams, receiver):
+    gateway, feedback = traced
+    route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
+    with gateway.client(key) as client:
+        request_id = client.post("/v1/chat/completions", json=chat_body(route)).headers["x-request-id"]
+        stored_record(feedback, request_id)
+        header, trace_id, _ = client_traceparent()
+        rated = client.post(
+            "/v1/feedback", json={"request_id": request_id, "rating": "up"}, headers={"traceparent": header}
+        )
+    assert rated.status_code == 201, rated.text
+    spans = receiver.wait_for(
+        lambda s: all(
+            spans_named(s, service, "POST /v1/feedback", trace_id) for service in ("llmops-gateway", "llmops-feedback")
+        )
+    )
+    (at_gateway,) = spans_named(spans, "llmops-gateway", "POST /v1/feedback", trace_id)
+    (at_feedback,) = spans_named(spans, "llmops-feedback", "POST /v1/feedback", trace_id)
+    assert at_feedback.parent_span_id == at_gateway.span_id  # gateway -> feedback, over aiohttp
+    # The request log's delivery is a trace of its own, the feedback service's ingest its child.
+    delivered = receiver.wait_for(lambda s: any(x.name == "POST /v1/requests" for x in s))
+    delivery = {s.span_id: s for s in delivered if s.name == "deliver request log"}
+    ingest = next(s for s in delivered if s.name == "POST /v1/requests")
+    assert ingest.parent_span_id in delivery and delivery[ingest.parent_span_id].kind == "producer"
+
+    # A log line written while a request is traced carries its trace id (an upstream refusal logs a warning).
+    upstreams["alpha"].behaviour.status = 503
+    header, trace_id, _ = client_traceparent()
+    with gateway.client(key) as client:
+        answer = client.post("/v1/chat/completions", json=chat_body(route), headers={"traceparent": header})
+    assert answer.status_code == 502
+    deadline = time.monotonic() + 5
+    while not (lines := [line for line in gateway.logs().splitlines() if trace_id in line]):
+        assert time.monotonic() < deadline, "no log line carries the trace id"
+        time.sleep(0.1)
+    entry = json.loads(lines[0])
+    assert entry["trace_id"] == trace_id and len(entry["span_id"]) == 16 and entry["request_id"]
+    errors = receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
+    (failed,) = spans_named(errors, "llmops-gateway", f"chat {route}", trace_id)
+    assert failed.status_code == 2 and failed.attributes["error.type"] == "502"
+
+
+def test_probes_and_scrapes_make_no_spans(traced, receiver):
+    gateway, _ = traced
+    for path in ("/healthz", "/readyz", "/metrics"):
+        httpx.get(gateway.url + path)
+    httpx.get(gateway.url + "/v1/models")  # traced: the marker that the probes before it were seen (or not)
+    spans = receiver.wait_for(lambda s: any(x.name == "GET /v1/models" for x in s))
+    assert not [s for s in spans if s.attributes.get("url.path") in ("/healthz", "/readyz", "/metrics")]
+
+
+OFF = """
+import json, sys
+from opentelemetry import trace
+from llmops_common import tracing
+from llmops_gateway.app import create_app
+from llmops_gateway.settings import GatewaySettings
+
+app = create_app(GatewaySettings(dev_mode=True, log_json=True))
+headers = []
+tracing.inject_headers(headers)
+print(json.dumps({
+    "enabled": tracing.enabled(),
+    "proxy_provider": type(trace.get_tracer_provider()).__name__,
+    "middleware": [m.cls.__name__ for m in app.user_middleware],
+    "sdk_loaded": "opentelemetry.sdk.trace" in sys.modules,
+    "exporter_loaded": "opentelemetry.exporter.otlp.proto.http.trace_exporter" in sys.modules,
+    "injected": headers,
+    "aiohttp_configs": len(tracing.aiohttp_trace_configs()),
+    "log_fields": tracing.log_fields(),
+}))
+"""
+
+
+def test_with_tracing_off_nothing_is_installed(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GATEWAY_DATABASE_URL": "sqlite+aiosqlite://"}
+    out = subprocess.run([sys.executable, "-c", OFF], env=env, capture_output=True, text=True, timeout=60, check=True)
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {
+        "enabled": False,
+        "proxy_provider": "ProxyTracerProvider",  # OTel's placeholder: no provider was ever set
+        "middleware": ["HeaderLimitMiddleware", "RequestIdMiddleware"],
+        "sdk_loaded": False,
+        "exporter_loaded": False,
+        "injected": [],
+        "aiohttp_configs": 0,
+        "log_fields": {},
+    }
+
+
+def test_no_key_secret_reaches_a_span_or_an_error_body(traced, key, upstreams, receiver):
+    gateway, _ = traced
+    route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
+    wrong = key[:-4] + "abcd"
+    with gateway.client(wrong) as client:
+        refused = client.post("/v1/chat/completions", json=chat_body(route))
+    assert refused.status_code == 401 and wrong not in refused.text
+    with gateway.client(key) as client:
+        request_id = client.post("/v1/chat/completions", json=chat_body(route)).headers["x-request-id"]
+    spans = receiver.wait_for(lambda s: any(x.attributes.get("llmops.request_id") == request_id for x in s))
+    exported = repr([(s.name, s.attributes) for s in spans])
+    assert key not in exported and wrong not in exported and key[len("sk-llmops-") :][:12] not in exported
