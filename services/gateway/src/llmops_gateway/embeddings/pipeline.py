@@ -19,8 +19,9 @@ from llmops_common.errors import APIError, validation_error
 from llmops_common.requests import parse_json_object
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.proxy.answers import Reply
 from llmops_gateway.proxy.connection import UpstreamError
-from llmops_gateway.proxy.pipeline import BatchLine, Reply, authenticate
+from llmops_gateway.proxy.pipeline import BatchLine, authenticate
 from llmops_gateway.proxy.quota import QuotaCheck
 from llmops_gateway.proxy.upstream import Upstreams
 from llmops_gateway.quotas.headers import reservation_headers
