@@ -100,16 +100,21 @@ def test_sdk_batch_runs_on_the_workers_vllm_engine(stack, upstreams):
         assert record["answer"] == o["response"]["body"]["choices"][0]["message"]["content"]
         assert record["completion_tokens"] == o["response"]["body"]["usage"]["completion_tokens"]
         assert record["prompt"]  # the question, as sent
-    requests = spend_requests(gateway, key_id, expected=9)
-    assert requests == {base: 7, other: 2}  # the too-long line too: a request, charged nothing
+    spend = spend_by_route(gateway, key_id, expected=9)
+    assert {route: g["requests"] for route, g in spend.items()} == {base: 7, other: 2}  # the too-long line too
+    # The key is charged exactly the tokens the output reports, line by line, whichever way a line ran.
+    for route, ids in ((base, [f"q{i}" for i in range(5)] + ["logprobs"]), (other, ["o0", "o1"])):
+        charged = spend[route]["prompt_tokens"] + spend[route]["completion_tokens"]
+        assert charged == sum(output[i]["response"]["body"]["usage"]["total_tokens"] for i in ids)
+    assert sum(g["prompt_tokens"] + g["completion_tokens"] for g in spend.values()) == batch.usage.total_tokens
 
 
-def spend_requests(gateway, key_id: str, *, expected: int, timeout_s: float = 20.0) -> dict[str, int]:
+def spend_by_route(gateway, key_id: str, *, expected: int, timeout_s: float = 20.0) -> dict[str, dict]:
     deadline = time.monotonic() + timeout_s
     with gateway.admin() as admin:
         while True:
             groups = admin.get("/admin/spend", params={"key": key_id, "by": "route"}).json()["groups"]
-            found = {g["group"]: g["requests"] for g in groups}
-            if sum(found.values()) >= expected or time.monotonic() > deadline:
+            found = {g["group"]: g for g in groups}
+            if sum(g["requests"] for g in groups) >= expected or time.monotonic() > deadline:
                 return found
             time.sleep(0.3)
