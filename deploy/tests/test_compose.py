@@ -339,6 +339,47 @@ def test_the_batch_worker_runs_from_the_gateway_image_and_shares_its_files(compo
     assert callable(module.main)
 
 
+def test_the_gpu_batch_worker_runs_the_vllm_image_under_its_profile(compose):
+    """batch-worker-gpu: the gateway's batch worker on vLLM's CUDA image with the offline engine on, only with
+    `--profile batch-engine`; a GPU reserved as for inference-gpu, the gateway's settings and files otherwise."""
+    services = compose["services"]
+    gpu, batch, gateway = services["batch-worker-gpu"], services["batch-worker"], services["gateway"]
+    assert gpu["profiles"] == ["batch-engine"] and not batch.get("profiles")
+    assert gpu["build"] == {"context": ".", "dockerfile": "services/gateway/Dockerfile.vllm"}
+    assert gpu["image"].startswith("llmops-gateway-vllm:") and gpu["image"] != batch["image"]
+    assert gpu["command"][-2:] == ["-m", "llmops_gateway.batches.worker"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    (inference_device,) = services["inference-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == inference_device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert gpu["shm_size"] == services["inference-gpu"]["shm_size"]
+    env = environment(gpu)
+    engine = {k: v for k, v in env.items() if k.startswith("GATEWAY_BATCH_ENGINE")}
+    assert {k: v for k, v in env.items() if k not in engine} == environment(gateway)
+    assert set(engine) == {
+        *("GATEWAY_BATCH_ENGINE", "GATEWAY_BATCH_ENGINE_MODEL", "GATEWAY_BATCH_ENGINE_SERVED_NAMES"),
+        *("GATEWAY_BATCH_ENGINE_CHUNK_LINES", "GATEWAY_BATCH_ENGINE_ARGS"),
+    }
+    files = gateway["environment"]["GATEWAY_FILES_URL"]
+    assert ("gateway-files", files) in mounts(gpu)
+    # What the worker's settings make of the image's and the service's environment: the engine on, its model the
+    # bundled one by default, which the engine stands for under the name inference serves it as.
+    image = image_env(ROOT / "services/gateway/Dockerfile.vllm")
+    assert image["GATEWAY_BATCH_ENGINE"] == "vllm"
+    from llmops_common.contracts.models import BUNDLED_MODEL_NAME
+    from llmops_gateway.batches.worker.engine import served_names
+    from llmops_gateway.settings import BatchEngine, GatewaySettings
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("GATEWAY_")]:
+            patch.delenv(key)
+        for key, value in {**image, **env}.items():
+            patch.setenv(key, value)
+        settings = GatewaySettings()
+    assert settings.batch_engine is BatchEngine.vllm and settings.batch_engine_chunk_lines == 64
+    assert served_names(settings) == [BUNDLED_MODEL_NAME]
+    assert settings.batch_engine_args["gpu_memory_utilization"] <= 1
+
+
 def test_the_trainer_worker_runs_from_the_trainer_image(compose):
     worker = compose["services"]["trainer-worker"]
     assert worker["image"] == compose["services"]["trainer"]["image"]
@@ -588,6 +629,8 @@ def test_image_versions_follow_the_project_pins(compose):
     # The CUDA image's vLLM is the inference package's `cuda` extra.
     extras = tomllib.loads((ROOT / "services/inference/pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["cuda"] == [f"vllm=={build_args(ROOT / 'services/inference/Dockerfile')['VLLM_VERSION']}"]
+    # So is the GPU batch worker's: one vLLM release on the platform's GPUs.
+    assert extras["cuda"] == [f"vllm=={build_args(ROOT / 'services/gateway/Dockerfile.vllm')['VLLM_VERSION']}"]
     # The CPU torch builds are constraints.txt's torch with PyTorch's local label.
     for path in ROOT.glob("services/*/Dockerfile*"):
         if version := build_args(path).get("TORCH_VERSION"):

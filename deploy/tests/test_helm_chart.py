@@ -64,12 +64,18 @@ INFERENCE_VALUES = {
     *("quantization", "enforce_eager", "extra_args", "enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras"),
     *("sync_interval_s", "ready_without_registry"),
 }
+# The batch workers' engine has values of its own (batch.worker.engine), set on the worker pods only: not the gateway's.
+BATCH_ENGINE_VALUES = {
+    *("batch_engine", "batch_engine_model", "batch_engine_served_names", "batch_engine_chunk_lines"),
+    "batch_engine_args",
+}
 OWNED = {
     "gateway": {
         *("admin_token", "key_secret", "key_secrets_previous", "feedback_token", "feedback_admin_token"),
         "retriever_token",
         *("trainer_admin_token", "retriever_admin_token", "database_url", "redis_url"),
         *("batch_token", "batch_gateway_url", "files_url", "batch_worker_host", "batch_worker_port"),
+        *BATCH_ENGINE_VALUES,
     },
     "retriever": {"admin_token", "read_token", "qdrant_api_key", "store", "qdrant_url", "qdrant_path"},
     # serving_token is a secret, never a config value: set it with inference.extraEnv from a Secret (SECURITY.md).
@@ -456,6 +462,138 @@ def test_gpu_values_put_inference_and_training_on_gpus(gpu_docs, default_docs):
 
 def cache_mount(pod: dict) -> str:
     return next(m["mountPath"] for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model-cache")
+
+
+# --- batch workers on vLLM's offline engine ---
+
+
+def batch_worker(docs: list[dict]) -> tuple[dict, dict]:
+    """The batch worker's pod spec and its container."""
+    pod = one(docs, "Deployment", "batch-worker")["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+def engine_values(**engine) -> dict:
+    return {**DEFAULT_VALUES, "batch": {"worker": {"engine": {"engine": "vllm", "model": "org/model-7b", **engine}}}}
+
+
+def batch_claims(docs: list[dict]) -> list[str]:
+    return [c["metadata"]["name"] for c in find(docs, "PersistentVolumeClaim", "batch-worker")]
+
+
+def test_batch_workers_send_lines_through_the_gateway_by_default(default_docs):
+    pod, container = batch_worker(default_docs)
+    env = container_env(default_docs, container)
+    assert not [k for k in env if k.startswith("GATEWAY_BATCH_ENGINE")] and "HF_HOME" not in env
+    settings, _, _ = service_settings(default_docs, one(default_docs, "Deployment", "batch-worker"))
+    assert settings.batch_engine == "serving"
+    assert container["image"].startswith("llmops-gateway:") and container["command"][0] == "python"
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {}) and "nodeSelector" not in pod
+    assert not {"dshm", "model-cache"} & {v["name"] for v in pod["volumes"]}
+    assert "strategy" not in one(default_docs, "Deployment", "batch-worker")["spec"]
+    assert batch_claims(default_docs) == ["demo-llmops-files"]
+
+
+def test_gpu_values_run_batches_on_the_served_model_with_a_gpu_of_their_own(gpu_docs):
+    pod, container = batch_worker(gpu_docs)
+    assert re.search(r"/llmops-gateway-vllm:", container["image"]), "the CUDA image with vLLM"
+    assert container["command"] == ["python3", "-m", "llmops_gateway.batches.worker"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    # A vLLM process: gigabytes of host memory, /dev/shm in memory within the limit.
+    requested = container["resources"]["requests"]["memory"]
+    assert requested.endswith("Gi") and int(requested[:-2]) >= 16
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"} and mounts["dshm"] == "/dev/shm"
+    claim = volumes["model-cache"]["persistentVolumeClaim"]["claimName"]
+    assert claim == "demo-llmops-batch-models" and claim in batch_claims(gpu_docs)
+    (models,) = [c for c in find(gpu_docs, "PersistentVolumeClaim") if c["metadata"]["name"] == claim]
+    assert models["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert one(gpu_docs, "Deployment", "batch-worker")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    # The engine stands for the model inference serves, under the name its routes use.
+    worker, env, _ = service_settings(gpu_docs, one(gpu_docs, "Deployment", "batch-worker"))
+    inference, _, _ = service_settings(gpu_docs, one(gpu_docs, "Deployment", "inference"))
+    assert worker.batch_engine == "vllm" and worker.batch_engine_model == inference.model
+    assert worker.batch_engine_served_names == [inference.served_name()]
+    assert worker.batch_engine_chunk_lines == 64
+    assert worker.batch_engine_args == {
+        "dtype": "bfloat16",
+        "max_model_len": 8192,
+        "gpu_memory_utilization": 0.9,
+        "enable_prefix_caching": True,
+    }
+    assert env["HF_HOME"].startswith(mounts["model-cache"] + "/")
+    # The engine's settings are the workers' alone: the gateway's pods never see them.
+    gateway, gateway_env, _ = service_settings(gpu_docs, one(gpu_docs, "Deployment", "gateway"))
+    assert gateway.batch_engine == "serving" and not [k for k in gateway_env if k.startswith("GATEWAY_BATCH_ENGINE")]
+
+
+def test_every_engine_setting_the_chart_owns_reaches_the_workers():
+    """BATCH_ENGINE_VALUES leaves the engine's settings out of gateway.config: batch.worker.engine sets each."""
+    docs = render(engine_values(servedNames=["m-7b", "m-7b-latest"], chunkLines=16, engineArgs={"max_model_len": 4096}))
+    _, container = batch_worker(docs)
+    env = container_env(docs, container)
+    assert {k for k in env if k.startswith("GATEWAY_BATCH_ENGINE")} == {
+        f"GATEWAY_{name.upper()}" for name in BATCH_ENGINE_VALUES
+    }
+    settings, _, _ = service_settings(docs, one(docs, "Deployment", "batch-worker"))
+    assert (settings.batch_engine, settings.batch_engine_model) == ("vllm", "org/model-7b")
+    assert settings.batch_engine_served_names == ["m-7b", "m-7b-latest"] and settings.batch_engine_chunk_lines == 16
+    assert settings.batch_engine_args == {"max_model_len": 4096}
+    assert "batch_engine" in render_error({**DEFAULT_VALUES, "gateway": {"config": {"batch_engine": "vllm"}}})
+
+
+def test_engine_defaults_model_cache_and_workers_without_gpus():
+    docs = render(engine_values())
+    pod, container = batch_worker(docs)
+    # Defaults: one GPU, an emptyDir model cache (no claim), the gateway's tag on the vllm image.
+    assert container["image"] == "llmops-gateway-vllm:0.1.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["model-cache"] and volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert batch_claims(docs) == ["demo-llmops-files"]
+    settings, env, _ = service_settings(docs, one(docs, "Deployment", "batch-worker"))
+    assert settings.batch_engine_served_names == [] and settings.batch_engine_args == {}
+    assert "GATEWAY_BATCH_ENGINE_SERVED_NAMES" not in env  # the settings' default: the model's last path part
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+    # An existing claim is mounted, none created; no GPUs: no GPU limit or GPU node scheduling; image values apply.
+    values = engine_values(
+        modelCache={"persistence": {"enabled": True, "existingClaim": "shared-models"}},
+        gpu={"count": 0},
+        image={"repository": "registry.example/gw-vllm-cpu", "tag": "cpu-1"},
+    )
+    docs = render(values)
+    pod, container = batch_worker(docs)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == "shared-models"
+    assert batch_claims(docs) == ["demo-llmops-files"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"] and "nodeSelector" not in pod
+    assert container["image"] == "registry.example/gw-vllm-cpu:cpu-1"
+    # Kubernetes would expand $(VAR) in an env value: the chart escapes a value's dollar signs.
+    docs = render(engine_values(model="/models/$(HOME)"))
+    settings, _, _ = service_settings(docs, one(docs, "Deployment", "batch-worker"))
+    assert settings.batch_engine_model == "/models/$(HOME)"
+
+
+def test_the_schema_refuses_an_unknown_engine_and_vllm_without_a_model():
+    from llmops_gateway.settings import BatchEngine, GatewaySettings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["batch"]["properties"]
+    engine = schema["worker"]["properties"]["engine"]["properties"]
+    assert engine["engine"]["enum"] == [e.value for e in BatchEngine]
+    bounds = {type(m).__name__: m for m in GatewaySettings.model_fields["batch_engine_chunk_lines"].metadata}
+    assert (engine["chunkLines"]["minimum"], engine["chunkLines"]["maximum"]) == (bounds["Ge"].ge, bounds["Le"].le)
+    unknown = render_error(engine_values(engine="tgi"))
+    assert "/batch/worker/engine/engine" in unknown and "must be one of 'serving', 'vllm'" in unknown
+    assert "/batch/worker/engine/model" in render_error(engine_values(model=""))
+    assert "missing property 'model'" in render_error(engine_values(model=None))  # null: Helm drops the default
+    assert "/batch/worker/engine" in render_error(engine_values(chunkLines=0))
+    assert "typo" in render_error(engine_values(typo=1))
+    # serving needs no model.
+    render({**DEFAULT_VALUES, "batch": {"worker": {"engine": {"engine": "serving"}}}})
 
 
 # --- secrets ---
