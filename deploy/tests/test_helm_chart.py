@@ -474,7 +474,7 @@ def batch_worker(docs: list[dict]) -> tuple[dict, dict]:
 
 
 def engine_values(**engine) -> dict:
-    return {**DEFAULT_VALUES, "batch": {"worker": {"engine": {"engine": "vllm", "model": "org/model-7b", **engine}}}}
+    return {**DEFAULT_VALUES, "batch": {"worker": {"engine": {"kind": "vllm", "model": "org/model-7b", **engine}}}}
 
 
 def batch_claims(docs: list[dict]) -> list[str]:
@@ -583,17 +583,17 @@ def test_the_schema_refuses_an_unknown_engine_and_vllm_without_a_model():
 
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["batch"]["properties"]
     engine = schema["worker"]["properties"]["engine"]["properties"]
-    assert engine["engine"]["enum"] == [e.value for e in BatchEngine]
+    assert engine["kind"]["enum"] == [e.value for e in BatchEngine]
     bounds = {type(m).__name__: m for m in GatewaySettings.model_fields["batch_engine_chunk_lines"].metadata}
     assert (engine["chunkLines"]["minimum"], engine["chunkLines"]["maximum"]) == (bounds["Ge"].ge, bounds["Le"].le)
-    unknown = render_error(engine_values(engine="tgi"))
-    assert "/batch/worker/engine/engine" in unknown and "must be one of 'serving', 'vllm'" in unknown
+    unknown = render_error(engine_values(kind="tgi"))
+    assert "/batch/worker/engine/kind" in unknown and "must be one of 'serving', 'vllm'" in unknown
     assert "/batch/worker/engine/model" in render_error(engine_values(model=""))
     assert "missing property 'model'" in render_error(engine_values(model=None))  # null: Helm drops the default
     assert "/batch/worker/engine" in render_error(engine_values(chunkLines=0))
     assert "typo" in render_error(engine_values(typo=1))
     # serving needs no model.
-    render({**DEFAULT_VALUES, "batch": {"worker": {"engine": {"engine": "serving"}}}})
+    render({**DEFAULT_VALUES, "batch": {"worker": {"engine": {"kind": "serving"}}}})
 
 
 # --- secrets ---
