@@ -99,3 +99,19 @@ def test_waiting_for_readiness_ends_when_asked_to_stop(tmp_path):
     threading.Timer(0.5, stop.set).start()
     assert sup.wait_ready() is False
     sup.stop_all(timeout_s=2)
+
+
+def test_restart_with_a_setting_known_only_later_replaces_the_process_with_it(tmp_path):
+    code = "import os, time; print('judge key:', os.environ.get('LATE_SETTING'), flush=True); time.sleep(60)"
+    spec = ServiceSpec(name="worker", argv=[sys.executable, "-c", code], port=free_port(), env={"EARLY": "1"})
+    sup = Supervisor([spec], log_dir=tmp_path, stop=threading.Event())
+    sup.start_all()
+    try:
+        assert _wait(lambda: "judge key: None" in (tmp_path / "worker.log").read_text())
+        first_pid = sup.children[0].proc.pid
+        sup.restart("worker", env={"LATE_SETTING": "sk-llmops-late"})
+        assert _gone(first_pid) and sup.children[0].proc.pid != first_pid
+        assert _wait(lambda: "judge key: sk-llmops-late" in (tmp_path / "worker.log").read_text())
+        assert sup.children[0].spec.env == {"EARLY": "1", "LATE_SETTING": "sk-llmops-late"}
+    finally:
+        sup.stop_all(timeout_s=2)

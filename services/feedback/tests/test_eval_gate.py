@@ -1,7 +1,8 @@
 """Eval sets and the offline gate on real processes: the feedback service and its evaluation worker on a real
 Redis, a real gateway, a real MLflow server. The routes' upstreams are the fakes (each answers with its own name),
 so which answer holds the reference is known: the gate's plumbing, verdict and MLflow record are under test. The
-gate blocking a trained adapter on vLLM is in test_eval_judge_vllm.py."""
+pairwise judge is a fake upstream scripted to prefer the champion's answers (and, on some questions, whichever
+answer it is shown first). The gate blocking a trained adapter on vLLM is in test_eval_judge_vllm.py."""
 
 import hashlib
 import time
@@ -11,15 +12,37 @@ import httpx
 import orjson
 import pytest
 
+from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.feedback import EvaluationWorker, evaluation_env
 from llmops_testkit.gateway import variant
 
 
+def _scripted_judge(payload: dict) -> str:
+    """A pairwise verdict: the answer from the champion's upstream ("alpha:...") is the better one, except on a
+    question with "biased" in it, where the judge picks answer A whatever it says (a position bias)."""
+    prompt = payload["messages"][-1]["content"]
+    answer_a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
+    winner = "A" if "biased" in prompt or answer_a.startswith("alpha:") else "B"
+    return orjson.dumps({"winner": winner, "rationale": "scripted"}).decode()
+
+
 @pytest.fixture(scope="module")
-def gate(make_gateway, make_feedback, new_database, redis_url, mlflow_server, llmops_state_dir, _fake_upstreams):
+def judge_upstream():
+    upstream = FakeUpstream("judge").start()
+    upstream.behaviour.reply = _scripted_judge
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def gate(
+    make_gateway, make_feedback, new_database, redis_url, mlflow_server, llmops_state_dir, _fake_upstreams,
+    judge_upstream,
+):  # fmt: skip
     gateway = make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'gate-gateway.db'}")
     champion = gateway.put_route(variants=[variant("alpha", _fake_upstreams["alpha"])])
     challenger = gateway.put_route(variants=[variant("beta", _fake_upstreams["beta"])])
+    judge = gateway.put_route(variants=[variant("judge", judge_upstream)])
     env = evaluation_env(
         redis_url=redis_url,
         FEEDBACK_GATEWAY_URL=gateway.url,
@@ -31,7 +54,7 @@ def gate(make_gateway, make_feedback, new_database, redis_url, mlflow_server, ll
     service = make_feedback(sql_url=new_database(), **env)
     worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "gate-worker").start()
     with service.admin() as admin:
-        yield admin, service, champion, challenger
+        yield admin, service, champion, challenger, judge
     worker.stop()
 
 
@@ -68,7 +91,7 @@ def test_eval_sets_are_versioned_by_content_and_exported(gate, expect_error):
 
 
 def test_an_eval_set_from_feedback_takes_corrections_and_thumbs_up_answers(gate, make_record, route):
-    admin, service, _, _ = gate
+    admin, service, _, _, _ = gate
     corrected, liked, disliked = make_record(), make_record(answer="A fine answer."), make_record()
     with service.ingest() as ingester:
         assert ingester.post("/v1/requests", json={"records": [corrected, liked, disliked]}).status_code == 200
@@ -90,7 +113,7 @@ def test_an_eval_set_from_feedback_takes_corrections_and_thumbs_up_answers(gate,
 
 
 def test_the_gate_blocks_a_worse_challenger_and_logs_the_run_to_mlflow(gate, mlflow_server, expect_error):
-    admin, _, champion, challenger = gate
+    admin, _, champion, challenger, _ = gate
     name = f"gate-{uuid.uuid4().hex[:6]}"
     # The fake upstreams answer "<name>:<model>:0 tok1 ...": the champion's answers hold the reference, the
     # challenger's never do.
@@ -136,7 +159,7 @@ def test_the_cli_creates_a_set_and_runs_the_gate(gate, tmp_path):
 
     from llmops_cli.main import app
 
-    _, service, champion, challenger = gate
+    _, service, champion, challenger, _ = gate
     env = {"LLMOPS_ADMIN_TOKEN": service.admin_token, "LLMOPS_FEEDBACK_URL": service.url}
     source = tmp_path / "set.jsonl"
     source.write_text(
@@ -157,3 +180,65 @@ def test_the_cli_creates_a_set_and_runs_the_gate(gate, tmp_path):
                "--rubric", "contains_reference"]  # fmt: skip
     blocked = runner.invoke(app, swapped, env=env)
     assert blocked.exit_code == 2 and "BLOCK" in blocked.output, blocked.output
+
+
+def test_the_pairwise_gate_swaps_positions_and_blocks_by_the_margin(gate, judge_upstream, mlflow_server):
+    admin, _, champion, challenger, judge = gate
+    judge_upstream.stats.requests.clear()
+    name = f"pairwise-{uuid.uuid4().hex[:6]}"
+    # One question the judge decides on content (the champion's answer wins in both positions: a loss), three on
+    # which it prefers the first answer shown (champion first, then challenger first: the swap makes them ties).
+    items = [{"question": "question 0"}] + [{"question": f"biased question {i}"} for i in range(1, 4)]
+    admin.post("/v1/evaluations/sets", json={"name": name, "items": items}).raise_for_status()
+    client = mlflow_server.client()
+    model = f"pairwise-{uuid.uuid4().hex[:6]}"
+    client.create_registered_model(model)
+    version = client.create_model_version(model, source="s3://llmops-tests/adapter").version
+    body = {"champion_route": champion, "challenger_route": challenger, "judge_route": judge, "eval_set": name,
+            "margin": 0.2, "model": model, "model_version": version}  # fmt: skip
+    blocked = _finished(admin, admin.post("/v1/evaluations/comparisons", json=body).json()["id"])
+    # 1 loss in 4 judged rows: losses exceed wins by 25%, over the 20% margin.
+    assert (blocked["wins"], blocked["ties"], blocked["losses"]) == (0, 3, 1)
+    assert blocked["verdict"] == "block" and "by 25.0% > margin 20.0%" in blocked["reason"]
+    outcomes = {r["question"]: (r["outcome"], r["detail"]) for r in blocked["rows"]}
+    assert outcomes["question 0"] == ("loss", "champion as A: A; challenger as A: B")
+    assert outcomes["biased question 1"] == ("tie", "champion as A: A; challenger as A: A")
+    # The judge was asked twice per row, through the gateway, with the answers in both orders and JSON output.
+    shown = [r["messages"][-1]["content"] for r in judge_upstream.stats.requests]
+    assert len(shown) == 8 and all(r["response_format"]["type"] == "json_schema" for r in judge_upstream.stats.requests)
+    firsts = sorted(p.split("Answer A:\n", 1)[1].split(":", 1)[0] for p in shown)
+    assert firsts == ["alpha"] * 4 + ["beta"] * 4
+    assert blocked["tokens"] > 0
+    run = client.get_run(blocked["mlflow_run_id"])
+    assert run.data.params["rubric"] == "pairwise" and run.data.params["judge_route"] == judge
+    assert client.get_model_version(model, version).tags["llmops.offline_gate"] == "block"
+
+    # The same rows within a wider margin pass; the version's tag follows the latest verdict.
+    passed = _finished(admin, admin.post("/v1/evaluations/comparisons", json=body | {"margin": 0.3}).json()["id"])
+    assert (passed["ties"], passed["losses"], passed["verdict"]) == (3, 1, "pass")
+    assert client.get_model_version(model, version).tags["llmops.offline_gate"] == "pass"
+
+
+def test_the_gate_replays_logged_prompts_from_the_cli(gate, make_record, route):
+    from typer.testing import CliRunner
+
+    from llmops_cli.main import app
+
+    _, service, champion, challenger, judge = gate
+    asked, again = make_record(), make_record()
+    again["prompt"] = asked["prompt"]  # the same question asked twice is replayed once
+    failed, elsewhere = make_record(status=500, answer=None), make_record(route=f"{route}-other")
+    with service.ingest() as ingester:
+        batch = {"records": [asked, again, failed, elsewhere, make_record()]}
+        assert ingester.post("/v1/requests", json=batch).status_code == 200
+    env = {"LLMOPS_ADMIN_TOKEN": service.admin_token, "LLMOPS_FEEDBACK_URL": service.url}
+    args = ["eval", "compare", "--champion", champion, "--challenger", challenger, "--replay-route", route,
+            "--since", "1h", "--judge-route", judge, "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output  # blocked: the judge prefers the champion's answer every time
+    found = orjson.loads(result.output[result.output.index("{") :])
+    assert found["spec"]["eval_set"] is None and found["spec"]["rubric"] == "pairwise"
+    assert sorted(r["question"] for r in found["rows"]) == sorted(
+        {asked["prompt"][1]["content"], batch["records"][4]["prompt"][1]["content"]}
+    )
+    assert (found["losses"], found["verdict"]) == (2, "block")

@@ -80,12 +80,25 @@ def test_rubrics_are_listed_and_unknown_ones_refused(eval_admin, expect_error, r
         eval_admin.post("/v1/evaluations/runs", json={"route": route, "rubric": "nope"}), 404, "rubric_not_found"
     )
     body = {"route": route, "rubric": "helpfulness", "judge_route": "no-such-route"}
-    expect_error(eval_admin.post("/v1/evaluations/runs", json=body), 404, "route_not_found")
+    assert expect_error(eval_admin.post("/v1/evaluations/runs", json=body), 404, "route_not_found")["param"] == (
+        "judge_route"
+    )
+    # A route neither logged nor on the gateway is a typo, not an empty run.
+    unknown = expect_error(eval_admin.post("/v1/evaluations/runs", json={"route": route, "rubric": "exact_match"}),
+                           404, "route_not_found")  # fmt: skip
+    assert unknown["param"] == "route"
     expect_error(eval_admin.post("/v1/evaluations/runs", json={"route": route, "rubric": "helpfulness", "x": 1}), 422)
     bad_score = {"request_id": "r", "rubric": "helpfulness", "scorer": "ext", "score": 1.5}
     expect_error(eval_admin.post("/v1/evaluations/scores", json=bad_score), 422)
     missing = {"request_id": "missing", "rubric": "helpfulness", "scorer": "ext", "score": 0.5}
     expect_error(eval_admin.post("/v1/evaluations/scores", json=missing), 404, "request_not_found")
+
+
+def test_a_gateway_route_with_nothing_logged_yet_is_an_empty_run(eval_admin, judge_gateway):
+    _, gateway_route = judge_gateway  # its requests are not logged here: that gateway has no request log sink
+    run = eval_admin.post("/v1/evaluations/runs", json={"route": gateway_route, "rubric": "exact_match"})
+    assert run.status_code == 202, run.text
+    assert run.json()["queued"] == 0
 
 
 def test_the_report_gives_agreement_with_the_thumbs_of_the_same_requests(evaluation, eval_admin, make_record, route):

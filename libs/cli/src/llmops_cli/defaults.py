@@ -1,10 +1,16 @@
-"""What ``llmops up`` sets up once every service is ready: a gateway route to the bundled model."""
+"""What ``llmops up`` sets up once every service is ready: a gateway route to the bundled model, and the gateway key
+the evaluation workers ask their judge with."""
 
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
+from llmops_cli.state import Secrets, store_judge_key
+
 DEFAULT_ROUTE = "smollm2"
+JUDGE_KEY_NAME = "llmops-evaluation-judge"
 
 
 def base_model(inference_url: str) -> str:
@@ -30,3 +36,30 @@ def ensure_default_route(*, gateway_url: str, inference_url: str, admin_token: s
         variant = {"name": "inference", "upstream": f"{inference_url}/v1", "model": model, "weight": 100}
         admin.put(path, json={"variants": [variant], "sticky": True, "fallbacks": []}).raise_for_status()
         return f"Route {route} -> inference model {model} created."
+
+
+def _usable(key: dict) -> bool:
+    expires_at = key.get("expires_at")
+    return key.get("revoked_at") is None and (
+        expires_at is None or datetime.fromisoformat(expires_at) > datetime.now(UTC)
+    )
+
+
+def ensure_judge_key(*, gateway_url: str, admin_token: str, state: Path, secrets: Secrets) -> tuple[Secrets, str]:
+    """The evaluation workers' gateway key: the stored one while the gateway has it and it is usable, else a new one
+    (no route restriction: the workers also ask the routes an offline gate compares), stored in the secrets file.
+    Returns the secrets and what happened, for the console; the key itself is never printed."""
+    with httpx.Client(
+        base_url=gateway_url, headers={"authorization": f"Bearer {admin_token}"}, timeout=10, trust_env=False
+    ) as admin:
+        if secrets.judge_key and secrets.judge_key_id:
+            found = admin.get(f"/admin/keys/{quote(secrets.judge_key_id, safe='')}")
+            if found.status_code == 200 and _usable(found.json()):
+                return secrets, f"Judge key {secrets.judge_key_id} kept."
+            if found.status_code not in (200, 404):
+                found.raise_for_status()
+        created = admin.post("/admin/keys", json={"name": JUDGE_KEY_NAME})
+        created.raise_for_status()
+        key = created.json()
+    stored = store_judge_key(state, key_id=key["id"], key=key["key"])
+    return stored, f"Judge key {key['id']} created for the evaluation workers (in {secrets.path})."

@@ -143,6 +143,7 @@ def retriever_spec(ctx: PlatformContext) -> ServiceSpec:
 
 def _feedback_env(ctx: PlatformContext) -> dict[str, str]:
     """The feedback service and its evaluation worker read the same settings."""
+    judge_key = os.environ.get("FEEDBACK_EVAL_JUDGE_KEY") or ctx.secrets.judge_key
     return {
         "FEEDBACK_ADMIN_TOKEN": ctx.secrets.admin_token,
         "FEEDBACK_INGEST_TOKEN": ctx.secrets.ingest_token,
@@ -151,11 +152,12 @@ def _feedback_env(ctx: PlatformContext) -> dict[str, str]:
         "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
         "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
         "FEEDBACK_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",  # retraining from feedback
-        # Evaluation: the workers judge through the gateway with the bundled model's route; judging needs a gateway
-        # key in FEEDBACK_EVAL_JUDGE_KEY (from the environment of `llmops up`), deterministic scorers do not.
+        # Evaluation: the workers judge through the gateway with the bundled model's route, with a gateway key of
+        # their own: FEEDBACK_EVAL_JUDGE_KEY from the environment of `llmops up`, else the one it created (secrets).
         "FEEDBACK_EVAL_REDIS_URL": ctx.redis_url,
         "FEEDBACK_EVAL_JUDGE_ROUTE": os.environ.get("FEEDBACK_EVAL_JUDGE_ROUTE", DEFAULT_ROUTE),
         "FEEDBACK_EVAL_WORKER_PORT": str(ctx.ports["evaluation_worker"]),
+        **({"FEEDBACK_EVAL_JUDGE_KEY": judge_key} if judge_key else {}),
     }
 
 

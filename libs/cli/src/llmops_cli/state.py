@@ -13,6 +13,9 @@ _KEY_SECRET = "LLMOPS_KEY_SECRET"
 _INGEST_TOKEN = "LLMOPS_INGEST_TOKEN"
 _RETRIEVER_TOKEN = "LLMOPS_RETRIEVER_TOKEN"
 _NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN, _RETRIEVER_TOKEN)
+# Not generated here but by the gateway (a key only it can hash): stored once `llmops up` has created it.
+_JUDGE_KEY = "LLMOPS_EVAL_JUDGE_KEY"
+_JUDGE_KEY_ID = "LLMOPS_EVAL_JUDGE_KEY_ID"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Secrets:
     ingest_token: str  # the gateway's token at the feedback service (request records, ratings for a key)
     retriever_token: str  # the gateway's read token at the retriever (search only)
     path: Path
+    judge_key: str | None = None  # the evaluation workers' gateway API key (their judge's quota and spend)
+    judge_key_id: str | None = None
 
 
 def state_dir(*, create: bool = True) -> Path:
@@ -83,6 +88,8 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
                     ingest_token=values[_INGEST_TOKEN],
                     retriever_token=values[_RETRIEVER_TOKEN],
                     path=path,
+                    judge_key=values.get(_JUDGE_KEY) or None,
+                    judge_key_id=values.get(_JUDGE_KEY_ID) or None,
                 )
             if not create:
                 return None
@@ -95,3 +102,11 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_new(path, {name: secrets.token_urlsafe(32) for name in _NAMES})
     raise RuntimeError(f"could not read or create {path}")
+
+
+def store_judge_key(state: Path, *, key_id: str, key: str) -> Secrets:
+    """Adds (or replaces) the judge's gateway key in the secrets file, keeping everything else; returns the secrets."""
+    path = secrets_path(state)
+    values = _parse(path.read_text()) | {_JUDGE_KEY: key, _JUDGE_KEY_ID: key_id}
+    os.replace(_private_tmp(path, values), path)
+    return load_secrets(state, create=False)

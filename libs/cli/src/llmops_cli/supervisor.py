@@ -5,7 +5,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -123,6 +123,15 @@ class Supervisor:
             f"{child.spec.name} exited with code {code}; restarting in {child.backoff_s:.0f}s (log {child.log_path})"
         )
         child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
+
+    def restart(self, name: str, *, env: Mapping[str, str]) -> None:
+        """Stops the service and starts it again with ``env`` added to its spec's: a setting that exists only once
+        other services are up (the judge's gateway key). Call it before ``watch``, not beside it."""
+        child = next(c for c in self.children if c.spec.name == name)
+        if child.proc is not None:
+            stop_processes([child.proc])
+        child.spec = replace(child.spec, env={**child.spec.env, **env})
+        self._start(child)
 
     def watch(self, *, poll_s: float = 0.5) -> None:
         """Keep the services running until the stop event is set."""

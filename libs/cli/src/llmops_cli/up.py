@@ -1,5 +1,6 @@
 """``llmops up``: run the whole platform locally as supervised processes until Ctrl-C or SIGTERM."""
 
+import os
 import signal
 import threading
 from typing import Annotated
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmops_cli import prompt_registry
-from llmops_cli.defaults import ensure_default_route
+from llmops_cli.defaults import ensure_default_route, ensure_judge_key
 from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import port_in_use
 from llmops_cli.services import PlatformContext, platform_services, resolve_ports
@@ -72,6 +73,7 @@ def up(
             ready = supervisor.wait_ready(lambda names: status.update(f"Waiting for {', '.join(names)} to be ready..."))
         if ready:
             _register_defaults(ctx)
+            _ensure_judge_key(ctx, supervisor)
             _print_ready(specs, state, secrets.path)
             supervisor.watch()
         console.print("Stopping...")
@@ -102,6 +104,24 @@ def _register_defaults(ctx: PlatformContext) -> None:
         console.print(f"Built-in prompts: {escape(', '.join(seeded))}")
     except Exception as exc:  # noqa: BLE001 - MLflow's client raises many kinds; the platform is up regardless
         console.print(f"[yellow]warning:[/yellow] could not register the built-in prompts: {escape(repr(exc))}")
+
+
+def _ensure_judge_key(ctx: PlatformContext, supervisor: Supervisor) -> None:
+    """A gateway key for the evaluation workers' judge, unless FEEDBACK_EVAL_JUDGE_KEY gives one. Only the gateway
+    can make a key, so on the first start the workers began without it and are restarted once with it."""
+    if os.environ.get("FEEDBACK_EVAL_JUDGE_KEY"):
+        return
+    try:
+        secrets, message = ensure_judge_key(
+            gateway_url=f"http://127.0.0.1:{ctx.ports['gateway']}", admin_token=ctx.secrets.admin_token,
+            state=ctx.state, secrets=ctx.secrets,
+        )  # fmt: skip
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        console.print(f"[yellow]warning:[/yellow] no judge key, judge rubrics will fail: {escape(repr(exc))}")
+        return
+    console.print(message)
+    if secrets.judge_key != ctx.secrets.judge_key:
+        supervisor.restart("evaluation_worker", env={"FEEDBACK_EVAL_JUDGE_KEY": secrets.judge_key})
 
 
 def _print_ready(specs, state, secrets_path) -> None:

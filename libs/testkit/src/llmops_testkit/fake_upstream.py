@@ -10,6 +10,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -35,6 +36,9 @@ class Behaviour:
     raw_body: bytes | None = None
     raw_content_type: str = "application/json"
     raw_events: list[bytes] | None = None
+    # A scripted model: a whole (not streamed) answer's text made from the request (e.g. a judge's verdict on the
+    # answers in its prompt), instead of the echo of the fake's name.
+    reply: Callable[[dict], str] | None = None
 
 
 @dataclass
@@ -158,7 +162,7 @@ class FakeUpstream:
         if payload.get("stream"):
             return await self._stream(reader, writer, payload, chat, behaviour, stats)
         completion_tokens = min(behaviour.chunks, _max_tokens(payload) or behaviour.chunks)
-        text = self._answer(payload, completion_tokens)
+        text = behaviour.reply(payload) if behaviour.reply else self._answer(payload, completion_tokens)
         choice = {"index": 0, "finish_reason": "stop"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
         self._write_json(

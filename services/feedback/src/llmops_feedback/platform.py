@@ -29,6 +29,10 @@ class GatewayRoutes:
         self._http = http  # None: no gateway configured (FEEDBACK_GATEWAY_URL)
         self._upstreams = upstreams
 
+    @property
+    def configured(self) -> bool:
+        return self._http is not None
+
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             raise PlatformError("no gateway configured (FEEDBACK_GATEWAY_URL)")

@@ -136,6 +136,11 @@ async def load(session: AsyncSession, *, request_id: str) -> tuple[RequestRecord
     return record, current
 
 
+async def route_logged(session: AsyncSession, *, route: str) -> bool:
+    found = await session.scalar(select(RequestRecord.request_id).where(RequestRecord.route == route).limit(1))
+    return found is not None
+
+
 async def candidates(
     session: AsyncSession,
     *,

@@ -64,6 +64,7 @@ async def run(body: RunIn, _: AdminDep, state: StateDep, session: SessionDep) ->
                                param="judge_route")  # fmt: skip
         except PlatformError as exc:
             raise unavailable(exc) from None
+    await _require_route(state, session, body.route)
     scorer = service.judge_scorer(judge_route) if judge_route else service.DETERMINISTIC
     since = utcnow() - timedelta(seconds=body.since_s)
     ids = await service.candidates(session, rubric=rubric, scorer=scorer, since=since, route=body.route,
@@ -74,6 +75,20 @@ async def run(body: RunIn, _: AdminDep, state: StateDep, session: SessionDep) ->
     except (OperationalError, OSError) as exc:  # the broker is down
         raise APIError(503, f"evaluation queue unavailable: {exc!r}", code="evaluation_unavailable") from None
     return RunOut(rubric=rubric.key, scorer=scorer, queued=len(sent), request_ids=sent)
+
+
+async def _require_route(state: StateDep, session: SessionDep, route: str) -> None:
+    """A route is known when the request log holds requests of it (a route since deleted from the gateway still has
+    answers to score) or the gateway has it (none logged yet: nothing to queue, but no typo either)."""
+    if await service.route_logged(session, route=route):
+        return
+    try:
+        if state.routes.configured and await state.routes.get(route) is not None:
+            return
+    except PlatformError as exc:
+        raise unavailable(exc) from None
+    raise APIError(404, f"route {route!r} not found: no request of it in the request log, nor a gateway route",
+                   code="route_not_found", param="route")  # fmt: skip
 
 
 @router.post("/scores", status_code=201)
