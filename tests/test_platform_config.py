@@ -1,7 +1,9 @@
 """``llmops apply|diff|export`` against a real gateway and feedback service: apply is idempotent (the second apply
 changes nothing, no new revisions) and atomic (a bad file changes nothing), errors name the field and its line, an
-export re-applies to no change, ``--prune`` deletes what the file leaves out."""
+export re-applies to no change, ``--prune`` deletes what the file leaves out; a prompt reference that does not
+resolve in MLflow is such an error. ``llmops routes history|revert``: the revisions every change writes."""
 
+import json
 import uuid
 from types import SimpleNamespace
 
@@ -37,10 +39,13 @@ retraining:
 
 
 @pytest.fixture(scope="module")
-def platform(make_gateway, make_feedback, llmops_state_dir):
-    """A gateway and feedback service of their own (``--prune`` deletes what other tests made), one admin token."""
+def platform(make_gateway, make_feedback, llmops_state_dir, mlflow_server):
+    """A gateway and feedback service of their own (``--prune`` deletes what other tests made), one admin token; the
+    gateway resolves prompt references in the real MLflow."""
     run = uuid.uuid4().hex[:6]
-    gateway = make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'config-gw-{run}.db'}")
+    gateway = make_gateway(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'config-gw-{run}.db'}", GATEWAY_MLFLOW_URL=mlflow_server.url
+    )
     feedback = make_feedback(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'config-fb-{run}.db'}",
         FEEDBACK_ADMIN_TOKEN=gateway.admin_token,
@@ -122,6 +127,12 @@ def test_apply_is_idempotent_and_export_reapplies_to_no_change(platform, tmp_pat
         pytest.param(("champion: base", "champion: nope"), "retraining.support-bot.champion", "champion:", id="champ"),
         pytest.param(("keys:\n  ", "keys:\n  ghost: {}\n  "), "ghost", "ghost: {}", id="missing-key"),
         pytest.param(("routes:", "routs:"), "routs", "routs:", id="unknown-section"),
+        pytest.param(
+            ("model: tuned-model", "model: tuned-model\n        prompt: prompts:/never-registered@production"),
+            "routes.support-bot.variants.1.prompt",
+            "prompt: prompts:/never",
+            id="prompt",
+        ),
         pytest.param(("fallbacks: [base]", "fallbacks: [base"), "not valid YAML", "rag:", id="yaml"),
         pytest.param(
             ("    fallbacks", "    sticky: true\n    sticky: false\n    fallbacks"), "duplicate", "sticky: f", id="dup"
@@ -142,3 +153,56 @@ def test_a_bad_file_changes_nothing_and_names_the_field_and_line(platform, tmp_p
     with gateway.admin() as admin:
         assert admin.get("/admin/routes/fresh-bot").status_code == 404
         assert admin.get(env["LLMOPS_FEEDBACK_URL"] + "/v1/retraining/fresh-bot").status_code == 404
+
+
+def test_routes_history_and_revert(platform):
+    """``llmops routes history`` shows who changed what and when; ``revert`` gives the route back exactly."""
+    gateway, env, _, _ = platform
+    name = f"hist-{uuid.uuid4().hex[:6]}"
+    a, b = f"name=a,upstream={UPSTREAM},model=m", f"name=b,upstream={UPSTREAM},model=m2"
+    llmops(
+        "routes", "put", name, "--variant", f"{a},weight=90", "--variant", f"{b},weight=10", "--fallback", "b", env=env
+    )
+    with gateway.admin() as admin:
+        original = admin.get(f"/admin/routes/{name}").json()
+        editor = admin.post("/admin/identities", json={"name": f"ed-{name}", "role": "admin"}).json()
+    # A second admin changes the split: the history names each actor.
+    as_editor = {**env, "LLMOPS_ADMIN_TOKEN": editor["token"]}
+    llmops(
+        "routes",
+        "put",
+        name,
+        "--variant",
+        f"{a},weight=50",
+        "--variant",
+        f"{b},weight=50",
+        "--no-sticky",
+        env=as_editor,
+    )
+
+    revisions = json.loads(llmops("routes", "history", name, "--json", env=env).stdout)
+    assert [(r["revision"], r["action"], r["actor"]) for r in revisions] == [
+        (2, "update", editor["id"]),
+        (1, "create", "platform"),
+    ]
+    table = llmops("routes", "history", name, env=env).stdout
+    for needle in ("variants.0.weight: 90.0 -> 50.0", "sticky: true -> false", "create", "platform"):
+        assert needle in table, table
+    assert all(r["at"][:19].replace("T", " ") in table for r in revisions), table
+
+    assert "reverted to revision 1" in llmops("routes", "revert", name, "1", env=env).stdout
+    with gateway.admin() as admin:
+        restored = admin.get(f"/admin/routes/{name}").json()
+    assert {**restored, "updated_at": None} == {**original, "updated_at": None}
+    latest = json.loads(llmops("routes", "history", name, "--json", env=env).stdout)[0]
+    assert (latest["revision"], latest["action"], latest["changes"][0]) == (3, "revert", "revert to revision 1")
+
+    # Bad revisions: the gateway's error and exit 1, never a traceback; not a number: a usage error (exit 2).
+    missing = llmops("routes", "revert", name, "9", env=env, check=False)
+    assert missing.returncode == 1 and isinstance(missing.error, SystemExit), missing.error
+    assert f"route {name!r} has no revision 9" in " ".join(missing.stderr.split()), missing.stderr
+    assert llmops("routes", "revert", name, "x", env=env, check=False).returncode == 2
+    unknown = llmops("routes", "history", f"{name}-nope", env=env, check=False)
+    assert unknown.returncode == 1 and "has no revisions" in unknown.stderr, unknown.stderr
+    with gateway.admin() as admin:  # none of them changed anything
+        assert len(admin.get(f"/admin/routes/{name}/revisions").json()["data"]) == 3

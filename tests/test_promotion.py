@@ -63,13 +63,20 @@ def test_promote_a_model_and_a_prompt_between_two_registries(registries, tmp_pat
     assert promote("--version", first, "--force").exit_code == 0
 
     # Prompts: the template moves with its origin; the target's alias follows.
-    staging_client = staging.client()
-    version = staging_client.register_prompt(f"{name}-prompt", "Answer from {{context}}: {{question}}")
+    staging_client, template = staging.client(), "Answer from these sources only:\n{{sources}}"
+    version = staging_client.register_prompt(f"{name}-prompt", template)
     staging_client.set_prompt_alias(f"{name}-prompt", "champion", version.version)
     result = runner.invoke(app, ["promote", f"{name}-prompt", "--prompt", "--from", "staging", "--to", "prod"])
     assert result.exit_code == 0, result.output
-    served = prod.client().get_prompt_version_by_alias(f"{name}-prompt", "champion")
-    assert served.template == "Answer from {{context}}: {{question}}"
+    assert prod.client().get_prompt_version_by_alias(f"{name}-prompt", "champion").template == template
+    # A template the gateway cannot fill (MLflow takes any text) is refused, as `llmops prompts push` refuses it.
+    holes = staging_client.register_prompt(f"{name}-prompt", "Answer from {{context}}: {{question}}")
+    refused = runner.invoke(
+        app,
+        ["promote", f"{name}-prompt", "--prompt", "--version", str(holes.version), "--from", "staging", "--to", "prod"],
+    )
+    assert refused.exit_code == 1 and "unknown variable {{context}}" in refused.output, refused.output
+    assert len(prod.client().search_prompt_versions(f"{name}-prompt")) == 1
 
     unknown = runner.invoke(app, ["promote", name, "--from", "nowhere", "--to", "prod"])
     assert unknown.exit_code == 1 and "nowhere" in unknown.output

@@ -1,5 +1,6 @@
 """Prompts across the CLI, MLflow and the gateway: ``llmops prompts`` validates and versions templates, the built-ins
-are seeded once, and a route's chain packaged as a pyfunc model sends the model exactly what the gateway sends."""
+are seeded once, and a route's chain packaged as a pyfunc model sends the model exactly what the gateway sends, to
+the adapter version it was packaged with."""
 
 import json
 import uuid
@@ -7,9 +8,10 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from llmops_cli import packaging, prompt_registry
+from llmops_cli import chain_model, packaging, prompt_registry
 from llmops_cli.main import app
 from llmops_common.contracts import prompts as contract
+from llmops_common.contracts.adapters import MODEL_VERSION_HEADER, served_name
 from llmops_testkit.fake_retriever import FakeRetriever
 from llmops_testkit.gateway import chat_body, variant
 
@@ -116,3 +118,44 @@ def test_the_packaged_chain_sends_what_the_gateway_sends(gateway, upstreams, mlf
     elsewhere = tracking.pyfunc.load_model(logged["model_uri"], model_config={"base_url": upstreams["beta"].base_url})
     elsewhere.predict([{"messages": messages}])
     assert upstreams["beta"].stats.requests[-1]["messages"] == sent_by_gateway[plain_route]
+
+
+def test_routes_package_registers_the_chain_and_refuses_another_adapter_version(
+    gateway, upstreams, mlflow_server, tmp_path
+):
+    """``llmops routes package --register``: the chain records the version behind the adapter alias; once the alias
+    has moved, the inference service names another version and the packaged chain refuses (or, asked to, warns)."""
+    adapter, alpha = f"bot-{uuid.uuid4().hex[:6]}", upstreams["alpha"]
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 8, "peft_type": "LORA"}))
+    first = mlflow_server.register_adapter(adapter, tmp_path / "adapter", alias="champion")
+    route = gateway.put_route(variants=[variant("tuned", alpha, model=served_name(adapter, "champion"))])
+    env = {
+        "LLMOPS_GATEWAY_URL": gateway.url,
+        "LLMOPS_ADMIN_TOKEN": gateway.admin_token,
+        "LLMOPS_MLFLOW_URL": mlflow_server.url,
+    }
+    result = cli("routes", "package", route, "--register", f"{route}-chain", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    logged = json.loads(result.stdout)  # MLflow's own run URL lines go to stderr
+    assert logged["registered_version"] == "1" and logged["chain"]["model_version"] == first
+    assert chain_model.MODEL_VERSION_HEADER == MODEL_VERSION_HEADER
+
+    import mlflow as tracking
+
+    tracking.set_tracking_uri(mlflow_server.url)
+    model = tracking.pyfunc.load_model(f"models:/{route}-chain/1")
+    rows = [{"messages": [{"role": "user", "content": "hi"}]}]
+    alpha.behaviour.model_version = first  # the inference service names the version that answered
+    assert len(model.predict(rows)) == 1
+    assert alpha.stats.requests[-1]["model"] == served_name(adapter, "champion")
+
+    second = mlflow_server.register_adapter(adapter, tmp_path / "adapter", alias="champion")
+    alpha.behaviour.model_version = second  # as served once the inference service has synced the moved alias
+    with pytest.raises(
+        RuntimeError, match=f"registry version {second}, but this chain was packaged with version {first}"
+    ):
+        model.predict(rows)
+    lenient = tracking.pyfunc.load_model(f"models:/{route}-chain/1", model_config={"on_version_mismatch": "warn"})
+    with pytest.warns(UserWarning, match=f"packaged with version {first}"):
+        assert len(lenient.predict(rows)) == 1

@@ -1,5 +1,6 @@
 """The chart carries the platform file (`llmops apply`) as a ConfigMap applied by a post-install/post-upgrade Job,
-for the values of each environment (dev, staging, prod); the file reaches the Job as the CLI reads it."""
+for the values of each environment (dev, staging, prod), each with its own MLflow; the file reaches the Job as the CLI
+reads it."""
 
 import subprocess
 import sys
@@ -66,6 +67,17 @@ def test_each_environment_applies_the_same_file_after_install_and_upgrade(enviro
     assert volume["configMap"]["name"] == config["metadata"]["name"]
     for doc in (config, job):
         kubernetes_validate.validate(doc, latest_version(), strict=True)
+
+    # Its own MLflow: every service of the environment uses the URL its values name (`llmops promote` moves models
+    # and prompts between them), and no MLflow server is deployed beside it.
+    mlflow = f"http://mlflow.{environment}.example:5000"
+    assert values["mlflow"]["external"]["url"] == mlflow
+    settings = {"gateway": "GATEWAY_MLFLOW_URL", "feedback": "FEEDBACK_MLFLOW_TRACKING_URI"}
+    settings |= {"inference": "INFERENCE_MLFLOW_TRACKING_URI", "trainer": "TRAINER_MLFLOW_TRACKING_URI"}
+    for component, setting in settings.items():
+        (service_config,) = named(docs, "ConfigMap", component)
+        assert service_config["data"][setting] == mlflow, component
+    assert not named(docs, "Deployment", "mlflow")
 
 
 def test_the_file_as_values_and_the_network_path_of_the_job():

@@ -133,6 +133,7 @@ def test_a_reference_that_does_not_resolve_is_refused_when_the_route_is_saved(ga
     missing = f"prompts:/{_name('missing')}@production"
     response = _put(gateway, _name("r"), {"variants": [{**variant("a", upstreams["alpha"]), "prompt": missing}]})
     assert response.status_code == 422 and missing in response.json()["error"]["message"], response.text
+    assert response.json()["error"]["param"] == "variants.0.prompt"  # the field, as a platform file's line names it
     # A registered template with a variable the gateway cannot fill is refused the same way.
     name = _name("holes")
     mlflow.register_prompt(name, "Answer from {{context}}.")

@@ -12,25 +12,37 @@ given at load time (``mlflow.pyfunc.load_model(uri, model_config={...})``) or re
 Input rows: ``messages`` (a chat), optionally ``documents`` (texts used as the retrieved chunks instead of a search)
 and ``temperature``/``max_tokens``. Output: one answer per row. The rendering repeats the gateway's exactly (its
 context block, template filling and message merging); a test holds the two together.
+
+An adapter is served by alias only (``support-bot@champion``: the platform's inference service serves no
+version-pinned name), so the chain calls the alias and records ``model_version``, the registry version the alias
+pointed to when it was packaged. The inference service names the version that answered in a header; where it
+differs (the alias moved since), ``predict`` refuses, or only warns when loaded with
+``model_config={"on_version_mismatch": "warn"}``. An endpoint that does not send the header (any other
+OpenAI-compatible server) is not checked.
 """
 
 import json
 import os
 import urllib.request
+import warnings
 
 import mlflow
 from mlflow.pyfunc import PythonModel
 
 NO_SOURCES = "(no relevant sources were found)"
+# llmops_common.contracts.adapters.MODEL_VERSION_HEADER (this file imports nothing of the platform; a test holds the
+# two equal): the registry version of the adapter that answered.
+MODEL_VERSION_HEADER = "x-llmops-model-version"
 
 
-def _post(url: str, body: dict, token: str | None, timeout_s: float = 120.0) -> dict:
+def _post(url: str, body: dict, token: str | None, timeout_s: float = 120.0) -> tuple[dict, dict]:
+    """The answer's JSON body and its headers."""
     headers = {"content-type": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read())
+        return json.loads(response.read()), response.headers
 
 
 def context_block(texts: list[str], max_chars: int) -> str:
@@ -117,7 +129,20 @@ class RouteChain(PythonModel):
                 body[field] = rag[field]
         url = f"{rag['retriever_url'].rstrip('/')}/v1/collections/{rag['collection']}/search"
         token = self.chain.get("retriever_token") or os.environ.get("LLMOPS_RETRIEVER_TOKEN")
-        return [hit["text"] for hit in _post(url, body, token)["data"]]
+        return [hit["text"] for hit in _post(url, body, token)[0]["data"]]
+
+    def _check_version(self, served: str | None) -> None:
+        recorded = self.chain.get("model_version")
+        if recorded is None or served is None or served == recorded:
+            return
+        message = (
+            f"{self.chain['model']} answered with registry version {served}, but this chain was packaged with version "
+            f"{recorded} (the alias has moved since)"
+        )
+        if self.chain.get("on_version_mismatch") == "warn":
+            warnings.warn(message, stacklevel=3)
+            return
+        raise RuntimeError(f"{message}; load it with model_config={{'on_version_mismatch': 'warn'}} to accept that")
 
     def predict(self, context, model_input, params=None) -> list[str]:
         rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
@@ -129,7 +154,9 @@ class RouteChain(PythonModel):
             for field in ("temperature", "max_tokens"):
                 if row.get(field) is not None:
                     body[field] = row[field]
-            answers.append(_post(f"{base_url}/chat/completions", body, api_key)["choices"][0]["message"]["content"])
+            answer, headers = _post(f"{base_url}/chat/completions", body, api_key)
+            self._check_version(headers.get(MODEL_VERSION_HEADER))
+            answers.append(answer["choices"][0]["message"]["content"])
         return answers
 
 

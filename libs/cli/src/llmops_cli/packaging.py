@@ -2,6 +2,8 @@
 
 The chain is what decides an answer besides the weights: the prompt versions (resolved now, so an alias becomes the
 version it points to), the retrieval settings and the model, with the registry version behind an adapter alias.
+Adapters are served by alias only, so the chain calls the alias and its ``predict`` refuses an answer from another
+version than the recorded one (``chain_model.py``).
 The model's code is ``chain_model.py`` (models from code), which replays the call against any OpenAI-compatible
 endpoint; the registered prompt versions are linked to the logged model.
 """
@@ -74,6 +76,7 @@ def chain_of(mlflow, route: dict, *, variant: str | None = None, retriever_url: 
         "prompt_rag": prompt_rag,
         "prompt_plain": prompt_plain,
         "rag": retrieval,
+        "on_version_mismatch": "refuse",  # or "warn", given at load time: the alias moved since it was packaged
         # Set at load time (MLflow lets load_model override only keys the logged config has); never logged.
         "api_key": None,
         "retriever_token": None,

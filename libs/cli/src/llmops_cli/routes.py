@@ -1,7 +1,9 @@
 """``llmops routes list|put|delete|history|revert|package``: routes (the ``model`` a client asks for) and their
 weighted variants."""
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -203,7 +205,8 @@ def package(
         import mlflow as tracking
 
         tracking.set_tracking_uri(prompt_registry.tracking_uri(mlflow_url))
-        logged = packaging.log_chain(chain, experiment=experiment, registered_model=registered_model)
+        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints the run's URL on stdout, before our --json
+            logged = packaging.log_chain(chain, experiment=experiment, registered_model=registered_model)
     except (ValueError, MlflowException) as exc:
         fail(str(exc))
     if as_json:

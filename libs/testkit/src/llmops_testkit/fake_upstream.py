@@ -31,6 +31,8 @@ class Behaviour:
     cached_tokens: int = 0  # of the prompt tokens, reported as cached (OpenAI's prompt_tokens_details)
     close_mid_stream: bool = False  # drop the connection after half the chunks
     also_lists: tuple[str, ...] = ()  # more models /models lists besides the fake's name (e.g. an adapter loaded)
+    # As the inference service answers for a registry adapter: this version in x-llmops-model-version (a completion).
+    model_version: str | None = None
     # A bad upstream: a 200 answer with this body verbatim (and content type) instead of a completion, or a stream
     # whose events (each a whole ``data: ...\n\n``) are these, verbatim, before the usage chunk and [DONE].
     raw_body: bytes | None = None
@@ -176,6 +178,7 @@ class FakeUpstream:
                 "choices": [choice],
                 "usage": self._usage(behaviour, completion_tokens),
             },
+            extra=f"x-llmops-model-version: {behaviour.model_version}\r\n".encode() if behaviour.model_version else b"",
         )
         return True
 
@@ -250,10 +253,10 @@ class FakeUpstream:
         writer.write(self._chunk(b"data: " + orjson.dumps(event) + b"\n\n"))
 
     @staticmethod
-    def _write_json(writer: asyncio.StreamWriter, status: int, document: dict) -> None:
+    def _write_json(writer: asyncio.StreamWriter, status: int, document: dict, extra: bytes = b"") -> None:
         body = orjson.dumps(document)
         head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        writer.write(head.encode() + _OWN_ID + b"\r\n" + body)
+        writer.write(head.encode() + _OWN_ID + extra + b"\r\n" + body)
 
 
 def main() -> None:

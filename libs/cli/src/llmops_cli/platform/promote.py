@@ -6,6 +6,8 @@ its creation time (a copy of a copy keeps the first origin, so dev â†’ staging â
 version never promoted is its own origin. **Newer**: of two origins in the same registry, the higher version
 number; across registries, the later creation time. Promotion refuses when the target's alias already points at a
 newer origin than the one promoted (``force`` overrides) and does nothing when it points at the same origin.
+A prompt's template is checked as ``llmops prompts push`` checks it: the target's gateway would refuse a route that
+names one it cannot fill, so such a version never reaches the target's registry.
 """
 
 import tempfile
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
+
+from llmops_common.contracts import prompts as contract
 
 ORIGIN_REGISTRY, ORIGIN_VERSION, ORIGIN_CREATED = (
     "llmops.origin.registry",
@@ -138,6 +142,12 @@ def promote_prompt(
     if found is None:
         what = f"version {version}" if version else f"alias @{alias}"
         raise PromotionError(f"{source} has no {what} of prompt {name!r} ({detail})")
+    try:
+        contract.parts(found.template)
+    except (ValueError, TypeError) as exc:
+        raise PromotionError(
+            f"prompt {name!r} version {found.version} of {source} is not a template the gateway can fill: {exc}"
+        ) from None
     origin = origin_of(found, registry=source)
     current = _at_alias(dst.get_prompt_version_by_alias, name, alias)
     if _check_target(current, origin, target=target, alias=alias, force=force):

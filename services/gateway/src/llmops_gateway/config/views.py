@@ -42,8 +42,8 @@ async def apply_config(
     _platform_wide(identity)
     if not data.dry_run:
         identity.require_admin()
-    for spec in data.routes.values():
-        await prompts.check_route(spec)
+    for name, spec in data.routes.items():
+        await prompts.check_route(spec, at=f"routes.{name}.")
     changes = await service.apply(session, data, identity=identity)
     applied = bool(changes) and not data.dry_run
     if applied:

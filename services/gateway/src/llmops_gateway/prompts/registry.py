@@ -77,11 +77,17 @@ class PromptRegistry:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def check_route(self, spec) -> None:
-        """Every registered prompt a route spec names resolves now (422 naming the first that does not): however the
-        route is saved (PUT, revert, a platform file), a reference never fails its requests later by surprise."""
-        for ref, rag in spec.prompt_refs.items():
-            await self.check(ref, rag=rag)
+    async def check_route(self, spec, *, at: str = "") -> None:
+        """Every registered prompt a route spec names resolves now (422 naming the field of the first that does not,
+        prefixed with ``at``: ``routes.NAME.`` in a platform file): however the route is saved (PUT, revert, a
+        platform file), a reference never fails its requests later by surprise."""
+        for field, ref, rag in spec.prompt_fields:
+            try:
+                await self.check(ref, rag=rag)
+            except APIError as exc:
+                if exc.status != 422:
+                    raise
+                raise APIError(422, f"{at}{field}: {exc.message}", code=exc.code, param=f"{at}{field}") from None
 
     async def check(self, ref: str, *, rag: bool | None) -> Prompt:
         """A reference a route is being saved with: fetched now (never from the cache), or ``APIError`` 422 naming

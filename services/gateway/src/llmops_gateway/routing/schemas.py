@@ -149,12 +149,18 @@ class RouteSpec(BaseModel):
         return [v for v in self.variants if v.weight > 0]
 
     @cached_property
-    def prompt_refs(self) -> dict[str, bool | None]:
-        """Every registered prompt the route names, and what it is used as (True: a RAG template)."""
-        refs: dict[str, bool | None] = {v.prompt: None for v in self.variants + self.fallback_variants if v.prompt}
+    def prompt_fields(self) -> list[tuple[str, str, bool | None]]:
+        """Where the route names a registered prompt: ``(field, reference, used as a RAG template)``, so that an
+        error about a reference names the field a client (or a platform file's line) gave it in."""
+        fields = [(f"variants.{i}.prompt", v.prompt, None) for i, v in enumerate(self.variants) if v.prompt]
+        fields += [
+            (f"fallbacks.{i}.prompt", f.prompt, None)
+            for i, f in enumerate(self.fallbacks)
+            if isinstance(f, Variant) and f.prompt
+        ]
         if self.rag is not None and self.rag.prompt_ref is not None:
-            refs[self.rag.prompt_ref] = True
-        return refs
+            fields.append(("rag.template", self.rag.prompt_ref, True))
+        return fields
 
     @cached_property
     def fallback_variants(self) -> list[Variant]:
