@@ -85,6 +85,41 @@ def test_alert_rules_say_how_bad_what_and_what_to_do():
         assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
 
 
+def test_a_lost_request_record_alerts_within_minutes(tmp_path):
+    """The platform below never fills a disk, so the loss alert is made to fire here, by promtool on a made-up
+    series: three records lost at minute 6 fire it a minute later, and ten minutes after the loss it is quiet."""
+    (rule,) = [r for r in rules() if r["alert"] == "LLMOpsRequestLogLost"]
+    firing = {
+        "exp_labels": {"instance": "gw:8000", "severity": "critical"},
+        "exp_annotations": {
+            **rule["annotations"],
+            "summary": "Gateway gw:8000 lost 3 request records: the spool cannot be written",
+        },
+    }
+    tests = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": 'llmops_gateway_request_log_lost_total{instance="gw:8000"}', "values": "0x5 3x20"}
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "LLMOpsRequestLogLost", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "LLMOpsRequestLogLost", "exp_alerts": [firing]},
+                    {"eval_time": "17m", "alertname": "LLMOpsRequestLogLost", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [binary("promtool"), "test", "rules", str(tmp_path / "tests.yml")], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_dashboards_work_in_any_grafana(name):
     """Provisioned by compose and by the Helm chart's ConfigMap into Grafanas whose Prometheus has any uid: every

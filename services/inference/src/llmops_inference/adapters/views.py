@@ -4,13 +4,15 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Response
 
-from llmops_common.errors import APIError
+from llmops_common.errors import ERROR_RESPONSES, APIError
 from llmops_inference.adapters.schemas import AdapterList, AdapterLoad, AdapterPublic, SyncPublic
 from llmops_inference.adapters.service import Adapter, AdapterManager
 from llmops_inference.deps import StateDep, require_admin
 from llmops_inference.engine.client import AdapterLoadError, VllmUnavailable
 
-router = APIRouter(prefix="/admin/adapters", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin/adapters", tags=["admin"], dependencies=[Depends(require_admin)], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 
 def _public(adapter: Adapter, manager: AdapterManager) -> AdapterPublic:

@@ -3,9 +3,12 @@
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_inference.deps import StateDep, require_admin
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 
 class EngineStatus(BaseModel):

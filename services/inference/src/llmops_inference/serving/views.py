@@ -3,10 +3,13 @@
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from llmops_common.errors import ERROR_RESPONSES
 from llmops_inference.deps import StateDep, require_serving
 from llmops_inference.serving import service
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_serving)])
+router = APIRouter(
+    prefix="/v1", tags=["openai"], dependencies=[Depends(require_serving)], responses=ERROR_RESPONSES
+)  # every error in the documented body
 
 _BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
 
