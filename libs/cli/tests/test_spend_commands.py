@@ -96,6 +96,8 @@ def test_prices_and_spend(gateway, upstreams, team):
     table = llmops(gateway, "spend", "--key", key_id, "--by", "variant", "--since", "1h").stdout
     assert name in table and "0.000144" in table
     assert_fits(table)
+    by_prompt = json.loads(llmops(gateway, "spend", "--key", key_id, "--by", "prompt_version", "--json").stdout)
+    assert [(g["group"], g["requests"]) for g in by_prompt["groups"]] == [("-", 2)]  # the route names no prompt
     refused = llmops(gateway, "spend", "--by", "planet", ok=False)
     assert refused.returncode != 0 and "--by" in refused.stderr
 

@@ -15,14 +15,14 @@ from llmops_cli.client import AdminClient, GatewayUrl
 prices_app = typer.Typer(help="Set and list variants' prices (per million tokens).", no_args_is_help=True)
 console = Console()
 
-_BY = ("route", "variant", "key", "team")
+_BY = ("route", "variant", "key", "team", "prompt_version")
 
 
 def spend(
     team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
     key: Annotated[str | None, typer.Option(help="Only this key (its id).")] = None,
     since: Annotated[str, typer.Option(help="How far back: 30d, 12h, 2w, or an ISO time.")] = "30d",
-    by: Annotated[str | None, typer.Option(help="Group by route, variant, key or team.")] = None,
+    by: Annotated[str | None, typer.Option(help="Group by route, variant, key, team or prompt_version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     gateway_url: GatewayUrl = None,
 ) -> None:

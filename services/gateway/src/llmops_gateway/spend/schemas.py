@@ -37,6 +37,7 @@ class SpendBy(StrEnum):
     variant = "variant"
     key = "key"
     team = "team"
+    prompt_version = "prompt_version"  # "<name>/<version>" of a registered prompt, a built-in template's name
 
 
 class SpendGroup(BaseModel):
