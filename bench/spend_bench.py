@@ -50,6 +50,12 @@ def checkout(revision: str, into: Path) -> dict[str, str]:
     return {"PYTHONPATH": f"{into / 'services/gateway/src'}:{into / 'libs/common/src'}"}
 
 
+def git_commit(revision: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", revision], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def body() -> bytes:
     return orjson.dumps(
         {"model": "bench", "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 16}
@@ -190,7 +196,14 @@ def main() -> None:
         "benchmark": "spend",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "settings": {"base": args.base, "requests": args.requests, "rounds": args.rounds},
+        "settings": {
+            "base": args.base,
+            # the commit, not only the name a branch had: "main" moves, and the ratios mean nothing without it
+            "base_commit": git_commit(args.base),
+            "commit": git_commit("HEAD"),  # this tree's (uncommitted changes not shown)
+            "requests": args.requests,
+            "rounds": args.rounds,
+        },
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)

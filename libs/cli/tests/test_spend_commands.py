@@ -73,12 +73,16 @@ def test_prices_and_spend(gateway, upstreams, team):
     name = f"v-{uuid.uuid4().hex[:6]}"
     llmops(gateway, "prices", "set", name, "--gpu-hour", "2.10", "--tokens-per-s", "1500")
     prices = {p["variant"]: p for p in json.loads(llmops(gateway, "prices", "list", "--json").stdout)}
-    assert prices[name]["input_per_mtok"] == prices[name]["output_per_mtok"] == "0.389"
+    assert prices[name]["input_per_mtok"] == prices[name]["output_per_mtok"] == "0.389"  # derived by the gateway
+    assert prices[name]["derived_from"] == {"gpu_hour_cost": "2.1", "tokens_per_s": "1500"}
+    for absurd in (("--gpu-hour", "2.10", "--tokens-per-s", "0"), ("--gpu-hour", "-1", "--tokens-per-s", "1500")):
+        refused = llmops(gateway, "prices", "set", name, *absurd, ok=False)
+        assert refused.returncode == 1 and "422" in refused.stderr and "Traceback" not in refused.stderr
     llmops(gateway, "prices", "set", name, "--input", "2", "--output", "10", "--cached-input", "1")
     history = llmops(gateway, "prices", "history", name).stdout
     newest, oldest = [line for line in history.splitlines() if name in line]  # newest first
     assert [c.strip() for c in newest.split("│")[1:5]] == [name, "2", "1", "10"]
-    assert "0.389" in oldest and "as input" in oldest
+    assert "0.389" in oldest and "as input" in oldest and "2.1/GPU-hour" in oldest
     assert_fits(history)
     route = gateway.put_route(variants=[variant(name, upstreams["alpha"])])
     key_id, key = json.loads(llmops(gateway, "keys", "create", "--name", "b", "--team", team, "--json").stdout).values()
@@ -96,6 +100,8 @@ def test_prices_and_spend(gateway, upstreams, team):
     table = llmops(gateway, "spend", "--key", key_id, "--by", "variant", "--since", "1h").stdout
     assert name in table and "0.000144" in table
     assert_fits(table)
+    by_prompt = json.loads(llmops(gateway, "spend", "--key", key_id, "--by", "prompt_version", "--json").stdout)
+    assert [(g["group"], g["requests"]) for g in by_prompt["groups"]] == [("-", 2)]  # the route names no prompt
     refused = llmops(gateway, "spend", "--by", "planet", ok=False)
     assert refused.returncode != 0 and "--by" in refused.stderr
 

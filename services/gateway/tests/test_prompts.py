@@ -1,6 +1,6 @@
 """Routes that name prompts in MLflow's prompt registry (a real MLflow server): checked when saved, served from the
 gateway's cache, an alias move followed without a restart, a vanished alias refused with 503 and counted, and the
-prompt's name and version in the request log."""
+prompt's name and version in the request log and the spend records."""
 
 import socket
 import threading
@@ -13,6 +13,7 @@ import pytest
 from llmops_common.contracts import prompts as contract
 from llmops_testkit.fake_retriever import FakeRetriever
 from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.spend import wait_spend
 
 TTL_S = 0.5
 
@@ -239,3 +240,20 @@ def test_while_mlflow_is_down_the_last_version_keeps_serving(gateway, upstreams,
         assert response.status_code == 503 and response.json()["error"]["code"] == "prompt_registry_unavailable"
     finally:
         outage.set_down(False)
+
+
+def test_spend_is_reported_by_prompt_version(gateway, upstreams, mlflow):
+    name = _name("persona")
+    mlflow.register_prompt(name, "You are Alpha.")
+    mlflow.register_prompt(name, "You are Beta.")
+    routes = [
+        gateway.put_route(variants=[{**variant("a", upstreams["alpha"]), "prompt": f"prompts:/{name}/{version}"}])
+        for version in (1, 2)
+    ] + [gateway.put_route(variants=[variant("a", upstreams["alpha"])])]  # no prompt
+    key_id, key = gateway.create_key()
+    with gateway.client(key) as client:
+        for route, times in zip(routes, (2, 1, 1), strict=True):
+            for _ in range(times):
+                assert client.post("/v1/chat/completions", json=chat_body(route, "hi")).status_code == 200
+    report = wait_spend(gateway, 4, key=key_id, by="prompt_version")
+    assert {g["group"]: g["requests"] for g in report["groups"]} == {f"{name}/1": 2, f"{name}/2": 1, "-": 1}

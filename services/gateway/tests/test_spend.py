@@ -75,6 +75,15 @@ def test_a_key_given_or_moved_to_an_unknown_team_is_404(gw):
         {"input_per_mtok": "0.0001", "output_per_mtok": "1"},  # finer than 1/1000 per million tokens
         {"input_per_mtok": "NaN", "output_per_mtok": "1"},
         {"input_per_mtok": "1"},
+        # self-hosted: a GPU hour and the throughput it serves
+        {"gpu_hour_cost": "2.1"},
+        {"gpu_hour_cost": "0", "tokens_per_s": "1500"},
+        {"gpu_hour_cost": "-2", "tokens_per_s": "1500"},
+        {"gpu_hour_cost": "2.1", "tokens_per_s": "0"},
+        {"gpu_hour_cost": "2.1", "tokens_per_s": "2000000"},  # absurd throughput
+        {"gpu_hour_cost": "20000", "tokens_per_s": "1500"},  # absurd cost
+        {"gpu_hour_cost": "100", "tokens_per_s": "0.001"},  # derives over 10,000 per million tokens
+        {"gpu_hour_cost": "2.1", "tokens_per_s": "1500", "input_per_mtok": "1", "output_per_mtok": "1"},
     ],
 )
 def test_bad_prices_are_422(gw, price):
@@ -119,6 +128,27 @@ def test_spend_keeps_the_price_version_it_was_charged_at(gw, upstreams, sql_url)
     assert old["requests"] >= 3 and old["cost_nanos"] == old["requests"] * old_cost
     assert fresh["cost_nanos"] == fresh["requests"] * new_cost
     assert cost_nanos(report["total"]) == old["cost_nanos"] + fresh["cost_nanos"]
+
+
+def test_a_self_hosted_price_is_derived_and_its_spend_names_how(gw, upstreams, sql_url):
+    name = unique("local")
+    with gw.admin() as admin:
+        response = admin.put(f"/admin/prices/{name}", json={"gpu_hour_cost": "2.10", "tokens_per_s": "1500"})
+    assert response.status_code == 200, response.text
+    price = response.json()
+    # 2.10 / (1500 * 3600) per token = 0.38888... per million, rounded up to the 1/1000 a price is kept to
+    assert (price["input_per_mtok"], price["output_per_mtok"]) == ("0.389", "0.389")
+    assert price["derived_from"] == {"gpu_hour_cost": "2.1", "tokens_per_s": "1500"}
+    route = gw.put_route(variants=[variant(name, upstreams["alpha"])])
+    key_id, key = gw.create_key()
+    chat(gw, key, route)
+    assert cost_nanos(wait_spend(gw, 1, key=key_id)["total"]) == sum(USAGE) * 389
+    [row] = asyncio.run(_spend_rows(sql_url, key_id))
+    with gw.admin() as admin:
+        versions = {p["id"]: p for p in admin.get(f"/admin/prices/{name}").json()["data"]}
+        audit = admin.get("/admin/audit", params={"action": "prices.set", "target": str(price["id"])}).json()
+    assert versions[row["price_id"]]["derived_from"] == price["derived_from"]
+    assert [entry["after"]["derived_from"] for entry in audit["data"]] == [price["derived_from"]]
 
 
 def test_cached_prompt_tokens_are_priced_apart(gw, upstreams):

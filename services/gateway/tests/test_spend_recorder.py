@@ -14,13 +14,16 @@ from llmops_gateway.spend.recorder import SpendRecorder
 HOUR = 1_800_000_000  # a whole hour's start, epoch seconds
 
 
-def _add(recorder: SpendRecorder, key_id: str, *, variant: str = "v", cost: int = 100, at: float = HOUR + 5) -> None:
+def _add(
+    recorder: SpendRecorder, key_id: str, *, variant: str = "v", prompt: str = "", cost: int = 100, at: float = HOUR + 5
+) -> None:
     recorder.add(
         at=at,
         key_id=key_id,
         team="t",
         route="r",
         variant=variant,
+        prompt_version=prompt,
         price_id=1,
         prompt_tokens=10,
         cached_tokens=2,
@@ -43,17 +46,22 @@ def test_spend_kept_through_a_failed_write(llmops_state_dir):
             for _ in range(3):
                 _add(recorder, "key_a")
             _add(recorder, "key_a", variant="w", at=HOUR + 3600)  # the next hour: a row of its own
+            _add(recorder, "key_a", prompt="persona/2")  # another prompt version: a row of its own
             await recorder.flush()  # no spend table yet: the write fails, the sums stay
             await migrate(engine)
             _add(recorder, "key_a")  # added meanwhile: summed with what is kept
             await recorder.flush()
-            rows = sorted(await _rows(sessions, "key_a"), key=lambda r: r.hour)
-            assert [(r.variant, r.requests, r.prompt_tokens, r.cached_tokens, r.cost_nanos) for r in rows] == [
-                ("v", 4, 40, 8, 400),
-                ("w", 1, 10, 2, 100),
+            rows = sorted(await _rows(sessions, "key_a"), key=lambda r: (r.hour, r.prompt_version))
+            summed = [
+                (r.variant, r.prompt_version, r.requests, r.prompt_tokens, r.cached_tokens, r.cost_nanos) for r in rows
+            ]
+            assert summed == [
+                ("v", "", 4, 40, 8, 400),
+                ("v", "persona/2", 1, 10, 2, 100),
+                ("w", "", 1, 10, 2, 100),
             ]
             await recorder.flush()  # nothing pending: nothing written twice
-            assert sum(r.requests for r in await _rows(sessions, "key_a")) == 5
+            assert sum(r.requests for r in await _rows(sessions, "key_a")) == 6
         finally:
             await recorder.aclose()
             await engine.dispose()

@@ -15,14 +15,14 @@ from llmops_cli.client import AdminClient, GatewayUrl
 prices_app = typer.Typer(help="Set and list variants' prices (per million tokens).", no_args_is_help=True)
 console = Console()
 
-_BY = ("route", "variant", "key", "team")
+_BY = ("route", "variant", "key", "team", "prompt_version")
 
 
 def spend(
     team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
     key: Annotated[str | None, typer.Option(help="Only this key (its id).")] = None,
     since: Annotated[str, typer.Option(help="How far back: 30d, 12h, 2w, or an ISO time.")] = "30d",
-    by: Annotated[str | None, typer.Option(help="Group by route, variant, key or team.")] = None,
+    by: Annotated[str | None, typer.Option(help="Group by route, variant, key, team or prompt_version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     gateway_url: GatewayUrl = None,
 ) -> None:
@@ -55,14 +55,17 @@ def _price_table(prices: list[dict]) -> Table:
     table.add_column("variant", overflow="fold")
     for column in ("input", "cached", "output", "version"):
         table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("derived from", overflow="fold")
     for price in prices:
         cached = price.get("cached_input_per_mtok")
+        derived = price.get("derived_from")
         table.add_row(
             escape(price["variant"]),
             str(price["input_per_mtok"]),
             "as input" if cached is None else str(cached),
             str(price["output_per_mtok"]),
             str(price["id"]),
+            f"{derived['gpu_hour_cost']}/GPU-hour, {derived['tokens_per_s']} tok/s" if derived else "",
         )
     return table
 
@@ -80,27 +83,25 @@ def set_price(
         Decimal | None, typer.Option("--cached-input", min=0, help="Price per million cached prompt tokens.")
     ] = None,
     gpu_hour: Annotated[
-        Decimal | None, typer.Option("--gpu-hour", min=0, help="Self-hosted: what an hour of the GPU costs...")
+        Decimal | None, typer.Option("--gpu-hour", help="Self-hosted: what an hour of the GPU costs...")
     ] = None,
     tokens_per_s: Annotated[
-        Decimal | None, typer.Option("--tokens-per-s", min=0, help="...and the tokens/s it serves (measured).")
+        Decimal | None, typer.Option("--tokens-per-s", help="...and the tokens/s it serves (your measurement).")
     ] = None,
     gateway_url: GatewayUrl = None,
 ) -> None:
-    """Set a variant's price (a new version: spend already recorded keeps its price)."""
+    """Set a variant's price (a new version: spend already recorded keeps its price). With --gpu-hour and
+    --tokens-per-s the gateway derives the price per million tokens and keeps both figures with it."""
     if gpu_hour is not None or tokens_per_s is not None:
-        if gpu_hour is None or not tokens_per_s or input_price is not None or output_price is not None:
+        if gpu_hour is None or tokens_per_s is None or input_price is not None or output_price is not None:
             raise typer.BadParameter("give --gpu-hour with --tokens-per-s, or --input and --output")
-        # Every token costs the same share of the GPU's hour; rounded up to the 1/1000 a price is kept to.
-        per_mtok = (gpu_hour / (tokens_per_s * 3600) * 1_000_000).quantize(Decimal("0.001"), rounding="ROUND_CEILING")
-        input_price = output_price = per_mtok
-    if input_price is None or output_price is None:
+        body = {"gpu_hour_cost": str(gpu_hour), "tokens_per_s": str(tokens_per_s)}
+    elif input_price is None or output_price is None:
         raise typer.BadParameter("give --input and --output (per million tokens), or --gpu-hour and --tokens-per-s")
-    body = {
-        "input_per_mtok": str(input_price),
-        "output_per_mtok": str(output_price),
-        "cached_input_per_mtok": str(cached_price) if cached_price is not None else None,
-    }
+    else:
+        body = {"input_per_mtok": str(input_price), "output_per_mtok": str(output_price)}
+    if cached_price is not None:
+        body["cached_input_per_mtok"] = str(cached_price)
     price = AdminClient(gateway_url).put(f"/admin/prices/{quote(variant, safe='')}", body)
     console.print(
         f"Variant {escape(variant)}: input {price['input_per_mtok']}, output {price['output_per_mtok']} "

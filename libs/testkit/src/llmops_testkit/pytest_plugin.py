@@ -65,6 +65,19 @@ def postgres_database_url(postgres_server):
     asyncio.run(_drop_database(postgres_server.url, name))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_sql_url(request, llmops_state_dir):
+    """An empty database of its own on each SQL backend (dropped at the end), for a test that migrates it up and
+    down: the shared ``sql_url`` databases stay at the newest schema for every other test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{llmops_state_dir / f'empty-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = asyncio.run(_create_database(server.url))
+    yield f"{server.async_url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_drop_database(server.url, name))
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def sql_url(request, llmops_state_dir):
     """Each test that uses it runs on both SQL backends."""

@@ -7,7 +7,7 @@ cost is exact integer arithmetic everywhere (gateway, Redis, SQL), and never a f
 """
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -26,7 +26,12 @@ Amount = Annotated[Decimal, PlainSerializer(_plain, return_type=str, when_used="
 # A budget: positive, at most a million currency units, to the micro-unit.
 BudgetAmount = Annotated[Amount, Field(gt=0, le=1_000_000, decimal_places=6, allow_inf_nan=False)]
 # A price per million tokens: at most 10,000, to 1/1000 (whole nano-units per token).
-PricePerMTok = Annotated[Amount, Field(ge=0, le=10_000, decimal_places=3, allow_inf_nan=False)]
+MAX_PRICE_PER_MTOK = 10_000
+PricePerMTok = Annotated[Amount, Field(ge=0, le=MAX_PRICE_PER_MTOK, decimal_places=3, allow_inf_nan=False)]
+# A self-hosted variant's cost: an hour of its GPU(s), positive, at most 10,000 (a whole 8-GPU node costs ~100).
+GpuHourCost = Annotated[Amount, Field(gt=0, le=10_000, decimal_places=6, allow_inf_nan=False)]
+# ... and the tokens per second it serves: positive, at most a million (far beyond any one deployment).
+TokensPerSecond = Annotated[Amount, Field(gt=0, le=1_000_000, decimal_places=3, allow_inf_nan=False)]
 
 
 def to_nanos(amount: Decimal) -> int:
@@ -47,6 +52,11 @@ def per_token_nanos(per_mtok: Decimal) -> int:
 
 def per_mtok(nanos_per_token: int) -> Decimal:
     return Decimal(nanos_per_token) / _NANOS_PER_TOKEN_PER_MTOK
+
+
+def per_mtok_from_gpu_hour(gpu_hour_cost: Decimal, tokens_per_s: Decimal) -> Decimal:
+    """Every token costs the same share of the GPU's hour; rounded up to the 1/1000 a price is kept to (never 0)."""
+    return (gpu_hour_cost * 1_000_000 / (tokens_per_s * 3600)).quantize(Decimal("0.001"), rounding=ROUND_CEILING)
 
 
 class Budget(BaseModel):

@@ -60,6 +60,7 @@ _DESCRIBE: dict[type, Callable[[object], dict]] = {
         "input_nanos": p.input_nanos,
         "output_nanos": p.output_nanos,
         "cached_input_nanos": p.cached_input_nanos,
+        "derived_from": p.derived_from,
     },
     AdminIdentity: _identity,
 }

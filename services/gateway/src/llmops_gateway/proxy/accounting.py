@@ -105,6 +105,7 @@ class Accounting:
             team=key.team,
             route=call.route,
             variant=outcome.variant,
+            prompt_version=_prompt_version(call),
             price_id=price.id,
             prompt_tokens=prompt_tokens,
             cached_tokens=cached_tokens,
@@ -157,6 +158,14 @@ class Accounting:
         if not self._request_log.emit(record):
             self._metrics.request_log_dropped.inc()
             logger.error("request log queue full; record dropped", extra={"route": call.route})
+
+
+def _prompt_version(call: Call) -> str:
+    """What spend is grouped by: ``<name>/<version>`` of a registered prompt (a version alone is ambiguous across
+    prompts), a built-in or inline template's name (itself a version), "" without a prompt."""
+    if call.prompt_version is not None:
+        return f"{call.prompt_name}/{call.prompt_version}"
+    return call.prompt_name or ""
 
 
 def _cached_tokens(usage: dict) -> int:

@@ -14,7 +14,7 @@ from llmops_common.sql import utcnow
 from llmops_gateway.money import per_mtok, per_token_nanos
 from llmops_gateway.routing.schemas import RouteSpec
 from llmops_gateway.spend.models import Price
-from llmops_gateway.spend.schemas import PriceCreate, PricePublic
+from llmops_gateway.spend.schemas import GpuHourDerivation, PriceCreate, PricePublic
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def to_public(price: Price) -> PricePublic:
         input_per_mtok=per_mtok(price.input_nanos),
         output_per_mtok=per_mtok(price.output_nanos),
         cached_input_per_mtok=per_mtok(price.cached_input_nanos) if price.cached_input_nanos is not None else None,
+        derived_from=GpuHourDerivation.model_validate(price.derived_from) if price.derived_from else None,
         created_at=price.created_at,
     )
 
@@ -53,7 +54,9 @@ def _unit(price: Price) -> UnitPrice:
 
 
 async def create(session: AsyncSession, *, variant: str, data: PriceCreate) -> Price:
-    """A new version of the variant's price; the versions before it stay, for the spend charged at them."""
+    """A new version of the variant's price; the versions before it stay, for the spend charged at them. A price
+    derived from a GPU-hour cost keeps the figures it came from, so the version a spend row names shows them."""
+    derivation = data.derivation
     price = Price(
         variant=variant,
         input_nanos=per_token_nanos(data.input_per_mtok),
@@ -61,6 +64,7 @@ async def create(session: AsyncSession, *, variant: str, data: PriceCreate) -> P
         cached_input_nanos=per_token_nanos(data.cached_input_per_mtok)
         if data.cached_input_per_mtok is not None
         else None,
+        derived_from=derivation.model_dump(mode="json") if derivation is not None else None,
         created_at=utcnow(),
     )
     session.add(price)

@@ -1,6 +1,6 @@
-"""Spend recorded per request, written to SQL summed: one upsert per hour, key, route, variant and price version
-every ``interval_s``, whatever the request rate. Replicas add to the same rows (the upsert increments them), so
-the SQL store holds the platform's spend, not a replica's.
+"""Spend recorded per request, written to SQL summed: one upsert per hour, key, route, variant, prompt version and
+price version every ``interval_s``, whatever the request rate. Replicas add to the same rows (the upsert increments
+them), so the SQL store holds the platform's spend, not a replica's.
 
 The hot path only adds integers to a dict. Budgets are not enforced from here (Redis reserves them before each
 request, quotas/); this is the record that reports read. A crash loses at most ``interval_s`` of it.
@@ -40,6 +40,7 @@ class SpendRecorder:
         team: str | None,
         route: str,
         variant: str,
+        prompt_version: str,
         price_id: int,
         prompt_tokens: int,
         cached_tokens: int,
@@ -47,7 +48,7 @@ class SpendRecorder:
         cost_nanos: int,
     ) -> None:
         hour = int(at // 3600) * 3600
-        row_key = (hour, key_id, team or "", route, variant, price_id)
+        row_key = (hour, key_id, team or "", route, variant, prompt_version, price_id)
         sums = self._pending.get(row_key)
         if sums is None:
             if len(self._pending) >= _MAX_PENDING:
@@ -81,18 +82,19 @@ class SpendRecorder:
                 "team": team,
                 "route": route,
                 "variant": variant,
+                "prompt_version": prompt_version,
                 "price_id": price_id,
                 **dict(zip(_SUMS, sums, strict=True)),
             }
             # Sorted: every replica locks the rows it adds to in one order, so two flushes never deadlock.
-            for (hour, key_id, team, route, variant, price_id), sums in sorted(pending.items())
+            for (hour, key_id, team, route, variant, prompt_version, price_id), sums in sorted(pending.items())
         ]
         try:
             async with self._sessions() as session:
                 insert = dialect_insert(session)(SpendRow)
                 table = SpendRow.__table__
                 statement = insert.on_conflict_do_update(
-                    index_elements=["hour", "key_id", "team", "route", "variant", "price_id"],
+                    index_elements=["hour", "key_id", "team", "route", "variant", "prompt_version", "price_id"],
                     set_={name: table.c[name] + insert.excluded[name] for name in _SUMS},
                 )
                 await session.execute(statement, rows)

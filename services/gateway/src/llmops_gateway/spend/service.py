@@ -15,6 +15,7 @@ _COLUMNS = {
     SpendBy.variant: SpendRow.variant,
     SpendBy.key: SpendRow.key_id,
     SpendBy.team: SpendRow.team,
+    SpendBy.prompt_version: SpendRow.prompt_version,
 }
 _SUMS = (
     func.coalesce(func.sum(SpendRow.requests), 0),
