@@ -117,7 +117,7 @@ def test_console_end_to_end(platform, upstreams, browser, shots):
     page.get_by_role("button", name="Create key").click()
     expect(page.get_by_text("it is shown once", exact=False)).to_be_visible()
     secret = page.get_by_label("Secret").input_value()
-    assert secret.startswith("llmops-") or len(secret) > 20
+    assert secret.startswith("sk-llmops-") and len(secret) > 40, secret  # a whole key, not its listed prefix
     page.screenshot(path=shots / "key-created.png")
     seen_after_creation = []
 
