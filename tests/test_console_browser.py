@@ -117,7 +117,7 @@ def test_console_end_to_end(platform, upstreams, browser, shots):
     page.get_by_role("button", name="Create key").click()
     expect(page.get_by_text("it is shown once", exact=False)).to_be_visible()
     secret = page.get_by_label("Secret").input_value()
-    assert secret.startswith("llmops-") or len(secret) > 20
+    assert secret.startswith("sk-llmops-") and len(secret) > 40, secret  # a whole key, not its listed prefix
     page.screenshot(path=shots / "key-created.png")
     seen_after_creation = []
 
@@ -203,13 +203,14 @@ def test_uploading_a_document_to_a_collection(platform, retriever, browser, shot
     sign_in(page, gateway)
     nav(page, "Collections")
     row = page.locator("#collections tbody tr", has_text="harbour")
-    chunks_before = int(row.locator("td").nth(1).inner_text())
+    documents_before, chunks_before = (int(row.locator("td").nth(i).inner_text()) for i in (1, 2))
     page.get_by_label("Collection", exact=True).select_option("harbour")
     page.get_by_label("File (.txt, .md, .html or .pdf)").set_input_files(document)
     page.get_by_label("Document id (empty: the file name)").fill("lighthouse-history")
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("status")).to_contain_text("Uploaded lighthouse-history")
-    assert int(row.locator("td").nth(1).inner_text()) > chunks_before
+    assert int(row.locator("td").nth(1).inner_text()) == documents_before + 1
+    assert int(row.locator("td").nth(2).inner_text()) > chunks_before
     assert_labelled(page)
     page.screenshot(path=shots / "collections.png", full_page=True)
     context.close()

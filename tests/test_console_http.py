@@ -8,8 +8,11 @@ import uuid
 
 import pytest
 
-from llmops_testkit.console import console_client, csrf_of, post_form, sign_in
+from llmops_gateway.app import create_app
+from llmops_gateway.settings import GatewaySettings
+from llmops_testkit.console import CONSOLE_PAGES, console_client, csrf_of, post_form, sign_in
 from llmops_testkit.gateway import variant
+from llmops_testkit.spend import create_team, unique
 
 
 @pytest.fixture(scope="module")
@@ -69,28 +72,65 @@ def test_an_open_redirect_is_not_offered(platform):
         assert response.headers["location"] == "/console/"
 
 
+def console_routes(*methods: str) -> set[tuple[str, str]]:
+    """The console's routes as the app declares them, (method, path template): not a list kept by hand."""
+    app = create_app(GatewaySettings(admin_token="a" * 32, key_secret="k" * 32, dev_mode=False, console_enabled=True))
+    return {
+        (method, route.path)
+        for route in app.routes
+        if route.path.startswith("/console/")
+        for method in getattr(route, "methods", None) or ()
+        if method in methods
+    }
+
+
 def test_every_state_changing_form_needs_the_csrf_token(platform, signed_in):
+    """Every POST the console has (the test fails when the app has one it does not list), forged without the token
+    and with a wrong one, is refused and changes nothing; the upload (a multipart form) too."""
     gateway, _ = platform
     key_id, _ = gateway.create_key(name="csrf-target")
     route = gateway.put_route(variants=[{"name": "a", "upstream": "http://127.0.0.1:9/v1", "model": "m"}])
     forged = {
-        "/console/keys": {"name": "forged"},
-        f"/console/keys/{key_id}/revoke": {},
-        f"/console/routes/{route}/split": {"weight:a": "2"},
-        "/console/experiments/x/promote": {},
-        "/console/logout": {},
+        "/console/login": ("/console/login", {"admin_token": gateway.admin_token}),
+        "/console/logout": ("/console/logout", {}),
+        "/console/keys": ("/console/keys", {"name": "forged"}),
+        "/console/keys/{key_id}/revoke": (f"/console/keys/{key_id}/revoke", {}),
+        "/console/routes/{name:path}/split": (f"/console/routes/{route}/split", {"weight:a": "2"}),
+        "/console/routes/{name:path}/settings": (f"/console/routes/{route}/settings", {"fallbacks": "a"}),
+        "/console/experiments/{experiment_id}/{what}": ("/console/experiments/x/promote", {}),
+        "/console/training/jobs/{job_id}/cancel": ("/console/training/jobs/x/cancel", {}),
+        "/console/collections/upload": ("/console/collections/upload", {"collection": "harbour"}),
     }
-    for action, data in forged.items():
+    assert console_routes("POST", "PUT", "PATCH", "DELETE") == {("POST", template) for template in forged}
+    upload = {"file": ("forged.txt", b"The lighthouse is pink.", "text/plain")}
+    for template, (action, data) in forged.items():
+        files = upload if template == "/console/collections/upload" else None
+        # The sign-in form's token is a cookie of its own (no session yet): it says so in its own words.
+        refusal = "did not come from this console" if template == "/console/login" else "security token (CSRF)"
         for token in (None, "wrong-token"):
             body = data if token is None else {**data, "csrf_token": token}
-            response = signed_in.post(action, data=body)
+            response = signed_in.post(action, data=body, files=files)
             assert response.status_code == 403, (action, response.status_code)
-            assert "security token (CSRF)" in response.text
+            assert refusal in response.text, action
     with gateway.admin() as admin:
         assert admin.get(f"/admin/keys/{key_id}").json()["revoked_at"] is None
-        assert admin.get(f"/admin/routes/{route}").json()["variants"][0]["weight"] == 1.0
+        stored = admin.get(f"/admin/routes/{route}").json()
+        assert stored["variants"][0]["weight"] == 1.0 and stored["fallbacks"] == []
         assert not [k for k in admin.get("/admin/keys").json()["data"] if k["name"] == "forged"]
     assert signed_in.get("/console/keys").status_code == 200  # still signed in: the forged sign-out did nothing
+    # With the session's token the upload gets past the check (to this gateway having no retriever to send it to).
+    token = csrf_of(signed_in.get("/console/keys").text)
+    sent = signed_in.post(
+        "/console/collections/upload", data={"collection": "harbour", "csrf_token": token}, files=upload
+    )
+    assert sent.status_code == 503 and "GATEWAY_RETRIEVER_ADMIN_TOKEN" in sent.text
+
+
+def test_the_smoke_check_opens_every_console_page():
+    """``llmops_testkit.console.smoke`` (run by tests/test_demo.py on the platform ``llmops up`` starts) opens every
+    page the app has that needs no parameter."""
+    pages = {path for _, path in console_routes("GET") if "{" not in path and path != "/console/login"}
+    assert pages == set(CONSOLE_PAGES)
 
 
 def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
@@ -238,3 +278,34 @@ def test_a_request_shows_its_ratings_and_judge_scores_and_the_overview_errors(pl
     assert "down" in page.text.split('id="ratings"')[1]
     overview = signed_in.get("/console/").text
     assert "Errors per variant: " in overview and f"{route}/v 1" in overview.split("Errors per variant")[1]
+
+
+def test_a_team_admin_reads_its_own_teams_requests_only(platform, signed_in):
+    """The feedback browser narrowed to the team's keys (the feedback service filters by them); another team's
+    request is not listed, not found by its id, and not reached by asking for that team's key."""
+    gateway, feedback = platform
+    team, other = create_team(gateway), create_team(gateway)
+    ours, _ = gateway.create_key(name=unique("ours"), team=team)
+    theirs, _ = gateway.create_key(name=unique("theirs"), team=other)
+    route, now = unique("team-route"), time.time()
+    made = {key: uuid.uuid4().hex for key in (ours, theirs)}
+    records = [{"request_id": request_id, "user_hash": "u", "key_id": key, "route": route, "variant": "v",
+                "model": "m", "status": 200, "started_at": now, "finished_at": now}
+               for key, request_id in made.items()]  # fmt: skip
+    with feedback.ingest() as ingest:
+        assert ingest.post("/v1/requests", json={"records": records}).status_code == 200
+    everyone = signed_in.get("/console/feedback", params={"route": route}).text
+    assert made[ours] in everyone and made[theirs] in everyone  # the platform admin reads every team's
+    with gateway.admin() as admin:
+        identity = {"name": unique("team-admin"), "role": "team-admin", "team": team}
+        token = admin.post("/admin/identities", json=identity).json()["token"]
+    with console_client(gateway.url) as client:
+        assert sign_in(client, token).status_code == 303
+        listed = client.get("/console/feedback", params={"route": route})
+        assert listed.status_code == 200 and made[ours] in listed.text and made[theirs] not in listed.text
+        assert "Quality summary" not in listed.text  # it counts every team's requests
+        by_their_key = client.get("/console/feedback", params={"route": route, "key": theirs}).text
+        assert made[theirs] not in by_their_key and "No requests match." in by_their_key
+        assert client.get(f"/console/feedback/requests/{made[ours]}").status_code == 200
+        unknown = client.get(f"/console/feedback/requests/{made[theirs]}")
+        assert unknown.status_code == 404 and "not found" in unknown.text

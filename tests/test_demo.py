@@ -1,7 +1,8 @@
-"""``llmops demo --fast`` as a new user runs it: it starts the platform itself (``llmops up``, what ``make run``
-starts, on free ports and a fresh state directory), and the closed loop runs on the real parts: users' ratings
-with corrections, the retraining policy firing a real LoRA job, the adapter registered in MLflow and served by
-vLLM, an experiment canarying it, the controller promoting it. The report and its plot are written."""
+"""``llmops demo --fast`` as a new user runs it, on the platform ``llmops up`` starts (what ``make run`` starts, on
+free ports and a fresh state directory), and the closed loop runs on the real parts: users' ratings with
+corrections, the retraining policy firing a real LoRA job, the adapter registered in MLflow and served by vLLM, an
+experiment canarying it, the controller promoting it. The report and its plot are written. Then the web console
+on the same platform, signed in with the admin token ``llmops up`` generated: every page answers, no key secret."""
 
 import os
 import subprocess
@@ -10,29 +11,51 @@ from pathlib import Path
 
 import pytest
 
+from llmops_cli.client import admin_token
+from llmops_cli.demo.platform import ensure_running
 from llmops_cli.procs import free_port
-from llmops_cli.services import DEFAULT_PORTS
+from llmops_cli.services import DEFAULT_PORTS, service_url
+from llmops_testkit import console
 from llmops_testkit.inference import prepare_bundled_model
 
 pytestmark = pytest.mark.timeout(1800)  # the whole platform and a training job on a busy 2-core machine
 
 
-def test_the_demo_closes_the_loop_and_promotes_the_adapter(tmp_path):
+@pytest.fixture
+def platform_env(tmp_path, monkeypatch) -> Path:
+    """A fresh state directory and free ports, for this process and the platform it starts; no URL or token from
+    outside, so the CLI finds what ``llmops up`` generated. The state directory."""
+    home = tmp_path / "home"
+    for name in [k for k in os.environ if k.startswith("LLMOPS_") and k.endswith(("_URL", "_TOKEN"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LLMOPS_HOME", str(home))
+    for name in DEFAULT_PORTS:
+        monkeypatch.setenv(f"LLMOPS_{name.upper()}_PORT", str(free_port()))
+    return home
+
+
+def _logs(home: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((home / "logs").glob("*.log")))
+
+
+def test_the_demo_closes_the_loop_and_promotes_the_adapter(platform_env, tmp_path):
     prepare_bundled_model()
-    home, out = tmp_path / "home", tmp_path / "report"
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("LLMOPS_") and k.endswith(("_URL", "_TOKEN")))}
-    env |= {"LLMOPS_HOME": str(home)} | {f"LLMOPS_{name.upper()}_PORT": str(free_port()) for name in DEFAULT_PORTS}
-    done = subprocess.run(
-        [sys.executable, "-m", "llmops_cli.main", "demo", "--fast", "--out", str(out)],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1700,
-    )
-    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((home / "logs").glob("*.log")))
-    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n{logs}"
-    assert "decision: PROMOTED" in done.stdout, done.stdout[-4000:]
+    out = tmp_path / "report"
+    try:
+        with ensure_running(log=print):  # `llmops up`, stopped at the end; the demo finds it running and uses it
+            done = subprocess.run(
+                [sys.executable, "-m", "llmops_cli.main", "demo", "--fast", "--out", str(out)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=1700,
+            )
+            assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n{_logs(platform_env)}"
+            assert "decision: PROMOTED" in done.stdout, done.stdout[-4000:]
+            opened = console.smoke(service_url("gateway"), admin_token())
+    except RuntimeError as exc:  # `llmops up` did not get the platform ready
+        raise AssertionError(f"{exc}\n{_logs(platform_env)}") from None
+    assert any(p.startswith("/console/experiments/") for p in opened), opened  # the demo's experiment, opened too
     report = (out / "report.md").read_text()
     assert "promoted" in report.lower()
     assert (out / "report.png").stat().st_size > 10_000

@@ -1,5 +1,5 @@
 """``GET /v1/requests``: the request log browser the console reads. Newest first, filtered by route, variant, the
-current rating and time; pages that neither repeat nor skip a record."""
+key (or any of several), the current rating and time; pages that neither repeat nor skip a record."""
 
 import time
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ def test_filters_and_newest_first(admin, make_record, ingest, rate, route):
     assert listed() == ids[::-1]
     assert listed(variant="a") == [ids[5], ids[3], ids[1]]
     assert listed(key_id="key_1") == [ids[4], ids[1]]
+    assert listed(key_id=["key_1", "key_2"]) == [ids[5], ids[4], ids[2], ids[1]]  # any of a team's keys
     assert listed(rating="up") == [ids[1]]
     assert listed(rating="down") == [ids[3], ids[2]]
     assert listed(rating="rated") == [ids[3], ids[2], ids[1]]
@@ -63,6 +64,7 @@ def test_pages_follow_the_cursor(admin, make_record, ingest, route):
         {"since": "2026-01-01T00:00:00"},  # no timezone
         {"before": "not-a-cursor"},
         {"before": "2026-01-01T00:00:00|"},
+        {"key_id": [f"key_{i}" for i in range(501)]},  # more keys than a query string carries safely
     ],
 )
 def test_bad_queries_are_422(admin, expect_error, params):

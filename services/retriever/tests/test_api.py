@@ -58,11 +58,18 @@ def test_reingest_replaces_chunks_and_delete_removes_them(retriever, collection_
     chunks = first["documents"][0]["chunks"]
     assert chunks > 4 and first["documents"][0]["removed_chunks"] == 0
     with retriever.admin() as client:
-        count = client.get(f"/v1/collections/{collection_name}").json()["points_count"]
-        assert count == chunks
+
+        def counts() -> tuple[int, int]:
+            described = client.get(f"/v1/collections/{collection_name}").json()
+            return described["points_count"], described["documents_count"]
+
+        assert counts() == (chunks, 1)  # many chunks, one document
         again = retriever.ingest(collection_name, [{"id": "mills", "text": long_text}])
         assert again["documents"][0] == {"id": "mills", "chunks": chunks, "removed_chunks": 0}
-        assert client.get(f"/v1/collections/{collection_name}").json()["points_count"] == count
+        assert counts() == (chunks, 1)
+        retriever.ingest(collection_name, [{"id": "pond", "text": "The mill pond freezes in January."}])
+        assert counts() == (chunks + 1, 2)
+        assert client.delete(f"/v1/collections/{collection_name}/documents/pond").status_code == 204
 
         changed = long_text.replace("tidal mill", "windmill")
         retriever.ingest(collection_name, [{"id": "mills", "text": changed}])
@@ -72,14 +79,14 @@ def test_reingest_replaces_chunks_and_delete_removes_them(retriever, collection_
 
         shrunk = retriever.ingest(collection_name, [{"id": "mills", "text": "Only one mill is left: the windmill."}])
         assert shrunk["documents"][0]["chunks"] == 1 and shrunk["documents"][0]["removed_chunks"] == doc["chunks"] - 1
-        assert client.get(f"/v1/collections/{collection_name}").json()["points_count"] == 1
+        assert counts() == (1, 1)
         assert (
             retriever.search(collection_name, "tidal mill wheel", top_k=5)[0]["text"]
             == "Only one mill is left: the windmill."
         )
 
         assert client.delete(f"/v1/collections/{collection_name}/documents/mills").status_code == 204
-        assert client.get(f"/v1/collections/{collection_name}").json()["points_count"] == 0
+        assert counts() == (0, 0)
         gone = client.get(f"/v1/collections/{collection_name}/documents/mills")
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "document_not_found"
         assert client.delete(f"/v1/collections/{collection_name}/documents/mills").status_code == 404
@@ -121,6 +128,7 @@ def test_collections_are_listed_described_and_deleted(retriever, collection_name
         assert collection_name in {c["name"] for c in reader.get("/v1/collections").json()["data"]}
         described = reader.get(f"/v1/collections/{collection_name}").json()
         assert described["points_count"] == 0 and described["distance"] == "dot" and described["chunk_size"] == 64
+        assert described["documents_count"] == 0
         assert reader.delete(f"/v1/collections/{collection_name}").status_code == 401  # reading is all it may do
     with retriever.admin() as admin:
         assert admin.post("/v1/collections", json={"name": collection_name}).status_code == 409

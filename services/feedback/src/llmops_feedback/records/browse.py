@@ -1,4 +1,4 @@
-"""Browsing the request log: newest first, filtered by route, variant, key, current rating and time (the console's
+"""Browsing the request log: newest first, filtered by route, variant, keys, current rating and time (the console's
 feedback browser and ``GET /v1/requests``). Keyset pagination on (started_at, request_id), so a page never
 repeats or skips a record that arrives while someone pages."""
 
@@ -27,7 +27,7 @@ async def search(
     *,
     route: str | None = None,
     variant: str | None = None,
-    key_id: str | None = None,
+    key_ids: list[str] | None = None,
     rating: RatingFilter | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -46,8 +46,8 @@ async def search(
         query = query.where(RequestRecord.route == route)
     if variant:
         query = query.where(RequestRecord.variant == variant)
-    if key_id:
-        query = query.where(RequestRecord.key_id == key_id)
+    if key_ids is not None:  # an empty list matches nothing: a team without keys has no requests
+        query = query.where(RequestRecord.key_id.in_(key_ids))
     if since:
         query = query.where(RequestRecord.started_at >= since)
     if until:

@@ -11,6 +11,9 @@ from llmops_feedback.ratings.store import to_public
 from llmops_feedback.records import browse, service
 from llmops_feedback.records.schemas import IngestResult, RequestPage, RequestPublic
 
+# A team's keys travel in the query string: this many keep it within what HTTP servers accept (about 14 kB).
+MAX_KEY_IDS = 500
+
 router = APIRouter(prefix="/v1/requests", tags=["request log"], responses=ERROR_RESPONSES)
 
 
@@ -36,15 +39,18 @@ async def list_requests(
     session: SessionDep,
     route: str | None = None,
     variant: str | None = None,
-    key_id: str | None = None,
+    key_id: Annotated[
+        list[str] | None, Query(max_length=MAX_KEY_IDS, description="repeat it for the requests of any of these keys")
+    ] = None,
     rating: browse.RatingFilter | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before: str | None = Query(default=None, description="the next_cursor of the page before"),
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RequestPage:
-    """The request log, newest first: filtered by route, variant, the key that made it, current rating (up, down, rated, unrated) and
-    start time (``since`` inclusive, ``until`` exclusive)."""
+    """The request log, newest first: filtered by route, variant, the key that made it (``key_id``, repeated: any of
+    those keys; a console team-admin's view is its team's keys), current rating (up, down, rated, unrated) and start
+    time (``since`` inclusive, ``until`` exclusive)."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise APIError(422, f"{name} needs a timezone", code="invalid_request")
@@ -52,7 +58,7 @@ async def list_requests(
         session,
         route=route,
         variant=variant,
-        key_id=key_id,
+        key_ids=key_id,
         rating=rating,
         since=since,
         until=until,

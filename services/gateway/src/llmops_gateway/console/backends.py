@@ -61,10 +61,16 @@ class ServiceClient:
         data: bytes | None = None,
         content_type: str | None = None,
     ) -> Any:
-        """``json`` or raw ``data`` (of ``content_type``) as the body; the answer's JSON, or a ``BackendError``."""
+        """``json`` or raw ``data`` (of ``content_type``) as the body; the answer's JSON, or a ``BackendError``.
+        A list in ``params`` repeats its parameter; empty values are left out."""
         if not self.configured:
             raise BackendError(self.service, "not configured on this gateway")
-        clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        clean = [
+            (name, value)
+            for name, given in (params or {}).items()
+            for value in (given if isinstance(given, list) else [given])
+            if value not in (None, "")
+        ]
         try:
             async with self._http.request(
                 method,

@@ -78,9 +78,13 @@ FormDep = Annotated[FormData, Depends(checked_form)]
 
 
 async def platform_session(session: SessionDep) -> ConsoleSession:
-    """Pages of the whole platform's data (requests, experiments, training, collections): not a team-admin's."""
+    """Pages of what every team shares (experiments, training, collections): not a team-admin's. Their data has no
+    team to narrow it to, so showing a part of it would be showing another team's."""
     if session.identity.role is Role.team_admin:
-        raise RoleRefused("A team-admin sees its own team's keys and spend only.")
+        raise RoleRefused(
+            "Experiments, training jobs and collections are shared by every team: a platform admin or viewer "
+            "reads them. A team-admin sees its own team's keys, spend and requests (the Feedback page)."
+        )
     return session
 
 

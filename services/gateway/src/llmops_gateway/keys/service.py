@@ -86,6 +86,11 @@ async def list_all(session: AsyncSession) -> list[ApiKey]:
     return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
 
 
+async def ids_of_team(session: AsyncSession, *, team: str) -> list[str]:
+    """The team's keys, revoked and expired ones too: the requests they made stay the team's."""
+    return list((await session.scalars(select(ApiKey.id).where(ApiKey.team == team))).all())
+
+
 async def get(session: AsyncSession, *, key_id: str) -> ApiKey:
     key = await session.get(ApiKey, key_id)
     if key is None:

@@ -32,6 +32,7 @@ class CollectionPublic(BaseModel):
     chunk_overlap: int
     created_at: datetime
     points_count: int | None = Field(default=None, description="chunks stored (when described)")
+    documents_count: int | None = Field(default=None, description="documents stored (when described)")
     index: dict | None = Field(default=None, description="engine-specific index state (when described)")
 
 

@@ -8,6 +8,7 @@ from llmops_retriever.collections.schemas import CollectionCreate, CollectionPub
 from llmops_retriever.embedding.models import UnknownModel
 from llmops_retriever.state import RetrieverState
 from llmops_retriever.store.base import CollectionExists, CollectionNotFound, CollectionSpec
+from llmops_retriever.store.filters import first_chunks
 
 
 def not_found(name: str) -> APIError:
@@ -70,7 +71,12 @@ async def create(state: RetrieverState, *, data: CollectionCreate) -> Collection
 async def describe(state: RetrieverState, *, name: str) -> CollectionPublic:
     try:
         spec = await state.store.get_collection(name)
-        return to_public(spec, points_count=await state.store.count(name), index=await state.store.index_status(name))
+        return to_public(
+            spec,
+            points_count=await state.store.count(name),
+            documents_count=await state.store.count(name, first_chunks()),
+            index=await state.store.index_status(name),
+        )
     except CollectionNotFound:
         raise not_found(name) from None
 

@@ -23,7 +23,7 @@ async def list_collections(_: ReaderDep, state: StateDep) -> CollectionList:
 
 @router.get("/{name}")
 async def describe(name: str, _: ReaderDep, state: StateDep) -> CollectionPublic:
-    """The collection with its point (chunk) count and index state."""
+    """The collection with its point (chunk) count, its document count and index state."""
     return await service.describe(state, name=name)
 
 

@@ -97,6 +97,12 @@ def document_filter(document_id: str, *, from_chunk: int | None = None) -> Filte
     return Filter(must=must)
 
 
+def first_chunks() -> Filter:
+    """One point per document: its chunk 0 (a document's chunks are numbered from 0, and re-ingesting it keeps
+    one chunk per index), so counting these counts documents, on the payload index of ``chunk_index``."""
+    return Filter(must=[match("chunk_index", 0)])
+
+
 def combine(*filters: Filter | None) -> Filter | None:
     present = [f for f in filters if f is not None]
     if not present:

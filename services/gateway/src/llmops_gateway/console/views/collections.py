@@ -1,5 +1,5 @@
-"""Collections: each with its chunk count and embedding model, and an upload form that sends one file (.txt .md
-.html .pdf) to the retriever's admin API, which parses, chunks and embeds it as one document."""
+"""Collections: each with its document and chunk counts and embedding model, and an upload form that sends one
+file (.txt .md .html .pdf) to the retriever's admin API, which parses, chunks and embeds it as one document."""
 
 import asyncio
 from urllib.parse import quote
