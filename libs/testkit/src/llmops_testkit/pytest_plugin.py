@@ -5,13 +5,14 @@ from Debian's binaries where they do not (a fresh laptop).
 """
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from llmops_cli.infra import find_or_start_postgres, find_or_start_redis
+from llmops_cli.infra import find_or_start_postgres, find_or_start_redis, start_private_postgres
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
@@ -63,6 +64,39 @@ def postgres_database_url(postgres_server):
     base = postgres_server.async_url.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     asyncio.run(_drop_database(postgres_server.url, name))
+
+
+PRIVATE_POSTGRES_START_S = 20.0  # a private cluster slower than this to start is not worth the suite's time
+
+
+@pytest.fixture(scope="session")
+def private_postgres(llmops_state_dir):
+    """A PostgreSQL cluster of the session's own on a free port, for tests that stop and start it
+    (``PostgresHandle.restart``): the shared server, which every other test uses, is never touched. One initdb per
+    session; each test takes a database of its own on it (``private_postgres_url``). Skipped where none starts."""
+    started = time.monotonic()
+    try:
+        server = start_private_postgres(
+            llmops_state_dir / "pg-private", die_with_parent=True, timeout_s=PRIVATE_POSTGRES_START_S
+        )
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        pytest.skip(f"no private PostgreSQL here: {exc}")
+    if time.monotonic() - started > PRIVATE_POSTGRES_START_S:
+        server.stop()
+        pytest.skip(f"a private PostgreSQL took over {PRIVATE_POSTGRES_START_S:.0f} s to start")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_postgres_url(private_postgres):
+    """A fresh database on ``private_postgres``, as a SQLAlchemy asyncpg URL; dropped at the end."""
+    name = asyncio.run(_create_database(private_postgres.url))
+    yield f"{private_postgres.async_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        asyncio.run(_drop_database(private_postgres.url, name))
+    except (OSError, asyncpg.PostgresError):
+        pass  # a test that failed with the server down: the cluster goes at the session's end anyway
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
