@@ -18,6 +18,8 @@ from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
 from llmops_testkit.mlflow_server import MlflowServer
+from llmops_testkit.retriever import Retriever, retriever_env
+from llmops_testkit.retriever import new_tokens as new_retriever_tokens
 
 
 @pytest.fixture(scope="session")
@@ -225,6 +227,39 @@ def make_feedback(llmops_state_dir):
 def make_session_feedback(llmops_state_dir):
     """Like ``make_feedback``, for session fixtures: stopped at the end of the session."""
     make, started = _feedback_services(llmops_state_dir)
+    yield make
+    stop_all(started)
+
+
+def _retrievers(state_dir: Path):
+    started: list[Retriever] = []
+
+    def make(*, store: str = "edge", **overrides: str) -> Retriever:
+        admin_token, read_token = new_retriever_tokens()
+        service_dir = state_dir / f"retriever-{store}-{uuid.uuid4().hex[:6]}"
+        env = retriever_env(
+            store=store, state_dir=service_dir, admin_token=admin_token, read_token=read_token, **overrides
+        )
+        retriever = Retriever(env=env, state_dir=service_dir)
+        started.append(retriever)
+        return retriever.start()
+
+    return make, started
+
+
+@pytest.fixture(scope="module")
+def make_retriever(llmops_state_dir):
+    """Starts retrievers (real embeddings; ``store`` "edge", the default, or "qdrant" in memory, with settings
+    overrides); stopped at the end of the module."""
+    make, started = _retrievers(llmops_state_dir)
+    yield make
+    stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def make_session_retriever(llmops_state_dir):
+    """Like ``make_retriever``, for session fixtures: stopped at the end of the session."""
+    make, started = _retrievers(llmops_state_dir)
     yield make
     stop_all(started)
 
