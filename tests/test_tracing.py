@@ -279,7 +279,7 @@ def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(trace
         found = {
             "submit": submits,
             "jobs": spans_named(spans, "llmops-trainer", "POST /jobs", trace_id),
-            "export": spans_named(spans, "llmops-feedback", "GET /v1/datasets/sft", trace_id),
+            "export": spans_named(spans, "llmops-feedback", "GET /v1/datasets/{kind}", trace_id),
         }
         return found if all(found.values()) else {}
 
