@@ -81,3 +81,4 @@ def test_keys_routes_and_spend_survive_a_database_restart(
     assert not [r for r in every if r.status_code >= 500 and r.status_code != 503], "a 5xx other than 503"
     assert process.poll() is None and gateway.replicas[0].process is process  # the same process throughout
     assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200
+    assert "key store unreachable" in gateway.logs() and "Traceback" not in gateway.logs()  # warnings, not stacks
