@@ -1,8 +1,9 @@
-"""OpenTelemetry traces across the gateway, its upstream and the feedback service, as a collector receives them.
+"""OpenTelemetry traces across the gateway, its upstream, the retriever and the feedback service, as a collector
+receives them.
 
-A real OTLP/HTTP receiver on loopback (``llmops_testkit.otlp``) decodes what the services export; the gateway and
-the feedback service are real processes exporting to it, the model a fake OpenAI upstream that records the
-headers it was sent. With tracing off (no endpoint), nothing is installed at all.
+A real OTLP/HTTP receiver on loopback (``llmops_testkit.otlp``) decodes what the services export; the gateway, the
+retriever (Qdrant Edge, real embeddings) and the feedback service are real processes exporting to it, the model a
+fake OpenAI upstream that records the headers it was sent. With tracing off (no endpoint), nothing is installed.
 """
 
 import json
@@ -15,8 +16,10 @@ import uuid
 import httpx
 import pytest
 
+from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.otlp import OtlpReceiver
+from llmops_testkit.trainer import Trainer, trainer_env
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +30,24 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def traced(make_gateway, make_feedback, llmops_state_dir, receiver, _fake_upstreams):
-    """A gateway and a feedback service (SQLite both) exporting their spans to the receiver."""
+def retriever(make_retriever, receiver):
+    """A retriever on Qdrant Edge exporting its spans to the receiver, with one small collection."""
+    retriever = make_retriever(store="edge", **receiver.env())
+    retriever.create_collection("harbour")
+    retriever.ingest("harbour", [{"id": "almanac", "text": "The harbour master of Velmora is Odalys Brenn."}])
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def traced(make_gateway, make_feedback, llmops_state_dir, receiver, retriever, _fake_upstreams):
+    """A gateway, its retriever and a feedback service (SQLite both) exporting their spans to the receiver."""
     feedback = make_feedback(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-fb-{uuid.uuid4().hex[:6]}.db'}", **receiver.env()
     )
     gateway = make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-gw-{uuid.uuid4().hex[:6]}.db'}",
         **feedback.gateway_env(),
+        **retriever.gateway_env(),
         **receiver.env(),
     )
     return gateway, feedback
@@ -108,6 +121,48 @@ def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, k
     assert stored_record(feedback, request_id)["trace_id"] == trace_id
 
 
+def test_a_rag_request_is_one_trace_through_the_gateway_and_the_retriever(traced, key, upstreams, receiver):
+    gateway, _ = traced
+    route = gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"collection": "harbour", "top_k": 2})
+    header, trace_id, client_span = client_traceparent()
+    with gateway.client(key) as client:
+        response = client.post(
+            "/v1/chat/completions", json=chat_body(route, "Who is the harbour master?"), headers={"traceparent": header}
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-llmops-rag"] == "context"
+
+    spans = receiver.wait_for(
+        lambda s: (
+            spans_named(s, "llmops-retriever", "search", trace_id)
+            and spans_named(s, "llmops-gateway", f"chat {route}", trace_id)
+        )
+    )
+    (server,) = spans_named(spans, "llmops-gateway", "POST /v1/chat/completions", trace_id)
+    (retrieve,) = spans_named(spans, "llmops-gateway", "retrieve", trace_id)
+    (at_retriever,) = spans_named(spans, "llmops-retriever", "POST /v1/collections/{collection}/search", trace_id)
+    (embed,) = spans_named(spans, "llmops-retriever", "embeddings all-MiniLM-L6-v2", trace_id)
+    (search,) = spans_named(spans, "llmops-retriever", "search", trace_id)
+    (completion,) = spans_named(spans, "llmops-gateway", f"chat {route}", trace_id)
+    # client -> gateway request -> retrieve (client span) -> retriever's request -> its embedding and engine search;
+    # the model call after it, a sibling under the gateway's request
+    assert server.parent_span_id == client_span
+    assert retrieve.parent_span_id == server.span_id and retrieve.kind == "client"
+    assert at_retriever.parent_span_id == retrieve.span_id and at_retriever.kind == "server"
+    assert embed.parent_span_id == at_retriever.span_id and search.parent_span_id == at_retriever.span_id
+    assert completion.parent_span_id == server.span_id
+    assert retrieve.attributes["llmops.rag.collection"] == "harbour" and retrieve.attributes["llmops.rag.hits"] == 1
+    assert at_retriever.attributes["http.response.status_code"] == 200
+    assert embed.attributes["gen_ai.operation.name"] == "embeddings"
+    assert {k: search.attributes[k] for k in ("db.system.name", "db.collection.name", "llmops.search.hits")} == {
+        "db.system.name": "qdrant",
+        "db.collection.name": "harbour",
+        "llmops.search.hits": 1,
+    }
+    # The gateway's request id goes along: the retriever's span carries the same one.
+    assert at_retriever.attributes["llmops.request_id"] == server.attributes["llmops.request_id"]
+
+
 def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it(traced, key, upstreams, receiver):
     gateway, feedback = traced
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
@@ -148,6 +203,92 @@ def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it
     errors = receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
     (failed,) = spans_named(errors, "llmops-gateway", f"chat {route}", trace_id)
     assert failed.status_code == 2 and failed.attributes["error.type"] == "502"
+
+
+@pytest.fixture(scope="module")
+def retraining(traced, make_feedback, receiver, redis_url, llmops_state_dir):
+    """A feedback service whose retraining controller submits to a trainer API (no worker: jobs stay queued) that
+    reads its dataset back from it; both export their spans to the receiver."""
+    gateway, _ = traced
+    trainer_port = free_port()  # each must know the other's address before it starts
+    run = uuid.uuid4().hex[:6]
+    feedback = make_feedback(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-retraining-{run}.db'}",
+        FEEDBACK_GATEWAY_URL=gateway.url,
+        FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
+        FEEDBACK_TRAINER_URL=f"http://127.0.0.1:{trainer_port}",
+        FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
+        **receiver.env(),
+    )
+    state_dir = llmops_state_dir / f"traced-trainer-{run}"
+    env = trainer_env(
+        sql_url=f"sqlite+aiosqlite:///{state_dir / 'trainer.db'}",
+        redis_url=redis_url,
+        mlflow_uri="http://127.0.0.1:9",  # never reached: no worker trains
+        state_dir=state_dir,
+        admin_token=feedback.admin_token,
+        TRAINER_FEEDBACK_URL=feedback.url,
+        TRAINER_FEEDBACK_TOKEN=feedback.admin_token,
+        **receiver.env(),
+    )
+    trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port).start(workers=0)
+    yield feedback, trainer
+    trainer.stop()
+
+
+def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(traced, retraining, upstreams, receiver):
+    gateway, _ = traced
+    feedback, trainer = retraining
+    route = gateway.put_route(variants=[variant("base", upstreams["alpha"], model="base-model")])
+    now = time.time()
+    record = {
+        "request_id": uuid.uuid4().hex,
+        "key_id": "key_traced",
+        "route": route,
+        "variant": "base",
+        "status": 200,
+        "prompt": [{"role": "user", "content": "Who keeps the lighthouse?"}],
+        "answer": "I do not know.",
+        "started_at": now,
+        "finished_at": now,
+    }
+    with feedback.ingest() as ingest:
+        assert ingest.post("/v1/requests", json={"records": [record]}).status_code == 200
+    policy = {
+        "model_name": f"traced-{uuid.uuid4().hex[:6]}",
+        "champion": "base",
+        "min_examples": 1,
+        "cooldown_s": 0,
+        "job": {"training": {"max_steps": 1}},
+    }
+    with feedback.admin() as admin:
+        rating = {"request_id": record["request_id"], "rating": "down", "correction": "Odalys keeps it."}
+        assert admin.post("/v1/feedback", json=rating).status_code == 201
+        assert admin.put(f"/v1/retraining/{route}", json=policy).status_code == 200, admin.get("/v1/retraining").text
+        deadline = time.monotonic() + 15
+        while not (job_id := admin.get(f"/v1/retraining/{route}").json()["job_id"]):
+            assert time.monotonic() < deadline, admin.get(f"/v1/retraining/{route}").json()
+            time.sleep(0.2)
+    assert trainer.job(job_id)["state"] == "queued"
+
+    def chain(spans) -> dict:
+        submits = [s for s in spans if s.name == "retraining submit" and s.attributes.get("llmops.route") == route]
+        if not submits:
+            return {}
+        trace_id = submits[0].trace_id
+        found = {
+            "submit": submits,
+            "jobs": spans_named(spans, "llmops-trainer", "POST /jobs", trace_id),
+            "export": spans_named(spans, "llmops-feedback", "GET /v1/datasets/{kind}", trace_id),
+        }
+        return found if all(found.values()) else {}
+
+    found = chain(receiver.wait_for(lambda s: chain(s)))
+    (submit,), (jobs,), (export,) = found["submit"], found["jobs"], found["export"]
+    # feedback's controller -> the trainer's job API (httpx) -> the feedback service's SFT export (aiohttp)
+    assert submit.service == "llmops-feedback" and submit.attributes["llmops.examples"] == 1
+    assert jobs.parent_span_id == submit.span_id and jobs.attributes["http.response.status_code"] == 201
+    assert export.parent_span_id == jobs.span_id
 
 
 def test_probes_and_scrapes_make_no_spans(traced, receiver):

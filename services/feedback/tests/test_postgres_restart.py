@@ -2,35 +2,18 @@
 answer 503 ``database_unavailable`` in the documented body (not a 500), and once it is back the service answers
 again by itself, without a restart (its engine pings pooled connections before use).
 
-The server is a private cluster on a free port (``start_private_postgres``): the shared one is never touched.
+The server is the session's private cluster (``private_postgres`` in the test kit): the shared one is never touched.
 """
 
 import time
 
 import httpx
-import pytest
-
-from llmops_cli.infra import start_private_postgres
-
-START_BUDGET_S = 20.0  # a private cluster slower than this to start is not worth the suite's time
 
 
-@pytest.fixture(scope="module")
-def private_postgres(llmops_state_dir):
-    started = time.monotonic()
-    try:
-        server = start_private_postgres(llmops_state_dir / "pg-restart", die_with_parent=True, timeout_s=START_BUDGET_S)
-    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
-        pytest.skip(f"no private PostgreSQL here: {exc}")
-    if time.monotonic() - started > START_BUDGET_S:
-        server.stop()
-        pytest.skip("a private PostgreSQL took over 20 s to start")
-    yield server
-    server.stop()
-
-
-def test_database_restart_gives_503_then_recovers_without_a_restart(make_feedback, private_postgres):
-    feedback = make_feedback(sql_url=private_postgres.async_url)
+def test_database_restart_gives_503_then_recovers_without_a_restart(
+    make_feedback, private_postgres, private_postgres_url
+):
+    feedback = make_feedback(sql_url=private_postgres_url)
     pid = feedback.process.process.pid
     with feedback.admin() as client:
         assert client.get("/v1/requests").status_code == 200

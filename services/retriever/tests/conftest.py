@@ -6,30 +6,22 @@ from types import SimpleNamespace
 
 import pytest
 
-from llmops_testkit.retriever import Retriever, new_tokens, retriever_env
+from llmops_testkit.retriever import Retriever
 
 # Small enough that the size limit is reached by a test upload in a few milliseconds.
 MAX_UPLOAD_BYTES = 256 * 1024
 
 
 @pytest.fixture(scope="session")
-def make_retriever(llmops_state_dir):
-    started: list[Retriever] = []
+def make_retriever(make_session_retriever):
+    """The test kit's retriever factory (session-scoped here: the shared retrievers below), with a small upload
+    limit."""
 
     def make(*, store: str, **overrides: str) -> Retriever:
-        admin_token, read_token = new_tokens()
-        state_dir = llmops_state_dir / f"retriever-{store}-{uuid.uuid4().hex[:6]}"
         overrides.setdefault("RETRIEVER_MAX_UPLOAD_BYTES", str(MAX_UPLOAD_BYTES))
-        env = retriever_env(
-            store=store, state_dir=state_dir, admin_token=admin_token, read_token=read_token, **overrides
-        )
-        retriever = Retriever(env=env, state_dir=state_dir)
-        started.append(retriever)
-        return retriever.start()
+        return make_session_retriever(store=store, **overrides)
 
-    yield make
-    for retriever in started:
-        retriever.stop()
+    return make
 
 
 @pytest.fixture(scope="session", params=["edge", "qdrant"])

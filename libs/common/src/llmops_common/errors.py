@@ -135,6 +135,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return internal_error_response()
 
 
+# SQLSTATEs of a server that is going away or not there yet, which the asyncpg dialect reports as a plain
+# ``DBAPIError`` (not an ``OperationalError``): connection exceptions (class 08), "terminating connection due to
+# administrator command" and crash shutdowns (57P01, 57P02), "the database system is starting up" (57P03), and too
+# many connections (53300) while clients reconnect all at once.
+_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_outage(exc: BaseException) -> bool:
+    """Whether a database error means the server is unavailable (retry later), not a bug in the statement."""
+    if isinstance(exc, ConnectionError) or (sa_exc is not None and isinstance(exc, sa_exc.TimeoutError)):
+        return True
+    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    return sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES
+
+
 def _install_database_errors(app: FastAPI) -> None:
     # The database went away (restart, failover, network): 503, which clients and balancers retry, not a 500. The
     # engines ping a pooled connection before use, so the first request after it is back is served again.
@@ -142,9 +161,7 @@ def _install_database_errors(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.TimeoutError)  # no pooled connection came free in time
     @app.exception_handler(ConnectionError)  # the driver's own connect, refused before SQLAlchemy wraps anything
     async def _database(_: Request, exc: Exception) -> OrjsonResponse:
-        if isinstance(exc, sa_exc.DBAPIError) and not (
-            exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-        ):
+        if not database_outage(exc):
             logger.exception("unhandled database error")  # a bug (constraint, syntax), not an outage
             return internal_error_response()
         logger.warning("database unavailable", extra={"error": repr(exc)[:300]})

@@ -5,18 +5,21 @@ from Debian's binaries where they do not (a fresh laptop).
 """
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from llmops_cli.infra import find_or_start_postgres, find_or_start_redis
+from llmops_cli.infra import find_or_start_postgres, find_or_start_redis, start_private_postgres
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
 from llmops_testkit.mlflow_server import MlflowServer
+from llmops_testkit.retriever import Retriever, retriever_env
+from llmops_testkit.retriever import new_tokens as new_retriever_tokens
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +66,39 @@ def postgres_database_url(postgres_server):
     base = postgres_server.async_url.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     asyncio.run(_drop_database(postgres_server.url, name))
+
+
+PRIVATE_POSTGRES_START_S = 20.0  # a private cluster slower than this to start is not worth the suite's time
+
+
+@pytest.fixture(scope="session")
+def private_postgres(llmops_state_dir):
+    """A PostgreSQL cluster of the session's own on a free port, for tests that stop and start it
+    (``PostgresHandle.restart``): the shared server, which every other test uses, is never touched. One initdb per
+    session; each test takes a database of its own on it (``private_postgres_url``). Skipped where none starts."""
+    started = time.monotonic()
+    try:
+        server = start_private_postgres(
+            llmops_state_dir / "pg-private", die_with_parent=True, timeout_s=PRIVATE_POSTGRES_START_S
+        )
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        pytest.skip(f"no private PostgreSQL here: {exc}")
+    if time.monotonic() - started > PRIVATE_POSTGRES_START_S:
+        server.stop()
+        pytest.skip(f"a private PostgreSQL took over {PRIVATE_POSTGRES_START_S:.0f} s to start")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_postgres_url(private_postgres):
+    """A fresh database on ``private_postgres``, as a SQLAlchemy asyncpg URL; dropped at the end."""
+    name = asyncio.run(_create_database(private_postgres.url))
+    yield f"{private_postgres.async_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        asyncio.run(_drop_database(private_postgres.url, name))
+    except (OSError, asyncpg.PostgresError):
+        pass  # a test that failed with the server down: the cluster goes at the session's end anyway
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -191,6 +227,39 @@ def make_feedback(llmops_state_dir):
 def make_session_feedback(llmops_state_dir):
     """Like ``make_feedback``, for session fixtures: stopped at the end of the session."""
     make, started = _feedback_services(llmops_state_dir)
+    yield make
+    stop_all(started)
+
+
+def _retrievers(state_dir: Path):
+    started: list[Retriever] = []
+
+    def make(*, store: str = "edge", **overrides: str) -> Retriever:
+        admin_token, read_token = new_retriever_tokens()
+        service_dir = state_dir / f"retriever-{store}-{uuid.uuid4().hex[:6]}"
+        env = retriever_env(
+            store=store, state_dir=service_dir, admin_token=admin_token, read_token=read_token, **overrides
+        )
+        retriever = Retriever(env=env, state_dir=service_dir)
+        started.append(retriever)
+        return retriever.start()
+
+    return make, started
+
+
+@pytest.fixture(scope="module")
+def make_retriever(llmops_state_dir):
+    """Starts retrievers (real embeddings; ``store`` "edge", the default, or "qdrant" in memory, with settings
+    overrides); stopped at the end of the module."""
+    make, started = _retrievers(llmops_state_dir)
+    yield make
+    stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def make_session_retriever(llmops_state_dir):
+    """Like ``make_retriever``, for session fixtures: stopped at the end of the session."""
+    make, started = _retrievers(llmops_state_dir)
     yield make
     stop_all(started)
 

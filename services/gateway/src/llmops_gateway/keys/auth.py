@@ -123,7 +123,9 @@ class KeyAuthenticator:
                 # Key store down: a key seen recently keeps working; an unknown one cannot be checked.
                 logger.warning("key store unreachable", extra={"error": repr(exc)})
                 if entry is None:
-                    raise APIError(503, "key store unavailable", code="key_store_unavailable") from exc
+                    raise APIError(
+                        503, "key store unavailable", code="key_store_unavailable", headers={"Retry-After": "1"}
+                    ) from exc
         if entry.key is not None:  # unknown keys are not kept fresh: a flood of them must not grow the refresh
             self._in_use.add(key_hash)
             if self._refresher is None:

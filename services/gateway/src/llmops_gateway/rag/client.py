@@ -4,8 +4,10 @@ import logging
 
 import aiohttp
 import orjson
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from llmops_common import tracing
 from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
 
@@ -33,7 +35,35 @@ class RetrieverClient:
         score_threshold: float | None,
         request_id: str,
     ) -> list[SearchHit]:
-        """Raises ``RetrieverUnavailable``, or an ``APIError`` the client caused (unknown collection, bad filter)."""
+        """Raises ``RetrieverUnavailable``, or an ``APIError`` the client caused (unknown collection, bad filter).
+
+        With tracing on the search is a client span of its own (``retrieve``; the collection an attribute, since a
+        request may name it), current while the call runs, so the ``traceparent`` the session adds makes the
+        retriever's request span its child."""
+        attributes = {"llmops.rag.collection": collection, "llmops.rag.top_k": top_k}
+        with tracing.span("retrieve", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            hits = await self._search(
+                collection=collection,
+                query=query,
+                top_k=top_k,
+                filter=filter,
+                score_threshold=score_threshold,
+                request_id=request_id,
+            )
+            if span is not None:
+                span.set_attribute("llmops.rag.hits", len(hits))
+            return hits
+
+    async def _search(
+        self,
+        *,
+        collection: str,
+        query: str,
+        top_k: int,
+        filter: dict | None,
+        score_threshold: float | None,
+        request_id: str,
+    ) -> list[SearchHit]:
         body = {"query": query, "top_k": top_k, "filter": filter, "score_threshold": score_threshold}
         try:
             async with self._http.post(

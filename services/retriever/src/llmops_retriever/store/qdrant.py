@@ -13,6 +13,7 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from llmops_common import tracing
 from llmops_retriever.store import filters as f
 from llmops_retriever.store.base import (
     DENSE,
@@ -72,7 +73,12 @@ class QdrantStore(VectorStore):
         elif url == ":memory:":
             self._client = AsyncQdrantClient(location=":memory:")
         else:
-            self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
+            # traceparent on every REST call to the server, as on every other call between services; qdrant-client
+            # hands extra arguments to its httpx client (documented). Nothing with tracing off.
+            hooks = tracing.httpx_event_hooks()
+            self._client = AsyncQdrantClient(
+                url=url, api_key=api_key, timeout=10, **({"event_hooks": hooks} if hooks else {})
+            )
         self._ef = hnsw_ef
         self._specs: dict[str, tuple[CollectionSpec, float]] = {}
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.sql import utcnow
@@ -90,6 +91,9 @@ async def run(
                 on_pass(outcomes)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a failing pass (database down) is logged; the next one tries again
+        except (SQLAlchemyError, OSError) as exc:
+            # The database is down or restarting: a line per pass, not a traceback twice a second.
+            logger.warning("reaper pass failed: database unreachable", extra={"error": repr(exc)[:300]})
+        except Exception:  # a bug: its traceback; the next pass tries again
             logger.exception("reaper pass failed")
         await asyncio.sleep(interval_s)
