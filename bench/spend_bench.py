@@ -1,6 +1,6 @@
 """Spend benchmark: what spend accounting adds to a request, against this gateway without it, in the same run.
 
-    .venv/bin/python bench/spend_bench.py [--requests 10000] [--concurrency 64] [--rounds 3] [--base REV]
+    .venv/bin/python bench/spend_bench.py [--requests 10000] [--concurrency 64] [--rounds 10] [--base REV]
 
 One run on this machine: the fake OpenAI upstream in its own process, and two one-worker gateways on one Redis
 and their own SQLite stores, set up alike (one route, a price for its variant, the same keys). The baseline is
@@ -246,7 +246,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=10000, help="requests per path and round")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=10,
+        help="interleaved rounds; ten: three left the ratio at the noise of the shared machine",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started, load_at_start = time.time(), [round(x, 2) for x in os.getloadavg()]
