@@ -146,9 +146,11 @@ def test_a_challenger_the_gate_blocks_gets_no_canary_and_the_loop_goes_on(
 
         from llmops_cli.main import app
 
-        env = {"LLMOPS_ADMIN_TOKEN": service.admin_token, "LLMOPS_FEEDBACK_URL": service.url, "COLUMNS": "300"}
+        env = {"LLMOPS_ADMIN_TOKEN": service.admin_token, "LLMOPS_FEEDBACK_URL": service.url}
         listed = CliRunner().invoke(app, ["retraining", "list"], env=env)
-        assert listed.exit_code == 0 and f"BLOCK on version {version}" in listed.output, listed.output
+        assert listed.exit_code == 0 and "BLOCK" in listed.output, listed.output  # the "last gate" column
+        shown = CliRunner().invoke(app, ["retraining", "show", route], env=env)
+        assert shown.exit_code == 0 and orjson.loads(shown.output)["gate_run_id"] == blocked["gate_run_id"]
     finally:
         adapter.stop()
 
