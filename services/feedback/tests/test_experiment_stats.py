@@ -1,6 +1,7 @@
 """The statistics and the decision rule of experiments: cases, the policy's validation, and the test of the test
 (seeded simulations of experiments looked at continuously, as the controller does)."""
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -103,14 +104,52 @@ def test_ttft_guardrail_needs_enough_exposures():
     assert decision.evidence["guardrails"]["ttft_p95_ratio"] == pytest.approx(2.0)
 
 
+def _scores(mean: float, n: int = 10) -> stats.Moments:
+    """``n`` judge scores all equal to ``mean``."""
+    return stats.Moments(n, mean * n, mean * mean * n)
+
+
 def test_judge_guardrail():
-    policy = ExperimentPolicy(min_judge_score=0.7)
-    champion = _arm(100, 50, exposures=1000, judge_score=0.8)
-    decision = _decide(champion, _arm(20, 10, exposures=100, judge_score=0.6), planned_share=0.1, policy=policy)
+    policy = ExperimentPolicy(min_judge_score=0.7, judge_rubric="helpfulness")
+    champion = _arm(100, 50, exposures=1000, judge=_scores(0.8))
+    decision = _decide(champion, _arm(20, 10, exposures=100, judge=_scores(0.6)), planned_share=0.1, policy=policy)
     assert decision.action is Action.ROLLBACK and "judge" in decision.reason
     assert _decide(
-        champion, _arm(20, 10, exposures=100, judge_score=0.75), planned_share=0.1, policy=policy
+        champion, _arm(20, 10, exposures=100, judge=_scores(0.75)), planned_share=0.1, policy=policy
     ).action is (Action.WAIT)
+
+
+JUDGED = ExperimentPolicy(primary_metric="judge_score", judge_rubric="correctness")
+
+
+def test_judge_score_as_primary_metric_decides_on_scores_not_thumbs():
+    # Same thumbs up on both arms; the challenger's answers score 0.8 against the champion's 0.6 on 200 each.
+    champion, challenger = _arm(600, 300, judge=_scores(0.6, 200)), _arm(600, 300, judge=_scores(0.8, 200))
+    decision = _decide(champion, challenger, policy=JUDGED)
+    assert decision.action is Action.PROMOTE and "correctness judge-score difference +0.200" in decision.reason
+    shown = decision.evidence["readout"]
+    assert shown["metric"] == "judge_score" and shown["champion"]["n"] == 200
+    assert shown["champion"]["mean"] == pytest.approx(0.6) and "bounded means" in shown["method"]
+    assert _decide(challenger, champion, policy=JUDGED).action is Action.ROLLBACK
+    # Too few scores waits, whatever the thumbs say; the wait names what it needs.
+    few = _decide(_arm(600, 100, judge=_scores(0.6, 20)), _arm(600, 500, judge=_scores(0.8, 20)), policy=JUDGED)
+    assert few.action is Action.WAIT and "judge scores" in few.reason
+    assert _decide(_arm(600, 100), _arm(600, 500), policy=JUDGED).evidence["readout"]["difference"] is None
+
+
+def test_judge_score_confidence_sequence_reduces_to_the_thumbs_up_one_on_0_1_scores():
+    thumbs = stats.sequential_difference(120, 300, 150, 280, alpha=0.05, tau=0.1)
+    scores = stats.sequential_mean_difference(
+        stats.Moments(300, 120, 120), stats.Moments(280, 150, 150), alpha=0.05, tau=0.1
+    )
+    p_a, p_b = 121 / 302, 151 / 282  # the smoothed rates (x+1)/(n+2)
+    assert scores.variance == pytest.approx(p_a * (1 - p_a) / 300 + p_b * (1 - p_b) / 280, rel=1e-12)
+    assert scores == thumbs
+    # A spread-out score (half 0, half 1) has the widest variance; equal scores the narrowest, never 0.
+    assert stats.Moments(100, 50, 50).smoothed_variance == pytest.approx(0.25)
+    assert 0 < _scores(0.7, 100).smoothed_variance < 0.01
+    assert stats.mean_interval(_scores(0.7, 100)) == pytest.approx((0.68, 0.72), abs=0.01)
+    assert stats.mean_interval(stats.Moments()) is None
 
 
 def test_ramps_when_guardrails_hold_and_the_step_is_old_enough():
@@ -201,7 +240,7 @@ def test_fixed_horizon_z_known_value():
 
 def test_readout_for_display():
     shown = readout(champion=_arm(100, 50), challenger=_arm(0, 0), challenger_share=0.05, policy=POLICY)
-    assert shown.champion.rate == 0.5 and shown.challenger.rate is None and shown.difference is None
+    assert shown.champion.mean == 0.5 and shown.challenger.mean is None and shown.difference is None
     assert shown.needed[1] >= POLICY.min_ratings_per_arm
     json.dumps(shown.to_dict(), allow_nan=False)
 
@@ -227,6 +266,10 @@ def test_readout_for_display():
         ("max_error_rate_increase", 2),
         ("max_ttft_p95_ratio", 0.9),
         ("min_judge_score", 1.5),
+        ("min_judge_score", 0.5),  # without judge_rubric: the rubric is named, never implied
+        ("primary_metric", "clicks"),
+        ("primary_metric", "judge_score"),  # without judge_rubric
+        ("judge_rubric", "nope"),
         ("srm_alpha", 0),
         ("min_exposures_for_srm", -1),
         ("alpha", math.nan),
@@ -238,7 +281,9 @@ def test_policy_refuses_bad_values_by_name(field, value):
 
 
 def test_policy_round_trips_through_a_plain_dict():
-    policy = ExperimentPolicy(steps=[0.1, 0.5], min_judge_score=0.6, min_step_duration_s=900)
+    policy = ExperimentPolicy(
+        steps=[0.1, 0.5], min_judge_score=0.6, judge_rubric="helpfulness", min_step_duration_s=900
+    )
     data = json.loads(json.dumps(policy.to_dict()))
     assert data["steps"] == [0.1, 0.5]
     assert ExperimentPolicy.from_dict(data) == policy
@@ -326,3 +371,76 @@ def test_a_b_power_at_the_horizon():
     print(f"A/B 0.5 vs 0.65, 300 experiments: promoted {power:.3f}")
     assert power >= 0.85
     assert not any(a is Action.ROLLBACK for a in outcomes.actions)
+
+
+# Judge scores as the primary metric: a judge's 1-5 grade mapped to [0, 1], scored on a sample of each arm's requests.
+LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+JUDGE_RATE = 0.2  # the online sample's share of requests scored
+JUDGE_POLICY = dataclasses.replace(SIM_POLICY, primary_metric="judge_score", judge_rubric="helpfulness")
+
+
+def _simulate_judged(champion: list[float], challenger: list[float], experiments: int, seed: int) -> list[Action]:
+    """``_simulate``'s closed loop with judge scores for outcomes: each arm's scores drawn from its grade
+    distribution (probabilities of LEVELS)."""
+    rng = np.random.default_rng(seed)
+    exposures = np.zeros((experiments, 2), dtype=np.int64)
+    moments = np.zeros((experiments, 2, 3))  # [experiment, arm, (n, total, squares)]
+    step = np.zeros(experiments, dtype=np.int64)
+    step_start = np.zeros(experiments, dtype=np.int64)
+    step_exposures = np.zeros((experiments, len(JUDGE_POLICY.steps)), dtype=np.int64)
+    actions = [Action.WAIT] * experiments
+    grades = np.array([champion, challenger])
+    shares = np.array(JUDGE_POLICY.steps)
+    for look in range(1, LOOKS + 1):
+        to_challenger = rng.binomial(EXPOSURES_PER_LOOK, shares[step])
+        new = np.stack([EXPOSURES_PER_LOOK - to_challenger, to_challenger], axis=1)
+        exposures += new
+        judged = rng.binomial(new, JUDGE_RATE)
+        counts = np.stack([rng.multinomial(judged[:, arm], grades[arm]) for arm in (0, 1)], axis=1)
+        moments += np.stack([counts.sum(-1), counts @ LEVELS, counts @ (LEVELS**2)], axis=-1)
+        step_exposures[np.arange(experiments), step] += EXPOSURES_PER_LOOK
+        for i in range(experiments):
+            if actions[i] not in (Action.WAIT, Action.RAMP):
+                continue
+            arms = [
+                ArmStats(exposures=int(exposures[i, arm]), ratings=0, thumbs_up=0,
+                         judge=stats.Moments(int(moments[i, arm, 0]), *moments[i, arm, 1:].tolist()))
+                for arm in (0, 1)
+            ]  # fmt: skip
+            actions[i] = decide(
+                champion=arms[0],
+                challenger=arms[1],
+                planned_share=stats.blended_share(JUDGE_POLICY.steps, step_exposures[i].tolist()),
+                step_index=int(step[i]),
+                step_age_s=(look - step_start[i]) * LOOK_S,
+                age_s=look * LOOK_S,
+                policy=JUDGE_POLICY,
+            ).action
+            if actions[i] is Action.RAMP:
+                step[i] += 1
+                step_start[i] = look
+    return actions
+
+
+GRADES = [0.1, 0.15, 0.3, 0.3, 0.15]  # mean 0.5625, a judge that grades mostly 3 and 4
+
+
+def test_judge_score_a_a_false_promotions_stay_below_alpha():
+    actions = _simulate_judged(GRADES, GRADES, experiments=1000, seed=20261206)
+    promoted = sum(a is Action.PROMOTE for a in actions) / 1000
+    rolled_back = sum(a is Action.ROLLBACK for a in actions) / 1000
+    print(f"judge-score A/A, 1000 experiments, {LOOKS} looks: false promotions {promoted:.3f}, "
+          f"rollbacks {rolled_back:.3f}")  # fmt: skip
+    assert promoted <= JUDGE_POLICY.alpha
+    assert promoted + rolled_back <= JUDGE_POLICY.alpha  # two-sided: the whole error, both ways
+
+
+def test_judge_score_a_b_power_at_the_horizon():
+    # Mean 0.5625 against 0.6625 (one MDE): grades moved up a notch on a share of answers.
+    better = [0.05, 0.1, 0.25, 0.35, 0.25]
+    assert float(np.dot(better, LEVELS) - np.dot(GRADES, LEVELS)) == pytest.approx(0.1)
+    actions = _simulate_judged(GRADES, better, experiments=300, seed=11)
+    power = sum(a is Action.PROMOTE for a in actions) / 300
+    print(f"judge-score A/B +0.1, 300 experiments: promoted {power:.3f}")
+    assert power >= 0.85
+    assert not any(a is Action.ROLLBACK for a in actions)

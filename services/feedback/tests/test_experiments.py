@@ -256,6 +256,44 @@ def test_a_low_judge_score_rolls_the_challenger_back_whatever_the_thumbs(platfor
     assert rollback["evidence"]["guardrails"]["champion_judge_score"] == pytest.approx(0.9)
 
 
+def test_judge_score_as_the_primary_metric_promotes_on_stored_scores(platform, fb, upstreams, expect_error):
+    """Same thumbs on both arms; the challenger's answers score higher by the policy's rubric: it is promoted."""
+    _, gateway, mlflow_server = platform
+    model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
+    route = _route(gateway, upstreams, f"{model}@champion", f"{model}@challenger")
+    body = {"route": route, "champion": "champion", "challenger": "challenger"}
+    error = expect_error(fb.post("/v1/experiments", json=body | {"policy": FAST | {"primary_metric": "judge_score"}}),
+                         422, "invalid_policy")  # fmt: skip
+    assert "judge_rubric must name the rubric" in error["message"]
+    policy = FAST | {"primary_metric": "judge_score", "judge_rubric": "helpfulness"}
+    experiment = fb.post("/v1/experiments", json=body | {"policy": policy}).json()
+    scored = {
+        (0.25, 0.5): _deliver(platform, route, "champion", ups=10, downs=15, version="1"),
+        (0.75, 1.0): _deliver(platform, route, "challenger", ups=10, downs=15, version="2"),  # same thumbs
+    }
+    time.sleep(1.0)  # a few controller passes: the thumbs alone (a tie) decide nothing
+    waiting = fb.get(f"/v1/experiments/{experiment['id']}").json()
+    assert waiting["status"] == "running" and waiting["readout"]["primary_metric"] == "judge_score"
+    assert waiting["readout"]["judge_rubric"] == "helpfulness"
+    for scores, records in scored.items():
+        for i, record in enumerate(records):
+            body = {"request_id": record["request_id"], "rubric": "helpfulness", "scorer": "judge:t",
+                    "score": scores[i % 2]}  # fmt: skip
+            assert fb.post("/v1/evaluations/scores", json=body).status_code == 201
+    wait_for(lambda: _status(fb, experiment["id"]) == "promoted", timeout_s=30, what="the promotion")
+    detail = fb.get(f"/v1/experiments/{experiment['id']}").json()
+    promotion = next(d for d in detail["decisions"] if d["action"] == "promote")
+    assert "helpfulness judge-score difference +0.500" in promotion["reason"]
+    shown = promotion["evidence"]["readout"]
+    assert shown["metric"] == "judge_score" and shown["challenger"]["n"] == 25 and shown["difference"]["lower"] > 0
+    arms = {a["arm"]: a for a in detail["readout"]["arms"]}
+    assert arms["challenger"]["judge_scores"] == 25 and arms["challenger"]["judge_score"] == pytest.approx(
+        0.87, abs=0.01
+    )
+    assert arms["champion"]["judge_score_low"] < arms["champion"]["judge_score"] < arms["champion"]["judge_score_high"]
+    assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "2"
+
+
 def test_a_version_the_offline_gate_blocked_gets_no_canary(platform, fb, upstreams, expect_error):
     _, gateway, mlflow_server = platform
     model = _registered(mlflow_server, {"champion": 1, "challenger": 2})

@@ -26,9 +26,12 @@ def test_every_operation_answers_within_its_document(make_feedback, make_gateway
         # Rules the document does not state: since before until (until defaults to now), between two parameters;
         # an experiment's policy is an object whose fields and ranges ExperimentPolicy checks (documented in prose).
         # Likewise: a page cursor must come from an earlier page; an eval set takes items or from_feedback, exactly
-        # one; a comparison needs a judge route when the service has none configured.
+        # one; a comparison needs a judge route when the service has none configured; a retraining policy carries
+        # an experiment policy (checked as above) and a gate with an eval set or a replay, exactly one.
         return operation.path == "/v1/quality" or (operation.method.upper(), operation.path) in {
             ("POST", "/v1/experiments"),
+            ("PUT", "/v1/retraining/{route}"),
+            ("POST", "/v1/config/retraining/validate"),
             ("GET", "/v1/requests"),
             ("POST", "/v1/evaluations/sets"),
             ("POST", "/v1/evaluations/comparisons"),

@@ -33,9 +33,15 @@ def create(
     steps: Annotated[str | None, typer.Option(help="Challenger shares, e.g. 0.05,0.25,0.5.")] = None,
     alpha: Annotated[float | None, typer.Option(help="False-decision rate of the test.")] = None,
     min_ratings: Annotated[int | None, typer.Option(help="Ratings per arm before any verdict.")] = None,
-    mde: Annotated[float | None, typer.Option(help="Smallest thumbs-up difference worth finding.")] = None,
+    mde: Annotated[float | None, typer.Option(help="Smallest difference of the primary metric worth finding.")] = None,
     max_duration: Annotated[str | None, typer.Option(help="Keep the champion after this long: 7d, 12h.")] = None,
     min_step: Annotated[str | None, typer.Option(help="Least time on a step before ramping: 1h, 30m.")] = None,
+    primary_metric: Annotated[
+        str | None, typer.Option(help="What decides: thumbs_up (default) or judge_score (needs --judge-rubric).")
+    ] = None,
+    judge_rubric: Annotated[
+        str | None, typer.Option(help="The rubric whose scores judge_score (and a judge guardrail) reads.")
+    ] = None,
     feedback_url: FeedbackUrl = None,
 ) -> None:
     """Open an experiment: the challenger gets the first step's share at once."""
@@ -45,7 +51,9 @@ def create(
             policy["steps"] = [float(s) for s in steps.split(",")]
         except ValueError:
             raise typer.BadParameter(f"steps must be numbers separated by commas; got {steps!r}") from None
-    for field, value in (("alpha", alpha), ("min_ratings_per_arm", min_ratings), ("min_detectable_effect", mde)):
+    fields = (("alpha", alpha), ("min_ratings_per_arm", min_ratings), ("min_detectable_effect", mde),
+              ("primary_metric", primary_metric), ("judge_rubric", judge_rubric))  # fmt: skip
+    for field, value in fields:
         if value is not None:
             policy[field] = value
     if max_duration:
@@ -92,11 +100,19 @@ def show(experiment_id: ExperimentId, as_json: AsJson = False, feedback_url: Fee
         f"[bold]{e['id']}[/bold] on {e['route']}: {e['status']}, challenger share {_percent(e['share'])} "
         f"(step {e['step_index'] + 1} of {len(e['steps'])})"
     )
-    table = Table(title="readout")
-    for column in ("arm", "version", "requests", "rated", "up rate", "95% CI", "errors"):
+    judged = e["readout"].get("primary_metric") == "judge_score"
+    title = f"readout (primary metric: {e['readout']['judge_rubric']} judge score)" if judged else "readout"
+    table = Table(title=title)
+    scores = ("scored", "judge score", "95% CI ") if judged else ()
+    for column in ("arm", "version", "requests", "rated", "up rate", "95% CI", *scores, "errors"):
         table.add_column(column, justify="right" if column not in ("arm", "version") else "left")
     for arm in e["readout"]["arms"]:
         interval = "-" if arm["up_rate"] is None else f"{_percent(arm['up_rate_low'])}–{_percent(arm['up_rate_high'])}"
+        judge = ()
+        if judged:
+            mean = arm.get("judge_score")
+            low_high = "-" if mean is None else f"{arm['judge_score_low']:.3f}–{arm['judge_score_high']:.3f}"
+            judge = (str(arm.get("judge_scores", 0)), "-" if mean is None else f"{mean:.3f}", low_high)
         table.add_row(
             f"{arm['arm']}\n{arm['variant']}",
             arm["version"] or "-",
@@ -104,6 +120,7 @@ def show(experiment_id: ExperimentId, as_json: AsJson = False, feedback_url: Fee
             str(arm["ratings"]),
             _percent(arm["up_rate"]),
             interval,
+            *judge,
             _percent(arm["error_rate"]),
         )
     console.print(table)

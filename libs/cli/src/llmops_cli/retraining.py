@@ -48,6 +48,13 @@ def set_policy(
         str | None, typer.Option(help='Trainer job fields as JSON: {"training": {...}, "lora": {...}}.')
     ] = None,
     experiment: Annotated[str | None, typer.Option(help="The canary's experiment policy as JSON.")] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            help='The offline gate before the canary as JSON: {"rubric": "pairwise", "replay": 50, "margin": 0.05} '
+            'or {"rubric": "contains_reference", "eval_set": "NAME"}.'
+        ),
+    ] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Store it without acting on it.")] = False,
     feedback_url: FeedbackUrl = None,
 ) -> None:
@@ -62,6 +69,7 @@ def set_policy(
         "max_failures": max_failures,
         "job": _json_option(job, "--job"),
         "experiment": _json_option(experiment, "--experiment"),
+        "gate": _json_option(gate, "--gate") or None,
         "enabled": not disabled,
     }
     policy = _client(feedback_url).put(f"/v1/retraining/{route}", body)
@@ -82,17 +90,28 @@ def list_policies(
         console.print("no retraining policies")
         return
     table = Table()
-    for column in ("route", "model", "min new", "status"):
+    for column in ("route", "model", "min new", "last gate", "status"):
         table.add_column(column, overflow="fold")
     for p in policies:
         enabled = "" if p["enabled"] else " (disabled)"
-        table.add_row(p["route"], p["model_name"], str(p["min_examples"]), (p["status"] or "-") + enabled)
+        table.add_row(p["route"], p["model_name"], str(p["min_examples"]), _gate(p), (p["status"] or "-") + enabled)
     console.print(table)
+
+
+def _gate(policy: dict) -> str:
+    """The last offline gate: its verdict on which version, and the MLflow run it was logged to."""
+    if policy.get("gate") is None:
+        return "no gate"
+    if policy.get("gate_comparison_id") is None:
+        return "not run yet"
+    verdict = (policy.get("gate_verdict") or "running").upper()
+    run = f", MLflow run {policy['gate_run_id']}" if policy.get("gate_run_id") else ""
+    return f"{verdict} on version {policy.get('registered_version') or '?'} ({policy['gate_comparison_id']}{run})"
 
 
 @app.command()
 def show(route: Route, feedback_url: FeedbackUrl = None) -> None:
-    """One policy, as JSON."""
+    """One policy, as JSON (with the last offline gate's verdict, MLflow run and reason)."""
     print(json.dumps(_client(feedback_url).get(f"/v1/retraining/{route}"), indent=2))
 
 

@@ -88,7 +88,7 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
                 )
                 taken.append((experiment.id, recorded.action))
         state.metrics.experiments.update(seen)
-        taken += await retraining.run_pass(session, routes=state.routes, registry=state.registry, trainer=state.trainer)
+        taken += await retraining.run_pass(session, state=state)
     return taken
 
 

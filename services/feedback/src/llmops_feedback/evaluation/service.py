@@ -15,6 +15,7 @@ from llmops_feedback.evaluation.embeddings import EmbeddingsUnavailable, Similar
 from llmops_feedback.evaluation.judge import Item, Judgement
 from llmops_feedback.evaluation.models import Score
 from llmops_feedback.evaluation.rubrics import Needs, Rubric
+from llmops_feedback.experiments.stats import Moments
 from llmops_feedback.ratings.models import Rating
 from llmops_feedback.records.models import RequestRecord
 
@@ -236,16 +237,17 @@ async def agreement(
     return kappa.cohen_kappa(pairs)
 
 
-async def arm_mean(
+async def arm_moments(
     session: AsyncSession, *, rubric: Rubric, route: str, variant: str, version: str | None, since: datetime
-) -> float | None:
-    """The mean score of an experiment arm's requests (any scorer of the rubric's version): its judge guardrail."""
+) -> Moments:
+    """The scores of an experiment arm's requests (any scorer of the rubric's version), summed: their count, total and
+    total of squares, what the judge guardrail (the mean) and a judge-score primary metric (the mean and its
+    variance) read."""
     where = [RequestRecord.route == route, RequestRecord.variant == variant, RequestRecord.started_at >= since,
              Score.rubric == rubric.name, Score.rubric_version == rubric.version, Score.status == "ok"]  # fmt: skip
     if version:
         where.append(RequestRecord.model_version == version)
-    query = (
-        select(func.avg(Score.score)).join(RequestRecord, RequestRecord.request_id == Score.request_id).where(*where)
-    )
-    mean = await session.scalar(query)
-    return float(mean) if mean is not None else None
+    sums = select(func.count(Score.score), func.sum(Score.score), func.sum(Score.score * Score.score))
+    query = sums.join(RequestRecord, RequestRecord.request_id == Score.request_id).where(*where)
+    n, total, squares = (await session.execute(query)).one()
+    return Moments(int(n or 0), float(total or 0.0), float(squares or 0.0))

@@ -5,10 +5,11 @@ Checks, in order, the first that fires decides:
 2. a guardrail broken (error rate, p95 TTFT, judge score)       -> ROLLBACK, whatever the thumbs say;
 3. challenger significantly worse (confidence sequence < 0)     -> ROLLBACK;
 4. challenger significantly better (confidence sequence > 0)    -> PROMOTE, at any step;
+   (3 and 4 on the primary metric: the thumbs-up rate, or the mean judge score of ``judge_rubric``)
 5. maximum duration reached without a result                    -> KEEP_CHAMPION;
 6. guardrails checked and holding, step old enough, not last     -> RAMP;
 7. otherwise                                                     -> WAIT.
-Steps 3 and 4 need ``min_ratings_per_arm`` on both arms. The statistics are in ``stats`` (always-valid, so the
+Steps 3 and 4 need ``min_ratings_per_arm`` outcomes of the primary metric (ratings, or judge scores) on both arms. The statistics are in ``stats`` (always-valid, so the
 controller may call this every few seconds).
 """
 
@@ -21,13 +22,19 @@ from typing import Any
 
 from llmops_feedback.evaluation import rubrics
 from llmops_feedback.experiments.stats import (
+    MEAN_METHOD,
     METHOD,
+    Moments,
     SequentialDifference,
+    mean_interval,
+    outcomes_needed,
     ratings_needed,
-    sequential_difference,
+    sequential_mean_difference,
     srm_p_value,
     wilson_interval,
 )
+
+PRIMARY_METRICS = ("thumbs_up", "judge_score")
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,11 @@ class ArmStats:
     thumbs_up: int
     errors: int = 0
     ttft_p95_ms: float | None = None
-    judge_score: float | None = None  # mean judge score in [0, 1]
+    judge: Moments | None = None  # the judge scores (in [0, 1]) of the arm's requests, by the policy's rubric
+
+    @property
+    def judge_score(self) -> float | None:
+        return self.judge.mean if self.judge else None
 
     def __post_init__(self) -> None:
         if min(self.exposures, self.ratings, self.thumbs_up, self.errors) < 0:
@@ -66,9 +77,12 @@ class ExperimentPolicy:
     min_step_duration_s: float = 0
     max_error_rate_increase: float = 0.02  # absolute, challenger over champion
     max_ttft_p95_ratio: float = 1.5  # challenger / champion
+    # What the experiment decides on: the thumbs-up rate, or the mean score of judge_rubric (the evaluation
+    # workers' online sample of each arm, or scores posted to /v1/evaluations/scores), both in [0, 1].
+    primary_metric: str = "thumbs_up"
     min_judge_score: float | None = None
-    # The rubric whose mean score (the evaluation workers' online sample of each arm) min_judge_score bounds.
-    judge_rubric: str = "helpfulness"
+    # The rubric whose scores the judge metric (primary) and guardrail (min_judge_score) read: named, never implied.
+    judge_rubric: str | None = None
     srm_alpha: float = 0.001
     min_exposures_for_srm: int = 100
     # TTFT and judge are compared only past this many challenger exposures (a cold adapter's first answers are
@@ -112,8 +126,18 @@ class ExperimentPolicy:
                 "min_judge_score must be null or between 0 and 1",
             ),
             (
-                isinstance(self.judge_rubric, str) and rubrics.get(self.judge_rubric) is not None,
-                f"judge_rubric must be one of {', '.join(sorted(rubrics.RUBRICS))}",
+                self.judge_rubric is None
+                or (isinstance(self.judge_rubric, str) and rubrics.get(self.judge_rubric) is not None),
+                f"judge_rubric must be null or one of {', '.join(sorted(rubrics.RUBRICS))}",
+            ),
+            (self.primary_metric in PRIMARY_METRICS, f"primary_metric must be one of {', '.join(PRIMARY_METRICS)}"),
+            (
+                self.judge_rubric is not None or self.primary_metric != "judge_score",
+                "judge_rubric must name the rubric when primary_metric is judge_score",
+            ),
+            (
+                self.judge_rubric is not None or self.min_judge_score is None,
+                "judge_rubric must name the rubric when min_judge_score is set",
             ),
             (steps_ok, "steps must be a non-empty list of shares strictly between 0 and 1"),
             (steps_ok and all(a < b for a, b in pairwise(steps)), "steps must increase strictly"),
@@ -152,49 +176,57 @@ class Decision:
 
 @dataclass(frozen=True)
 class ArmReadout:
-    ratings: int
-    thumbs_up: int
-    rate: float | None
-    interval: tuple[float, float] | None  # Wilson, 1 - alpha; fixed-horizon, for display
+    n: int  # outcomes of the primary metric: ratings, or judge scores
+    mean: float | None  # the thumbs-up rate, or the mean judge score
+    interval: tuple[float, float] | None  # 1 - alpha, fixed-horizon, for display: Wilson's, or a normal one
 
 
 @dataclass(frozen=True)
 class Readout:
-    """What a dashboard shows: each arm's rate, and the always-valid difference with the ratings still needed."""
+    """What a dashboard shows: each arm's primary metric, and the always-valid difference with the outcomes (ratings
+    or judge scores) still needed."""
 
+    metric: str  # thumbs_up | judge_score
     champion: ArmReadout
     challenger: ArmReadout
-    difference: SequentialDifference | None  # challenger - champion; None until both arms have ratings
-    needed: tuple[int, int]  # more ratings (champion, challenger) to detect the MDE at 80% power
+    difference: SequentialDifference | None  # challenger - champion; None until both arms have outcomes
+    needed: tuple[int, int]  # more outcomes (champion, challenger) to detect the MDE at 80% power
     method: str = METHOD
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _arm(stats: ArmStats, alpha: float) -> ArmReadout:
-    rate = stats.thumbs_up / stats.ratings if stats.ratings else None
-    return ArmReadout(
-        stats.ratings, stats.thumbs_up, rate, wilson_interval(stats.thumbs_up, stats.ratings, alpha=alpha)
-    )
+def primary(stats: ArmStats, policy: ExperimentPolicy) -> Moments:
+    """The arm's outcomes of the policy's primary metric."""
+    if policy.primary_metric == "judge_score":
+        return stats.judge or Moments()
+    return Moments.of_counts(stats.thumbs_up, stats.ratings)
+
+
+def _arm(outcomes: Moments, policy: ExperimentPolicy) -> ArmReadout:
+    if policy.primary_metric == "judge_score":
+        return ArmReadout(outcomes.n, outcomes.mean, mean_interval(outcomes, alpha=policy.alpha))
+    up = round(outcomes.total)
+    return ArmReadout(outcomes.n, outcomes.mean, wilson_interval(up, outcomes.n, alpha=policy.alpha))
 
 
 def readout(*, champion: ArmStats, challenger: ArmStats, challenger_share: float, policy: ExperimentPolicy) -> Readout:
-    """``challenger_share``: the share new ratings will arrive at (the current step's), for the ratings needed."""
-    a, b, mde = champion, challenger, policy.min_detectable_effect
-    needed = ratings_needed(
-        champion_up=a.thumbs_up,
-        champion_n=a.ratings,
-        challenger_n=b.ratings,
-        challenger_share=challenger_share,
-        effect=mde,
-        alpha=policy.alpha,
-        tau=mde,
-    )
+    """``challenger_share``: the share new outcomes will arrive at (the current step's), for the outcomes needed."""
+    a, b, mde = primary(champion, policy), primary(challenger, policy), policy.min_detectable_effect
+    common = {"champion_n": a.n, "challenger_n": b.n, "challenger_share": challenger_share, "effect": mde,
+              "alpha": policy.alpha, "tau": mde}  # fmt: skip
+    if policy.primary_metric == "judge_score":
+        # The challenger's spread is assumed the champion's: a mean shift of one MDE, not a new distribution.
+        variance = a.smoothed_variance
+        needed = outcomes_needed(champion_variance=variance, challenger_variance=variance, **common)
+        method = MEAN_METHOD
+    else:
+        needed, method = ratings_needed(champion_up=round(a.total), **common), METHOD
     floor = policy.min_ratings_per_arm  # the policy decides nothing below this, whatever the information says
-    needed = (max(needed[0], floor - a.ratings), max(needed[1], floor - b.ratings))
-    difference = sequential_difference(a.thumbs_up, a.ratings, b.thumbs_up, b.ratings, alpha=policy.alpha, tau=mde)
-    return Readout(_arm(a, policy.alpha), _arm(b, policy.alpha), difference, needed)
+    needed = (max(needed[0], floor - a.n), max(needed[1], floor - b.n))
+    difference = sequential_mean_difference(a, b, alpha=policy.alpha, tau=mde)
+    return Readout(policy.primary_metric, _arm(a, policy), _arm(b, policy), difference, needed, method)
 
 
 def _guardrails(champion: ArmStats, challenger: ArmStats, policy: ExperimentPolicy) -> tuple[list[str], dict]:
@@ -258,10 +290,12 @@ def decide(
     srm_checked = assigned >= policy.min_exposures_for_srm and srm is not None
     broken, guardrails = _guardrails(champion, challenger, policy)
     d = shown.difference
-    enough = min(champion.ratings, challenger.ratings) >= policy.min_ratings_per_arm
+    enough = min(shown.champion.n, shown.challenger.n) >= policy.min_ratings_per_arm
     last = step_index == len(policy.steps) - 1
     evidence = {
-        "method": METHOD,
+        "method": shown.method,
+        "primary_metric": policy.primary_metric,
+        "judge_rubric": policy.judge_rubric,
         "readout": shown.to_dict(),
         "enough_ratings": enough,
         "min_ratings_per_arm": policy.min_ratings_per_arm,
@@ -288,16 +322,18 @@ def decide(
     if broken:
         return decision(Action.ROLLBACK, "Guardrail broken: " + "; ".join(broken) + ".")
     interval = f"[{d.lower:+.3f}, {d.upper:+.3f}]" if d else ""
+    judged = policy.primary_metric == "judge_score"
+    metric = f"{policy.judge_rubric} judge-score" if judged else "thumbs-up"
     if enough and d.upper < 0:
         return decision(
             Action.ROLLBACK,
-            f"The challenger is worse: thumbs-up difference {d.difference:+.3f}, always-valid interval {interval} "
+            f"The challenger is worse: {metric} difference {d.difference:+.3f}, always-valid interval {interval} "
             f"entirely below 0 (p = {d.p_value:.2g}).",
         )
     if enough and d.lower > 0:
         return decision(
             Action.PROMOTE,
-            f"The challenger is better: thumbs-up difference {d.difference:+.3f}, always-valid interval {interval} "
+            f"The challenger is better: {metric} difference {d.difference:+.3f}, always-valid interval {interval} "
             f"entirely above 0 (p = {d.p_value:.2g}).",
         )
     if age_s >= policy.max_duration_s:
@@ -311,7 +347,8 @@ def decide(
             f"Guardrails hold after {challenger.exposures} challenger exposures and the step has run "
             f"{step_age_s:.0f} s: ramp from {policy.steps[step_index]:.0%} to {policy.steps[step_index + 1]:.0%}.",
         )
-    more = f"{shown.needed[0]} more champion and {shown.needed[1]} more challenger ratings"
+    outcomes = f"{policy.judge_rubric} judge scores" if judged else "ratings"
+    more = f"{shown.needed[0]} more champion and {shown.needed[1]} more challenger {outcomes}"
     wait = f"No decision yet: about {more} to detect a {policy.min_detectable_effect} effect"
     if not last and not guardrails["checked"]:
         wait += f"; the ramp waits for {policy.min_exposures_for_guardrails} challenger exposures to check guardrails"

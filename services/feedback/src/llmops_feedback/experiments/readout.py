@@ -66,10 +66,11 @@ async def count_arm(
         thumbs_up=thumbs_up,
         errors=errors,
         ttft_p95_ms=await _ttft_p95(session, pinned),
-        # The mean score the evaluation workers gave the arm's requests (online sample): the judge guardrail.
-        judge_score=None
+        # The scores the evaluation workers gave the arm's requests (online sample): the judge guardrail's mean, or
+        # the primary metric's outcomes.
+        judge=None
         if judge_rubric is None
-        else await evaluation.arm_mean(
+        else await evaluation.arm_moments(
             session, rubric=judge_rubric, route=route, variant=variant, version=version, since=since
         ),
     )
@@ -100,7 +101,8 @@ async def _ttft_p95(session: AsyncSession, where: list) -> float | None:
 
 async def count_arms(session: AsyncSession, experiment: Experiment) -> tuple[ArmCounts, ArmCounts]:
     """(champion, challenger), each with its mean score by the policy's judge rubric."""
-    judge_rubric = rubrics.get(ExperimentPolicy.from_dict(experiment.policy).judge_rubric)
+    name = ExperimentPolicy.from_dict(experiment.policy).judge_rubric
+    judge_rubric = rubrics.get(name) if name else None
     common = {"route": experiment.route, "since": experiment.created_at, "judge_rubric": judge_rubric}
     champion = await count_arm(session, variant=experiment.champion, version=experiment.champion_version, **common)
     challenger = await count_arm(

@@ -16,7 +16,8 @@ class ExperimentCreate(BaseModel):
     challenger: str = Field(pattern=NAME_PATTERN, description="the route's variant under test")
     policy: dict[str, Any] = Field(
         default_factory=dict,
-        description="decision policy (alpha, min_ratings_per_arm, min_detectable_effect, max_duration_s, steps, "
+        description="decision policy (primary_metric: thumbs_up | judge_score, judge_rubric (required with "
+        "judge_score or min_judge_score), alpha, min_ratings_per_arm, min_detectable_effect, max_duration_s, steps, "
         "min_step_duration_s, guardrails); unset fields take the defaults",
     )
 
@@ -34,6 +35,10 @@ class ArmReadout(BaseModel):
     up_rate: float | None
     up_rate_low: float | None
     up_rate_high: float | None
+    judge_scores: int = Field(description="scores of the policy's judge_rubric on the arm's requests (0 without one)")
+    judge_score: float | None = Field(description="their mean, in [0, 1]")
+    judge_score_low: float | None = Field(description="a fixed-horizon 95% interval of the mean, for display")
+    judge_score_high: float | None
     errors: int
     error_rate: float | None
     ttft_p95_ms: float | None
@@ -54,6 +59,8 @@ class DecisionPublic(BaseModel):
 
 
 class Readout(BaseModel):
+    primary_metric: str = Field(description="what the experiment decides on: thumbs_up or judge_score")
+    judge_rubric: str | None = Field(description="the rubric whose scores the judge metric and guardrail read")
     arms: list[ArmReadout]
     next: DecisionPublic | None = Field(description="what the controller would decide now (not recorded)")
 

@@ -8,6 +8,7 @@ from llmops_common.errors import ERROR_RESPONSES
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment
+from llmops_feedback.experiments.policy import ExperimentPolicy
 from llmops_feedback.experiments.readout import ArmCounts
 from llmops_feedback.experiments.schemas import (
     ArmReadout,
@@ -18,7 +19,7 @@ from llmops_feedback.experiments.schemas import (
     ExperimentPublic,
     Readout,
 )
-from llmops_feedback.experiments.stats import wilson_interval
+from llmops_feedback.experiments.stats import Moments, mean_interval, wilson_interval
 from llmops_feedback.platform import Registry
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], responses=ERROR_RESPONSES)
@@ -67,6 +68,7 @@ async def _detail(session, experiment: Experiment, registry: Registry) -> Experi
         ),
     ]
     decisions = await service.decisions(session, experiment_id=experiment.id)
+    policy = ExperimentPolicy.from_dict(experiment.policy)
     nxt = None
     if service.is_open(experiment):
         nxt = DecisionPublic(
@@ -82,7 +84,7 @@ async def _detail(session, experiment: Experiment, registry: Registry) -> Experi
         )
     return ExperimentDetail(
         **ExperimentPublic.model_validate(experiment).model_dump(),
-        readout=Readout(arms=arms, next=nxt),
+        readout=Readout(primary_metric=policy.primary_metric, judge_rubric=policy.judge_rubric, arms=arms, next=nxt),
         decisions=[DecisionPublic.model_validate(d) for d in decisions],
     )
 
@@ -90,6 +92,8 @@ async def _detail(session, experiment: Experiment, registry: Registry) -> Experi
 def _arm(arm: str, variant: str, model: str | None, version: str | None, counts: ArmCounts) -> ArmReadout:
     stats = counts.stats
     low, high = wilson_interval(stats.thumbs_up, stats.ratings) or (None, None)
+    judge = stats.judge or Moments()
+    judge_low, judge_high = mean_interval(judge) or (None, None)
     return ArmReadout(
         arm=arm,
         variant=variant,
@@ -103,6 +107,10 @@ def _arm(arm: str, variant: str, model: str | None, version: str | None, counts:
         up_rate=stats.thumbs_up / stats.ratings if stats.ratings else None,
         up_rate_low=low,
         up_rate_high=high,
+        judge_scores=judge.n,
+        judge_score=judge.mean,
+        judge_score_low=judge_low,
+        judge_score_high=judge_high,
         errors=stats.errors,
         error_rate=stats.errors / stats.exposures if stats.exposures else None,
         ttft_p95_ms=stats.ttft_p95_ms,

@@ -1,7 +1,7 @@
 """Retraining from feedback: per route, when at least ``min_examples`` new training examples (thumbs-up answers and
 corrections) arrived since the last job, train an adapter on the route's feedback, register it as
-``<model_name>@challenger``, add it to the route as a variant without traffic and open an experiment at the canary
-share, once the adapter is served.
+``<model_name>@challenger``, add it to the route as a variant without traffic and, once the adapter is served and
+has passed the policy's offline gate if it has one (``gate``), open an experiment at the canary share.
 
 Guards: one open experiment per route (nothing starts while one is open), a cooldown between jobs, a dataset that
 must differ (sha256 of its lines) from the last job's, and a failed job counted: after ``max_failures`` in a row the
@@ -20,9 +20,11 @@ from llmops_feedback.datasets.service import Filters, sft_lines
 from llmops_feedback.experiments import service as experiments
 from llmops_feedback.experiments.models import Experiment
 from llmops_feedback.experiments.schemas import ExperimentCreate
-from llmops_feedback.platform import GatewayRoutes, PlatformError, Registry, Trainer, unavailable
+from llmops_feedback.platform import GatewayRoutes, PlatformError, Trainer, unavailable
+from llmops_feedback.retraining import gate
 from llmops_feedback.retraining.models import RetrainingPolicy
 from llmops_feedback.retraining.schemas import RetrainingIn
+from llmops_feedback.state import FeedbackState
 
 FINISHED = ("succeeded", "failed", "cancelled")
 CHALLENGER_ALIAS = "challenger"
@@ -75,29 +77,29 @@ async def dataset(session: AsyncSession, *, route: str, until=None) -> tuple[int
     return count, digest.hexdigest()
 
 
-async def run_pass(
-    session: AsyncSession, *, routes: GatewayRoutes, registry: Registry, trainer: Trainer
-) -> list[tuple[str, str]]:
+async def run_pass(session: AsyncSession, *, state: FeedbackState) -> list[tuple[str, str]]:
     """One step for every enabled policy: ``(route, what happened)`` for the steps that changed something."""
     events = []
     policies = (await session.scalars(select(RetrainingPolicy).where(RetrainingPolicy.enabled.is_(True)))).all()
     for policy in policies:
-        before = (policy.job_id, policy.job_state, policy.experiment_id)
+        before = (policy.job_id, policy.job_state, policy.experiment_id, policy.gate_comparison_id, policy.gate_verdict)
         try:
-            await _step(session, policy, routes=routes, registry=registry, trainer=trainer)
+            await _step(session, policy, state=state)
         except (PlatformError, APIError) as exc:
             policy.status = f"waiting: {exc}"[:1000]
         policy.updated_at = utcnow()
         await session.commit()
-        if (policy.job_id, policy.job_state, policy.experiment_id) != before:
+        if (policy.job_id, policy.job_state, policy.experiment_id, policy.gate_comparison_id,
+                policy.gate_verdict) != before:  # fmt: skip
             events.append((policy.route, policy.status or ""))
     return events
 
 
-async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer) -> None:
+async def _step(session, policy: RetrainingPolicy, *, state: FeedbackState) -> None:
     if policy.job_id and policy.job_state not in FINISHED:
-        job = await trainer.get(policy.job_id)
+        job = await state.trainer.get(policy.job_id)
         policy.job_state = job["state"]
+        policy.served_model, policy.registered_version = job.get("served_model"), job.get("registered_version")
         if job["state"] in ("failed", "cancelled"):
             policy.failures += 1
             policy.status = f"job {policy.job_id} {job['state']}: {job.get('error') or '-'}"[:1000]
@@ -105,10 +107,10 @@ async def _step(session, policy: RetrainingPolicy, *, routes, registry, trainer)
         if job["state"] != "succeeded":
             policy.status = f"job {policy.job_id} {job['state']}"
             return
-    if policy.job_id and policy.job_state == "succeeded" and policy.experiment_id is None:
-        await _canary(session, policy, routes=routes, registry=registry, trainer=trainer)
+    if policy.job_id and policy.job_state == "succeeded" and policy.experiment_id is None and not gate.closed(policy):
+        await _canary(session, policy, state=state)
         return
-    await _maybe_train(session, policy, trainer=trainer)
+    await _maybe_train(session, policy, trainer=state.trainer)
 
 
 async def _maybe_train(session: AsyncSession, policy: RetrainingPolicy, *, trainer: Trainer) -> None:
@@ -141,14 +143,19 @@ async def _maybe_train(session: AsyncSession, policy: RetrainingPolicy, *, train
             }
         )
     policy.job_id, policy.job_state, policy.experiment_id = job["id"], job["state"], None
+    policy.served_model = policy.registered_version = None
     policy.dataset_hash, policy.dataset_examples, policy.started_at = digest, count, now
     policy.status = f"job {job['id']} started on {count} examples ({new} new)"
 
 
-async def _canary(session, policy: RetrainingPolicy, *, routes, registry, trainer) -> None:
-    """The adapter joins the route as a variant without traffic, and once it is served an experiment opens."""
-    job = await trainer.get(policy.job_id)
-    served, version = job.get("served_model"), job.get("registered_version")
+async def _canary(session, policy: RetrainingPolicy, *, state: FeedbackState) -> None:
+    """The adapter joins the route as a variant without traffic, and once it is served (and has passed the offline
+    gate, when the policy has one) an experiment opens."""
+    routes = state.routes
+    if policy.served_model is None:  # a job that succeeded before its adapter was kept on the policy
+        job = await state.trainer.get(policy.job_id)
+        policy.served_model, policy.registered_version = job.get("served_model"), job.get("registered_version")
+    served, version = policy.served_model, policy.registered_version
     spec = await routes.get(policy.route)
     if spec is None:
         raise PlatformError(f"route {policy.route!r} no longer exists")
@@ -163,9 +170,16 @@ async def _canary(session, policy: RetrainingPolicy, *, routes, registry, traine
     if not await routes.serves(upstream, served):
         policy.status = f"job {policy.job_id} registered {served} version {version}; waiting for it to be served"
         return
+    if not await gate.passed(session, policy, spec=spec, state=state):
+        return
     data = ExperimentCreate(
         route=policy.route, champion=policy.champion, challenger=policy.challenger, policy=policy.experiment
     )
-    experiment = await experiments.create(session, data=data, actor="retraining", routes=routes, registry=registry)
+    experiment = await experiments.create(
+        session, data=data, actor="retraining", routes=routes, registry=state.registry
+    )
     policy.experiment_id, policy.failures = experiment.id, 0
-    policy.status = f"job {policy.job_id} registered {served} version {version}; experiment {experiment.id} opened"
+    passed = f"; offline gate {policy.gate_comparison_id} passed" if policy.gate else ""
+    policy.status = (
+        f"job {policy.job_id} registered {served} version {version}{passed}; experiment {experiment.id} opened"
+    )
