@@ -6,12 +6,15 @@ a few dozen ratings decide, and the tests check what the platform does with a de
 """
 
 import asyncio
+import json
 import time
 import uuid
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from llmops_cli.main import app
 from llmops_common import sql
 from llmops_feedback import db
 from llmops_feedback.controller import take_lease
@@ -362,3 +365,64 @@ async def _lease_rounds(url: str) -> None:
         assert await take("newcomer", ttl_s=30) and not await take(holder)
     finally:
         await engine.dispose()
+
+
+def test_the_cli_lists_shows_and_decides_by_hand_with_the_evidence_recorded(platform, upstreams):
+    """``llmops experiments`` and ``llmops retraining`` as an admin runs them (in-process, against the real service):
+    a manual decision takes the controller's path, recorded with the readout it was taken on."""
+    service, gateway, mlflow_server = platform
+    env = {"LLMOPS_ADMIN_TOKEN": service.admin_token, "LLMOPS_FEEDBACK_URL": service.url, "COLUMNS": "200"}
+    runner = CliRunner()
+
+    def llmops(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    model = _registered(mlflow_server, {"champion": 1, "challenger": 2})
+    route = _route(gateway, upstreams, f"{model}@champion", f"{model}@challenger")
+    # No verdict and no ramp of the controller's own: every decision here is the admin's.
+    hold = ("--steps", "0.1,0.5", "--min-ratings", "1000", "--min-step", "1h")
+    created = llmops("experiments", "create", route, "--champion", "champion", "--challenger", "challenger", *hold)
+    listed = json.loads(llmops("experiments", "list", "--route", route, "--json"))
+    assert [(e["status"], e["share"]) for e in listed] == [("running", 0.1)] and listed[0]["id"] in created
+    experiment_id = listed[0]["id"]
+    _deliver(platform, route, "champion", ups=3, downs=1, version="1")
+    _deliver(platform, route, "challenger", ups=4, downs=0, version="2")
+
+    assert f"{experiment_id}: promoted" in llmops("experiments", "promote", experiment_id)
+    shown = json.loads(llmops("experiments", "show", experiment_id, "--json"))
+    promotion = shown["decisions"][-1]
+    assert (shown["status"], promotion["action"], promotion["actor"], promotion["applied"]) == (
+        "promoted", "promote", "admin", True
+    )  # fmt: skip
+    seen = promotion["evidence"]["readout"]["readout"]  # the numbers of the moment, and what the controller would do
+    assert (seen["champion"]["ratings"], seen["champion"]["thumbs_up"], seen["challenger"]["thumbs_up"]) == (4, 3, 4)
+    assert promotion["evidence"]["controller_would"] == "wait"
+    assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "2"
+
+    assert f"{experiment_id}: rolled_back" in llmops("experiments", "rollback", experiment_id)
+    revert = json.loads(llmops("experiments", "show", experiment_id, "--json"))["decisions"][-1]
+    assert (revert["action"], revert["actor"], revert["applied"]) == ("revert", "admin", True)
+    assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "1"
+    concluded = llmops("experiments", "stop", experiment_id, ok=False)  # the service's 409, said plainly
+    assert f"experiment {experiment_id} is rolled_back" in concluded
+
+    second = llmops("experiments", "create", route, "--champion", "champion", "--challenger", "challenger", *hold)
+    second_id = json.loads(llmops("experiments", "list", "--route", route, "--status", "running", "--json"))[0]["id"]
+    assert second_id in second and f"{second_id}: stopped" in llmops("experiments", "stop", second_id)
+    stop = json.loads(llmops("experiments", "show", second_id, "--json"))["decisions"][-1]
+    assert (stop["action"], stop["actor"], stop["share"], stop["applied"]) == ("stop", "admin", 0.0, True)
+    assert stop["evidence"]["readout"]["readout"]["challenger"]["ratings"] == 0  # only its own requests count
+    assert _weights(gateway, route) == {"champion": 1.0, "challenger": 0.0}
+
+    # llmops retraining set|show: the policy as stored, and where it stands.
+    llmops("retraining", "set", route, "--model", model, "--champion", "champion", "--min-examples", "500",
+           "--cooldown", "30m", "--experiment", '{"steps": [0.05, 0.25]}')  # fmt: skip
+    policy = json.loads(llmops("retraining", "show", route))
+    assert (policy["model_name"], policy["min_examples"], policy["cooldown_s"], policy["failures"]) == (
+        model, 500, 1800.0, 0
+    )  # fmt: skip
+    assert policy["experiment"] == {"steps": [0.05, 0.25]} and policy["enabled"]
+    assert "no variant 'nope'" in llmops("retraining", "set", route, "--model", model, "--champion", "nope", ok=False)
+    llmops("retraining", "delete", route)
