@@ -58,5 +58,7 @@ def test_the_demo_closes_the_loop_and_promotes_the_adapter(platform_env, tmp_pat
     assert any(p.startswith("/console/experiments/") for p in opened), opened  # the demo's experiment, opened too
     report = (out / "report.md").read_text()
     assert "promoted" in report.lower()
+    # the retraining wait broken into the job's phases, from the trainer's API and inference's model list
+    assert "| a training worker took it" in report and "| inference served the adapter |" in report, report
     assert (out / "report.png").stat().st_size > 10_000
     assert Path(out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

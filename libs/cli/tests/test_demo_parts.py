@@ -1,6 +1,8 @@
 """The demo's parts that need no platform: the bundled facts, the rating rule, the report and its plot."""
 
-from llmops_cli.demo import report
+from datetime import UTC, datetime
+
+from llmops_cli.demo import report, timeline
 from llmops_cli.demo.items import demo_items, documents, facts, rate
 
 
@@ -44,6 +46,7 @@ def test_the_report_names_the_decision_and_draws_the_arms(tmp_path):
         {"t": 61.0 + i, "kind": "rating", "phase": "canary", "arm": "challenger", "rating": "up"} for i in range(10)
     ]
     events += [{"t": 80.0, "kind": "decision", "action": "promote", "reason": "better", "actor": "controller"}]
+    events += [{"t": 24.0, "kind": "job_submitted", "job_id": "job_1"}, {"t": 55.0, "kind": "adapter_served"}]
     answers = [
         {"phase": "canary", "arm": arm, "item": "x", "question": "Who keeps it?", "answer": text, "rating": r}
         for arm, text, r in (("base", "No idea.", "down"), ("challenger", "Odalys Brenn.", "up"))
@@ -59,4 +62,53 @@ def test_the_report_names_the_decision_and_draws_the_arms(tmp_path):
     text = md.read_text()
     assert "the challenger was promoted" in text and "**promote** by controller" in text
     assert "- challenger (up): Odalys Brenn." in text and "job_1" in text
+    assert "## Where the retraining time went" in text and "| inference served the adapter | 55 | 31 |" in text
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def _job(state: str, step: int, **fields) -> dict:
+    """The trainer's ``GET /jobs/{id}`` as the demo polls it; the demo's clock started at 20:00:00 UTC."""
+    job = {"id": "ftjob-1", "state": state, "created_at": "2026-12-06T20:01:02+00:00", "started_at": None,
+           "finished_at": None, "attempt": 1, "served_model": "demo-abc@challenger", "registered_version": None,
+           "progress": {"step": step, "total_steps": 36}}  # fmt: skip
+    return job | fields
+
+
+def test_the_retraining_wait_is_broken_into_the_jobs_phases():
+    watch = timeline.JobWatch(datetime(2026, 12, 6, 20, 0, 0, tzinfo=UTC).timestamp())
+    running = {"state": "running", "started_at": "2026-12-06T20:01:05+00:00"}
+    done = running | {"state": "succeeded", "finished_at": "2026-12-06T20:05:40+00:00", "registered_version": "1"}
+    polls = [
+        (64.0, _job("queued", 0), False),
+        (66.0, _job(**running, step=0), False),  # loading the base model: no step yet
+        (150.0, _job(**running, step=4), False),
+        (152.0, _job(**running, step=5), False),
+        (310.0, _job(**running, step=36), False),
+        (346.0, _job(**done, step=36), False),
+        (348.0, _job(**done, step=36), False),  # inference has not loaded it yet
+        (1500.0, _job(**done, step=36), True),
+        (1502.0, _job(**done, step=36), True),
+    ]
+    events = [e for t, job, served in polls for e in watch.observe(job, t=t, served=served)]
+    assert [(e["kind"], e["t"]) for e in events] == [
+        ("job_submitted", 62.0),  # the trainer's own timestamps, on the demo's clock
+        ("job_running", 65.0),
+        ("first_step", 150.0),  # progress: when a poll first saw it
+        ("last_step", 310.0),
+        ("job_succeeded", 340.0),
+        ("adapter_served", 1500.0),
+    ]
+    assert timeline.describe(events[2]) == "150 s: training under way (step 4 of 36)"
+    events.append({"t": 1530.0, "kind": "experiment_started", "experiment_id": "exp_1"})
+    lines = timeline.report_lines(events)
+    assert lines[2] == "| the retraining policy submitted the job (queued) | 62 | - |"
+    assert "| the job finished: the adapter saved and registered, version 1 | 340 | 30 |" in lines
+    assert "| inference served the adapter | 1500 | 1160 |" in lines  # where the time went
+    assert lines[-1].startswith("Training steps 4 to 36: 160 s, about 5.0 s a step")
+
+    # A job that finished between two polls: its steps are placed no later than its end.
+    quick = timeline.JobWatch(datetime(2026, 12, 6, 20, 0, 0, tzinfo=UTC).timestamp())
+    kinds = {e["kind"]: e["t"] for e in quick.observe(_job(**done, step=36), t=400.0)}
+    assert kinds == {"job_submitted": 62.0, "job_running": 65.0, "first_step": 340.0, "last_step": 340.0,
+                     "job_succeeded": 340.0}  # fmt: skip
+    assert timeline.report_lines([]) == []

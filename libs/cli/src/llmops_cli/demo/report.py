@@ -4,6 +4,8 @@ import json
 import math
 from pathlib import Path
 
+from llmops_cli.demo import timeline
+
 COLOURS = {"base": "tab:blue", "challenger": "tab:orange"}
 PHASES = {"collect": "before training", "canary": "canary"}
 
@@ -92,6 +94,9 @@ def write(out: Path, *, events: list[dict], answers: list[dict], summary: dict) 
             lines.append(f"- {event['t']:.0f} s: the adapter is served; experiment {event['experiment_id']} opened")
         elif event["kind"] == "decision":
             lines.append(f"- {event['t']:.0f} s: **{event['action']}** by {event['actor']}: {event['reason']}")
+    phases = timeline.report_lines(events)
+    if phases:
+        lines += ["", "## Where the retraining time went", "", *phases]
     lines += [
         "",
         "## The arms",

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmops_cli.demo import report
+from llmops_cli.demo import report, timeline
 from llmops_cli.demo.items import Item, demo_items, documents, rate
 from llmops_cli.demo.platform import Services
 
@@ -61,7 +61,7 @@ class Demo:
         self.items = demo_items(plan.facts)
         self.events: list[dict] = []
         self.answers: list[dict] = []  # every rated answer, for the report's examples
-        self.started = time.monotonic()
+        self.started, self.wall_started = time.monotonic(), time.time()
 
     def event(self, kind: str, **fields) -> None:
         self.events.append({"t": round(time.monotonic() - self.started, 2), "kind": kind, **fields})
@@ -151,6 +151,7 @@ class Demo:
 
     def wait_for_canary(self, timeout_s: float = 1800.0) -> str:
         deadline, job_id, last = time.monotonic() + timeout_s, None, None
+        watch = timeline.JobWatch(self.wall_started)
         while time.monotonic() < deadline:
             policy = self.s.call("feedback", "GET", f"/v1/retraining/{self.route}")
             if policy["job_id"] and job_id is None:
@@ -165,12 +166,22 @@ class Demo:
                 self.progress(f"step {progress.get('step') or 0}/{progress.get('total_steps') or '?'}")
                 if job["state"] in ("failed", "cancelled"):
                     raise RuntimeError(f"the training job {job['state']}: {job.get('error')}")
+                self._phases(watch, job)
             if policy["experiment_id"]:
                 self.event("experiment_started", experiment_id=policy["experiment_id"], job_id=job_id)
-                self.log(f"  {policy['status']}")
+                self.log(f"  {timeline.describe(self.events[-1])}: {policy['status']}")
                 return policy["experiment_id"]
             time.sleep(2)
         raise RuntimeError(f"no experiment opened within {timeout_s:.0f} s: {policy['status']}")
+
+    def _phases(self, watch: timeline.JobWatch, job: dict) -> None:
+        """Logs and records the job's phases seen for the first time (the report's breakdown of this wait)."""
+        served = "adapter_served" in watch.seen or (
+            job["state"] == "succeeded" and job.get("served_model") in self.s.served_models()
+        )
+        for phase in watch.observe(job, t=time.monotonic() - self.started, served=served):
+            self.events.append(phase)
+            self.log(f"  {timeline.describe(phase)}")
 
     # --- 4. the canary ---
 

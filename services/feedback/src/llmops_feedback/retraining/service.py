@@ -126,12 +126,14 @@ async def _maybe_train(session: AsyncSession, policy: RetrainingPolicy, *, train
         policy.status = f"cooling down until {policy.started_at.timestamp() + policy.cooldown_s:.0f} (epoch s)"
         return
     count, digest = await dataset(session, route=policy.route, until=now)
+    # The hash first: an unchanged dataset also has no new examples, so checked after the count it could never be
+    # the reason given (after a failed job, "0 new examples" hid that the same data would simply be trained again).
+    if digest == policy.dataset_hash:
+        policy.status = "waiting: the dataset is the last job's"
+        return
     new = count - policy.dataset_examples
     if new < policy.min_examples:
         policy.status = f"waiting: {max(new, 0)} new training examples of {policy.min_examples}"
-        return
-    if digest == policy.dataset_hash:
-        policy.status = "waiting: the dataset is the last job's"
         return
     # The job's trace starts here: the trainer's request span and its worker's training span join it.
     with tracing.span("retraining submit", attributes={"llmops.route": policy.route, "llmops.examples": count}):

