@@ -445,7 +445,8 @@ def test_the_cli_lists_shows_and_decides_by_hand_with_the_evidence_recorded(plat
         "promoted", "promote", "admin", True
     )  # fmt: skip
     seen = promotion["evidence"]["readout"]["readout"]  # the numbers of the moment, and what the controller would do
-    assert (seen["champion"]["ratings"], seen["champion"]["thumbs_up"], seen["challenger"]["thumbs_up"]) == (4, 3, 4)
+    assert seen["metric"] == "thumbs_up" and (seen["champion"]["n"], seen["challenger"]["n"]) == (4, 4)
+    assert (seen["champion"]["mean"], seen["challenger"]["mean"]) == (0.75, 1.0)  # 3 of 4 up against 4 of 4
     assert promotion["evidence"]["controller_would"] == "wait"
     assert mlflow_server.client().get_model_version_by_alias(model, "champion").version == "2"
 
@@ -461,7 +462,7 @@ def test_the_cli_lists_shows_and_decides_by_hand_with_the_evidence_recorded(plat
     assert second_id in second and f"{second_id}: stopped" in llmops("experiments", "stop", second_id)
     stop = json.loads(llmops("experiments", "show", second_id, "--json"))["decisions"][-1]
     assert (stop["action"], stop["actor"], stop["share"], stop["applied"]) == ("stop", "admin", 0.0, True)
-    assert stop["evidence"]["readout"]["readout"]["challenger"]["ratings"] == 0  # only its own requests count
+    assert stop["evidence"]["readout"]["readout"]["challenger"]["n"] == 0  # only its own requests count
     assert _weights(gateway, route) == {"champion": 1.0, "challenger": 0.0}
 
     # llmops retraining set|show: the policy as stored, and where it stands.

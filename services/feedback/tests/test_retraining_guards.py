@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,7 +86,8 @@ class Loop:
     async def step(self) -> RetrainingPolicy:
         """One controller pass over the retraining policies; the route's policy after it."""
         async with self.sessions() as session:
-            await retraining.run_pass(session, routes=OneRoute(), registry=None, trainer=self.trainer)
+            state = SimpleNamespace(routes=OneRoute(), registry=None, trainer=self.trainer)  # what a pass reads
+            await retraining.run_pass(session, state=state)
             return await retraining.get(session, route=self.route)
 
     async def fail_last_job(self) -> RetrainingPolicy:
