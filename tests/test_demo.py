@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llmops_cli.client import admin_token
@@ -53,6 +54,16 @@ def test_the_demo_closes_the_loop_and_promotes_the_adapter(platform_env, tmp_pat
             assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n{_logs(platform_env)}"
             assert "decision: PROMOTED" in done.stdout, done.stdout[-4000:]
             opened = console.smoke(service_url("gateway"), admin_token())
+            # The demo leaves the trainer idle: a job its policy starts after the decision is cancelled, not left
+            # for the platform's next start to train first.
+            jobs = httpx.get(
+                f"{service_url('trainer')}/jobs",
+                headers={"authorization": f"Bearer {admin_token()}"},
+                timeout=30,
+                trust_env=False,
+            ).json()["data"]
+            busy = [j["id"] for j in jobs if j["state"] in ("queued", "running") and not j["cancel_requested"]]
+            assert not busy, jobs
     except RuntimeError as exc:  # `llmops up` did not get the platform ready
         raise AssertionError(f"{exc}\n{_logs(platform_env)}") from None
     assert any(p.startswith("/console/experiments/") for p in opened), opened  # the demo's experiment, opened too

@@ -61,6 +61,7 @@ class Demo:
         self.items = demo_items(plan.facts)
         self.events: list[dict] = []
         self.answers: list[dict] = []  # every rated answer, for the report's examples
+        self.job_id: str | None = None  # the training job the demo waits for
         self.started, self.wall_started = time.monotonic(), time.time()
 
     def event(self, kind: str, **fields) -> None:
@@ -155,7 +156,7 @@ class Demo:
         while time.monotonic() < deadline:
             policy = self.s.call("feedback", "GET", f"/v1/retraining/{self.route}")
             if policy["job_id"] and job_id is None:
-                job_id = policy["job_id"]
+                job_id = self.job_id = policy["job_id"]
                 self.event("job_started", job_id=job_id, examples=policy["dataset_examples"])
             if job_id:
                 job = self.s.call("trainer", "GET", f"/jobs/{job_id}")
@@ -173,6 +174,19 @@ class Demo:
                 return policy["experiment_id"]
             time.sleep(2)
         raise RuntimeError(f"no experiment opened within {timeout_s:.0f} s: {policy['status']}")
+
+    def _retire_policy(self) -> None:
+        """The demo's policy has done its work. Left in place, the canary's own ratings would start another job; and
+        the loop does start one by itself right after a decision (the next cycle, against the new champion): such a
+        job is cancelled too. Left running, a platform stopped after the demo hands it to its next start, whose
+        trainer finishes it first (measured: a --sabotage run after a full one waited 251 s for that job)."""
+        feedback = self.s.admin["feedback"]
+        policy = feedback.get(f"/v1/retraining/{self.route}")
+        feedback.delete(f"/v1/retraining/{self.route}")  # no job can start after this
+        later = policy.json().get("job_id") if policy.status_code == 200 else None
+        if later and later != self.job_id:
+            self.s.admin["trainer"].delete(f"/jobs/{later}")  # 409 if it already ended: nothing left to stop
+            self.log(f"  cancelled job {later}, started by the policy's next cycle after the decision")
 
     def _phases(self, watch: timeline.JobWatch, job: dict) -> None:
         """Logs and records the job's phases seen for the first time (the report's breakdown of this wait)."""
@@ -211,9 +225,7 @@ class Demo:
             experiment_id = self.wait_for_canary()
             experiment = self.run_canary(experiment_id)
         finally:
-            # The demo's policy has done its work: left in place, the canary's own ratings would start another job
-            # (and occupy the trainer when the demo runs again).
-            self.s.admin["feedback"].delete(f"/v1/retraining/{self.route}")
+            self._retire_policy()
         summary = {
             "route": self.route,
             "mode": "sabotage" if self.sabotage else "honest",
