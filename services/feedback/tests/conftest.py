@@ -178,3 +178,23 @@ def scrape():
         }
 
     return read
+
+
+# Experiments: a feedback service of its own whose controller acts on the shared gateway and MLflow.
+@pytest.fixture(scope="module")
+def platform(make_feedback, new_database, gateway, mlflow_server):
+    """A feedback service of its own whose controller acts on the shared gateway and MLflow every 0.3 s."""
+    service = make_feedback(
+        sql_url=new_database(),
+        FEEDBACK_GATEWAY_URL=gateway.url,
+        FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
+        FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
+        FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
+    )
+    return service, gateway, mlflow_server
+
+
+@pytest.fixture
+def fb(platform):
+    with platform[0].admin() as client:
+        yield client
