@@ -1,14 +1,12 @@
 """Files and Batches end to end with the official OpenAI SDK: the real gateway (PostgreSQL, Redis), real batch
 workers (Celery on Redis) and a fake OpenAI upstream (the model is not the subject here). A worker killed mid-shard
-loses and duplicates no line, and one killed while it writes the output files neither; cancel stops within a shard;
-a batch that could never fit its key's or routes' daily token limits or its key's or team's budgets is refused at
-submission."""
+loses and duplicates no line, and one killed while it writes the output files neither; cancel stops within a shard.
+Limits and budgets at submission: test_batch_budgets.py; the fixtures: conftest.py."""
 
 import asyncio
 import io
 import os
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -16,53 +14,8 @@ import httpx
 import openai
 import orjson
 import pytest
-from openai import OpenAI
 
-from llmops_testkit.batch import FINISHED, BatchWorker, batch_env, chat_line, jsonl, logged, read_jsonl, sdk, wait_for
-from llmops_testkit.gateway import variant
-from llmops_testkit.spend import create_team, set_price, unique
-
-MAX_FILE_BYTES = 64 * 1024
-
-
-@pytest.fixture(scope="module")
-def batch_feedback(make_feedback, llmops_state_dir):
-    """Where the gateway's request log goes: batch lines must land there marked with their batch."""
-    return make_feedback(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'fb-batch-{uuid.uuid4().hex[:6]}.db'}")
-
-
-@pytest.fixture(scope="module")
-def batch_gateway(make_gateway, postgres_database_url, llmops_state_dir, batch_feedback):
-    env = batch_env(
-        "",  # the workers' gateway URL is set once it listens
-        GATEWAY_FILES_URL=str(llmops_state_dir / f"files-{uuid.uuid4().hex[:6]}"),
-        GATEWAY_FILES_MAX_BYTES=str(MAX_FILE_BYTES),
-        GATEWAY_BATCH_SHARD_LINES="10",
-        GATEWAY_BATCH_LINE_CONCURRENCY="2",
-        GATEWAY_BATCH_PRIORITY="10",
-    )
-    return make_gateway(sql_url=postgres_database_url, **env, **batch_feedback.gateway_env())
-
-
-@pytest.fixture
-def make_worker(batch_gateway):
-    """Batch workers of one test, stopped at its end (shards of other tests' batches are not theirs to run)."""
-    started: list[BatchWorker] = []
-
-    def make(**overrides: str) -> BatchWorker:
-        env = {**batch_gateway.env, "GATEWAY_BATCH_GATEWAY_URL": batch_gateway.url, **overrides}
-        worker = BatchWorker(env=env, state_dir=batch_gateway.state_dir, name=f"batch-{len(started)}")
-        started.append(worker)
-        return worker.start()
-
-    yield make
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-def route(batch_gateway, upstreams):
-    return batch_gateway.put_route(variants=[variant("a", upstreams["alpha"])])
+from llmops_testkit.batch import FINISHED, chat_line, jsonl, logged, read_jsonl, sdk, submit, wait_for
 
 
 def test_sdk_batch_runs_end_to_end(batch_gateway, batch_feedback, make_worker, route, upstreams):
@@ -170,106 +123,6 @@ def test_bad_files_and_batches_are_refused_with_openai_errors(batch_gateway, rou
         client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
 
 
-def test_a_batch_over_the_daily_budget_is_refused_at_submission(batch_gateway, route):
-    _, key = batch_gateway.create_key(limits={"tpd": 1000})
-    client = sdk(batch_gateway, key)
-    small = client.files.create(
-        file=("s.jsonl", io.BytesIO(jsonl([chat_line(f"s{i}", route, max_tokens=50) for i in range(5)]))),
-        purpose="batch",
-    )
-    accepted = client.batches.create(input_file_id=small.id, endpoint="/v1/chat/completions", completion_window="24h")
-    assert accepted.status == "validating"
-    large = client.files.create(
-        file=("l.jsonl", io.BytesIO(jsonl([chat_line(f"l{i}", route, max_tokens=100) for i in range(12)]))),
-        purpose="batch",
-    )
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.batches.create(input_file_id=large.id, endpoint="/v1/chat/completions", completion_window="24h")
-    assert refused.value.body["code"] == "batch_over_daily_budget"
-    assert "daily budget of 1000" in refused.value.body["message"]
-    assert accepted.id in {b.id for b in client.batches.list()} and len(client.batches.list().data) == 1
-
-
-def upload_batch(client: OpenAI, lines: list, name: str = "in.jsonl"):
-    """The batch of these lines, or the SDK's error for its submission."""
-    uploaded = client.files.create(file=(name, io.BytesIO(jsonl(lines))), purpose="batch")
-    return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
-
-
-# A chat line of ``chat_line`` ("hello") is estimated as 3 + 4 + 2 = 9 prompt tokens, plus its max_tokens.
-PROMPT = 9
-
-
-def test_a_batch_over_a_route_daily_limit_is_refused_at_submission(batch_gateway, upstreams):
-    # The route caps max_tokens at 50: its lines, asking 1000, are estimated as the online path reserves them.
-    limited = batch_gateway.put_route(
-        variants=[variant("a", upstreams["alpha"])], limits={"tpd": 500, "max_tokens": 50}
-    )
-    other = batch_gateway.put_route(variants=[variant("b", upstreams["beta"])])
-    _, key = batch_gateway.create_key()
-    client = sdk(batch_gateway, key)
-    with pytest.raises(openai.BadRequestError) as refused:
-        upload_batch(client, [chat_line(f"r{i}", limited, max_tokens=1000) for i in range(9)])
-    error = refused.value.body
-    assert error["code"] == "batch_over_route_limit" and error["param"] == "input_file_id"
-    need = 9 * (PROMPT + 50)
-    assert f"route {limited!r} need about {need} tokens" in error["message"]
-    assert f"daily limit of 500 tokens per key by {need - 500}" in error["message"]
-    # The limit is per route: 8 lines on it fit (472 tokens) beside 8 on another route. A line naming no route is
-    # not a submission error (it fails as that line when it runs) and counts nothing.
-    fits = [chat_line(f"l{i}", limited, max_tokens=1000) for i in range(8)]
-    fits += [chat_line(f"o{i}", other, max_tokens=50) for i in range(8)]
-    fits.append(chat_line("nowhere", "no-such-route", max_tokens=100_000))
-    accepted = upload_batch(client, fits)
-    assert accepted.status == "validating" and accepted.request_counts.total == 17
-    client.batches.cancel(accepted.id)  # not for the workers of later tests to run
-
-
-def test_a_batch_over_a_key_or_team_budget_is_refused_at_submission(batch_gateway, upstreams):
-    # Priced at the route's dearest variant, as the online quota stage reserves: 500 output tokens at 100 per
-    # million are 0.05 USD, though the other variant is free.
-    cheap, dear = unique("cheap"), unique("dear")
-    set_price(batch_gateway, dear, input="0", output="100")
-    route = batch_gateway.put_route(variants=[variant(cheap, upstreams["alpha"]), variant(dear, upstreams["beta"])])
-    lines = [chat_line(f"b{i}", route, max_tokens=50) for i in range(10)]
-    _, key = batch_gateway.create_key(budget={"daily": "0.04", "monthly": "5"})
-    with pytest.raises(openai.BadRequestError) as over_key:
-        upload_batch(sdk(batch_gateway, key), lines)
-    error = over_key.value.body
-    assert error["code"] == "batch_over_budget" and error["param"] == "input_file_id"
-    assert "may cost up to 0.05 USD" in error["message"]
-    assert "this key's daily budget of 0.04 USD by 0.01 USD" in error["message"]
-    team = create_team(batch_gateway, budget={"monthly": "0.045"})
-    _, member = batch_gateway.create_key(team=team)
-    with pytest.raises(openai.BadRequestError) as over_team:
-        upload_batch(sdk(batch_gateway, member), lines)
-    assert over_team.value.body["code"] == "batch_over_budget"
-    assert f"team {team!r}'s monthly budget of 0.045 USD by 0.005 USD" in over_team.value.body["message"]
-    _, enough = batch_gateway.create_key(budget={"daily": "0.05"})  # the worst case fits exactly
-    client = sdk(batch_gateway, enough)
-    accepted = upload_batch(client, lines)
-    assert accepted.status == "validating"
-    client.batches.cancel(accepted.id)  # not for the workers of later tests to run
-
-
-def test_a_batch_within_every_limit_and_budget_is_accepted_and_runs(batch_gateway, make_worker, upstreams):
-    priced = unique("priced")
-    set_price(batch_gateway, priced, input="1", output="100")
-    route = batch_gateway.put_route(variants=[variant(priced, upstreams["alpha"])], limits={"tpd": 600})
-    team = create_team(batch_gateway, budget={"daily": "0.1", "monthly": "1"})
-    _, key = batch_gateway.create_key(limits={"tpd": 600}, budget={"daily": "0.1", "monthly": "1"}, team=team)
-    client = sdk(batch_gateway, key)
-    lines = [chat_line(f"w{i}", route, max_tokens=50) for i in range(10)]  # 590 tokens, at most 0.050009 USD
-    lines.append(chat_line("nowhere", "no-such-route", max_tokens=100_000))
-    batch = upload_batch(client, lines)
-    assert batch.status == "validating"
-    make_worker()
-    batch = wait_for(client, batch.id, lambda b: b.status in FINISHED)
-    assert batch.status == "completed" and (batch.request_counts.completed, batch.request_counts.failed) == (10, 1)
-    (nowhere,) = read_jsonl(client.files.content(batch.error_file_id).content)
-    assert nowhere["custom_id"] == "nowhere" and nowhere["error"]["code"] == "model_not_found"
-
-
 def test_a_worker_killed_mid_shard_loses_and_duplicates_no_line(
     batch_gateway, batch_feedback, make_worker, route, upstreams
 ):
@@ -366,7 +219,7 @@ def test_a_worker_killed_while_finalizing_loses_and_duplicates_no_line(batch_gat
     client = sdk(batch_gateway, key)
     count = 12
     lines = [chat_line(f"f{i}", route) for i in range(count)] + [b'{"custom_id": "broken"']
-    batch = upload_batch(client, lines)  # no worker runs yet: it waits, validating
+    batch = submit(client, lines)  # no worker runs yet: it waits, validating
     # A store whose write never returns (a hung mount): the output file's place is a FIFO nobody reads, so the
     # worker that finalises blocks in the middle of writing it, every line already run.
     files_dir = Path(batch_gateway.env["GATEWAY_FILES_URL"])

@@ -1,5 +1,6 @@
 """Batch workers under test: ``python -m llmops_gateway.batches.worker`` as real processes beside a real gateway."""
 
+import io
 import os
 import subprocess
 import sys
@@ -93,3 +94,9 @@ def logged(feedback, request_ids: set[str], timeout_s: float = 20.0) -> list[dic
                 break
             time.sleep(0.3)
     return list(found.values())
+
+
+def submit(client: OpenAI, lines: list, name: str = "in.jsonl"):
+    """The batch of these lines (uploaded, then created for chat completions), or the SDK's error for its submission."""
+    uploaded = client.files.create(file=(name, io.BytesIO(jsonl(lines))), purpose="batch")
+    return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
