@@ -4,6 +4,7 @@ so which answer holds the reference is known: the gate's plumbing, verdict and M
 pairwise judge is a fake upstream scripted to prefer the champion's answers (and, on some questions, whichever
 answer it is shown first). The gate blocking a trained adapter on vLLM is in test_eval_judge_vllm.py."""
 
+import functools
 import hashlib
 import time
 import uuid
@@ -13,23 +14,15 @@ import orjson
 import pytest
 
 from llmops_testkit.fake_upstream import FakeUpstream
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env
+from llmops_testkit.feedback import EvaluationWorker, evaluation_env, pairwise_verdict
 from llmops_testkit.gateway import variant
-
-
-def _scripted_judge(payload: dict) -> str:
-    """A pairwise verdict: the answer from the champion's upstream ("alpha:...") is the better one, except on a
-    question with "biased" in it, where the judge picks answer A whatever it says (a position bias)."""
-    prompt = payload["messages"][-1]["content"]
-    answer_a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
-    winner = "A" if "biased" in prompt or answer_a.startswith("alpha:") else "B"
-    return orjson.dumps({"winner": winner, "rationale": "scripted"}).decode()
 
 
 @pytest.fixture(scope="module")
 def judge_upstream():
     upstream = FakeUpstream("judge").start()
-    upstream.behaviour.reply = _scripted_judge
+    # The champion's answers ("alpha:...") win, except on a "biased" question, where the judge picks A whatever it says.
+    upstream.behaviour.reply = functools.partial(pairwise_verdict, better="alpha:", position_bias="biased")
     yield upstream
     upstream.stop()
 

@@ -5,6 +5,7 @@ training itself is test_retraining.py's): the adapter is a fake upstream answeri
 champion another, and the pairwise judge a fake upstream scripted to prefer the champion's answers."""
 
 import asyncio
+import functools
 import uuid
 
 import orjson
@@ -14,22 +15,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmops_feedback.retraining.models import RetrainingPolicy
 from llmops_testkit.fake_upstream import FakeUpstream
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env
+from llmops_testkit.feedback import EvaluationWorker, evaluation_env, pairwise_verdict
 from llmops_testkit.gateway import variant
 from llmops_testkit.inference import wait_for
-
-
-def _prefers_the_champion(payload: dict) -> str:
-    """A pairwise verdict for the answer from the champion's upstream ("alpha:..."), in either position."""
-    prompt = payload["messages"][-1]["content"]
-    answer_a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
-    return orjson.dumps({"winner": "A" if answer_a.startswith("alpha:") else "B", "rationale": "scripted"}).decode()
 
 
 @pytest.fixture(scope="module")
 def judge_upstream():
     upstream = FakeUpstream("judge").start()
-    upstream.behaviour.reply = _prefers_the_champion
+    upstream.behaviour.reply = functools.partial(pairwise_verdict, better="alpha:")
     yield upstream
     upstream.stop()
 

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 
 from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
 from llmops_testkit.processes import ServiceProcess, wait_ready
@@ -95,3 +96,13 @@ def evaluation_env(*, redis_url: str, **overrides: str) -> dict[str, str]:
         "FEEDBACK_EVAL_QUEUE": f"eval-{uuid.uuid4().hex[:8]}",
         **overrides,
     }
+
+
+def pairwise_verdict(payload: dict, *, better: str, position_bias: str | None = None) -> str:
+    """A scripted pairwise judge's answer to a request ``payload``: the answer starting with ``better`` wins, in
+    either position; on a question containing ``position_bias`` it picks answer A whatever A says."""
+    prompt = payload["messages"][-1]["content"]
+    answer_a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
+    biased = position_bias is not None and position_bias in prompt
+    winner = "A" if biased or answer_a.startswith(better) else "B"
+    return orjson.dumps({"winner": winner, "rationale": "scripted"}).decode()
