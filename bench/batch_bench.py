@@ -24,6 +24,9 @@ from pathlib import Path
 
 import httpx
 import orjson
+
+# The inference benchmark's prompts: the same work measured online there and in batches here.
+from inference_bench import PROMPTS
 from openai import OpenAI
 
 from llmops_cli.infra import find_or_start_redis
@@ -31,17 +34,6 @@ from llmops_models.prepare import bundled_model_dir
 from llmops_testkit.batch import BatchWorker, batch_env
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
-
-PROMPTS = [
-    "Tell me about the history of Paris.",
-    "Write a short poem about the sea.",
-    "How do airplanes fly?",
-    "Give me three tips for learning a language.",
-    "What is photosynthesis?",
-    "Describe a sunny day at the beach.",
-    "Why is the sky blue?",
-    "Explain what a computer does.",
-]
 
 
 def body(i: int, max_tokens: int) -> dict:
