@@ -27,13 +27,13 @@ from llmops_gateway.proxy.connection import (
     Connection,
     ProxiedConnection,
     Response,
-    Tunnel,
     UpstreamBroken,
     UpstreamConnectError,
     UpstreamTimeout,
 )
 from llmops_gateway.proxy.origins import Origin, Proxy, bypasses_proxy
 from llmops_gateway.proxy.outbox import Outbox
+from llmops_gateway.proxy.tunnel import Tunnel
 
 _IDLE_SWEEP_S = 10.0
 
