@@ -93,10 +93,10 @@ class Platform:
         self.mlflow.wait_ready(timeout_s=START_TIMEOUT_S)
         self.trainer.wait_ready(timeout_s=START_TIMEOUT_S)
         self.retriever.process.wait(timeout_s=START_TIMEOUT_S)
-        self.gateway = self._start_gateway(tmp, ingest_token)
+        self.gateway = self._start_gateway(tmp)
         self._prepare()
 
-    def _start_gateway(self, tmp: Path, ingest_token: str) -> Gateway:
+    def _start_gateway(self, tmp: Path) -> Gateway:
         gw_admin, key_secret = new_secrets()
         env = gateway_env(
             sql_url=f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
