@@ -49,6 +49,8 @@ class Behaviour:
 
 @dataclass
 class Stats:
+    # False in a process of its own (``main``): nobody can read its stats there, and a soak must not see them grow.
+    keep_requests: bool = True
     requests: list[dict] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # each completion request's headers (lower-case)
     streams_started: int = 0
@@ -151,8 +153,9 @@ class FakeUpstream:
             self._write_json(writer, 200, {"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
             return True
         payload = orjson.loads(body) if body else {}
-        stats.requests.append(payload)
-        stats.headers.append(headers or {})
+        if stats.keep_requests:
+            stats.requests.append(payload)
+            stats.headers.append(headers or {})
         if behaviour.delay_s and await self._client_left_during(reader, behaviour.delay_s):
             stats.abandoned_before_answer += 1
             return False
@@ -297,6 +300,7 @@ def main() -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
     args = parser.parse_args()
     upstream = FakeUpstream(args.name)
+    upstream.stats = Stats(keep_requests=False)
     upstream.port = args.port
     upstream.behaviour.chunks, upstream.behaviour.chunk_delay_s = args.chunks, args.chunk_delay
     stop_signals = {signal.SIGINT, signal.SIGTERM}
