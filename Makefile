@@ -29,7 +29,7 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: help install run test bench lint audit clean distclean
+.PHONY: help install run test bench lint audit audit-latest clean distclean
 
 help:
 	@echo "make run        set up (if needed) and start the platform locally (llmops up)"
@@ -38,6 +38,7 @@ help:
 	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats evaluation spend slowloris tracing soak\"), results in bench/results"
 	@echo "make lint       ruff check"
 	@echo "make audit      pip-audit: known vulnerabilities in the installed (locked) dependency set"
+	@echo "make audit-latest  the part PyPI's project endpoint alone can check (latest releases only)"
 	@echo "make clean      remove caches and build files (distclean also removes $(VENV))"
 
 install: $(STAMP)
@@ -81,6 +82,10 @@ lint: install
 AUDIT_ARGS ?=
 audit: install
 	$(VENV)/bin/pip-audit --local --skip-editable --strict --progress-spinner off --desc on $(AUDIT_ARGS)
+
+# Where pip-audit's services are out of reach: what PyPI's project endpoint says of the packages at their latest release.
+audit-latest: install
+	$(VENV_PY) scripts/audit_latest.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build dist $(STAMP)

@@ -2,12 +2,13 @@
 together on a fresh database."""
 
 import asyncio
+from datetime import UTC, datetime
 from importlib.resources import files
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import JSON, column, inspect, select, table
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmops_common.sql import alembic_config
@@ -89,3 +90,50 @@ def test_replicas_starting_at_once_on_a_fresh_database(llmops_state_dir, new_dat
     finally:
         for replica in replicas:
             replica.stop()
+
+
+async def _policies_through_0009(url: str, experiments: dict[str, dict]) -> dict[str, dict]:
+    """Policies stored under 0008 (each route's ``experiment`` as given), then migrated to the head."""
+    engine = create_async_engine(url)
+    config = alembic_config(str(files("llmops_feedback") / "migrations"), version_table=VERSION_TABLE)
+    policies = table(
+        "retraining_policies", *(column(name) for name in ROW_0008), column("experiment", JSON), column("job", JSON)
+    )
+    try:
+        async with engine.begin() as conn:
+
+            def to_0008(sync) -> None:
+                config.attributes["connection"] = sync
+                command.upgrade(config, "0008")
+
+            await conn.run_sync(to_0008)
+            await conn.execute(
+                policies.insert(), [ROW_0008 | {"route": r, "experiment": e, "job": {}} for r, e in experiments.items()]
+            )
+        await migrate(engine)
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(policies.c.route, policies.c.experiment))
+            return {route: experiment for route, experiment in rows}
+    finally:
+        await engine.dispose()
+
+
+ROW_0008 = {"route": None, "model_name": "m", "champion": "base", "challenger": "challenger", "min_examples": 10,
+            "cooldown_s": 0.0, "max_failures": 3, "enabled": True, "dataset_examples": 0, "failures": 0,
+            "updated_at": datetime(2026, 12, 1, tzinfo=UTC)}  # fmt: skip
+
+
+def test_0009_names_the_rubric_a_stored_judge_guardrail_meant(new_database):
+    """Before 0009 a guardrail without ``judge_rubric`` read ``helpfulness``; the migration writes that into the
+    policies that relied on it, and leaves every other policy as it was."""
+    stored = {
+        "guarded": {"steps": [0.1], "min_judge_score": 0.6},
+        "named": {"min_judge_score": 0.6, "judge_rubric": "correctness"},
+        "unguarded": {"steps": [0.1, 0.5]},
+        "explicit-null": {"min_judge_score": None},
+    }
+    migrated = asyncio.run(_policies_through_0009(new_database(), stored))
+    assert migrated["guarded"] == {"steps": [0.1], "min_judge_score": 0.6, "judge_rubric": "helpfulness"}
+    assert {route: migrated[route] for route in ("named", "unguarded", "explicit-null")} == {
+        route: stored[route] for route in ("named", "unguarded", "explicit-null")
+    }

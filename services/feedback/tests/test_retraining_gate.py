@@ -84,6 +84,11 @@ def _weights(gateway, route: str) -> dict[str, float]:
         return {v["name"]: v["weight"] for v in admin.get(f"/admin/routes/{route}").json()["variants"]}
 
 
+def _gate_routes(gateway, route: str) -> list[str]:
+    with gateway.admin() as admin:
+        return [r["name"] for r in admin.get("/admin/routes").json()["data"] if r["name"].startswith(f"{route}.gate-")]
+
+
 def test_a_challenger_the_gate_blocks_gets_no_canary_and_the_loop_goes_on(
     loop, upstreams, judge_upstream, mlflow_server, make_record, expect_error
 ):
@@ -130,6 +135,7 @@ def test_a_challenger_the_gate_blocks_gets_no_canary_and_the_loop_goes_on(
             assert client.get_model_version(model, version).tags["llmops.offline_gate"] == "block"
             assert admin.get("/v1/experiments", params={"route": route}).json()["data"] == []
             assert _weights(gateway, route) == {"base": 1.0, "challenger": 0.0}  # joined the route, no traffic
+            assert _gate_routes(gateway, route) == []  # they served the comparison only
 
             # The next cycle proceeds as usual (waiting for new feedback), the blocked gate kept on the policy.
             after = wait_for(lambda: "new training examples" in state()["status"] and state(), timeout_s=10,
@@ -175,6 +181,7 @@ def test_a_challenger_that_passes_the_gate_is_canaried(loop, upstreams, mlflow_s
             experiment = admin.get(f"/v1/experiments/{opened['experiment_id']}").json()
             assert experiment["challenger_version"] == version and experiment["share"] == 0.1
         assert _weights(gateway, route) == {"base": 0.9, "challenger": 0.1}
+        assert _gate_routes(gateway, route) == []
         assert mlflow_server.client().get_model_version(model, version).tags["llmops.offline_gate"] == "pass"
         assert len(adapter.stats.requests) == 3  # the gate asked the adapter each question once, by its own route
     finally:

@@ -1,5 +1,8 @@
-"""RAG pieces that need no services: the sources event in a stream, the context budget, route validation, the key's
-collection grant. The whole flow is tested end to end against a real retriever in services/retriever/tests/test_rag.py."""
+"""RAG pieces that need no services: the sources event in a stream, the context budget, route validation, the
+search client against a retriever that answers too much, the key's collection grant. The whole flow is tested end
+to end against a real retriever in services/retriever/tests/test_rag.py."""
+
+import asyncio
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -7,8 +10,10 @@ from pydantic import ValidationError
 
 from llmops_common.contracts.search import SearchHit
 from llmops_common.errors import APIError
+from llmops_common.http import make_http_session
 from llmops_gateway.keys.schemas import KeyCreate, KeyUpdate
 from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.rag.client import RetrieverClient, RetrieverUnavailable
 from llmops_gateway.rag.schemas import RagRoute
 from llmops_gateway.rag.service import Retrieval
 from llmops_gateway.rag.sources import context_block
@@ -136,3 +141,34 @@ def test_a_keys_grant_is_validated_like_a_routes():
     for bad in (["bad/name"], [""], ["x"] * 65, "kb"):
         with pytest.raises(ValidationError):
             KeyCreate(name="k", allowed_collections=bad)
+
+
+@pytest.mark.parametrize("answer", ["announced", "chunked"])
+async def test_a_search_answer_over_the_limit_is_the_retriever_failing(answer):
+    """The search answer is read within the gateway's answer limit: one that announces more (content-length) or
+    goes on is cut and its connection closed, and the retriever counts as unavailable (the route's
+    ``on_retriever_error`` decides what the request gets)."""
+    body = b'{"data": [' + b" " * (200 * 1024) + b"]}"
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        if answer == "announced":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 8192):
+                writer.write(b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192]))
+            writer.write(b"0\r\n\r\n")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with make_http_session() as http:
+        client = RetrieverClient(http, url=url, token="t", timeout_s=5, max_answer_bytes=64 * 1024)
+        with pytest.raises(RetrieverUnavailable, match="65536 bytes"):
+            await client.search(collection="kb", query="q", top_k=2, filter=None, score_threshold=None, request_id="r")
+    server.close()

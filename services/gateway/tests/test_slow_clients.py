@@ -1,7 +1,8 @@
 """Slow clients (slowloris) against the gateway's production server (``python -m llmops_gateway``), raw sockets.
 
-A request's head must be complete within GATEWAY_HEADER_TIMEOUT_S (1 s here) of its first byte, else 408 and the
-connection is closed; a client trickling its headers holds nothing for long, and others are served meanwhile.
+A request's head must be complete within GATEWAY_HEADER_TIMEOUT_S (1 s here) of its first byte, else the connection
+is closed (after a 408 on its first request; a later one's answer may still be going out, so nothing is written);
+a client trickling its headers holds nothing for long, and others are served meanwhile.
 Figures (what trickling clients cost without the deadline) are in bench/slowloris_bench.py.
 """
 
@@ -87,7 +88,7 @@ def test_a_kept_alive_connection_trickling_its_next_request_is_cut_off(gateway, 
         assert first.startswith(b"HTTP/1.1 200 ")
         sock.sendall(HEAD)
         sent, answer = trickle_until_closed(sock)
-    assert sent < 100 and answer.startswith(b"HTTP/1.1 408 ")
+    assert sent < 100 and answer == b""
 
 
 def test_trickling_clients_do_not_hold_up_others(gateway, upstreams, key):

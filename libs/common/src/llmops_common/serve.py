@@ -6,7 +6,6 @@ multiprocess mode set up before any worker starts.
 """
 
 import argparse
-import functools
 import os
 import shutil
 import tempfile
@@ -48,13 +47,13 @@ def parse_args(settings: ServiceSettings, description: str) -> argparse.Namespac
 
 
 def serve(app_factory: str, settings: ServiceSettings, *, description: str, http=None) -> None:
-    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop; ``http``: a protocol class built on
-    httptools; by default httptools with a deadline on each request's head (``header_timeout_s``)."""
+    """Runs ``app_factory`` (``module:function``) with uvicorn on uvloop; ``http``: uvicorn's ``http`` setting;
+    by default httptools with a deadline on each request's head (``header_timeout_s``)."""
     if http is None:
-        # Imported here: the protocol imports uvicorn's internals, which only a running server needs.
-        from llmops_common.header_timeout import HeaderTimeoutProtocol
+        # Imported here: it imports uvicorn's protocols and httptools, which only a running server needs.
+        from llmops_common.header_timeout import http_protocol
 
-        http = functools.partial(HeaderTimeoutProtocol, header_timeout_s=settings.header_timeout_s)
+        http = http_protocol(settings.header_timeout_s)
     args = parse_args(settings, description)
     several = args.workers > 1 or bool(os.environ.get(MULTIPROC_ENV))
     with multiprocess_metrics() if several else nullcontext():

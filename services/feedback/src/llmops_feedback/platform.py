@@ -61,6 +61,17 @@ class GatewayRoutes:
         if response.status_code >= 400:
             raise PlatformError(f"gateway refused route {name!r}: {response.status_code} {response.text[:300]}")
 
+    async def delete(self, name: str) -> None:
+        """Removes the route; one already gone is fine."""
+        try:
+            response = await self._client().delete(_route_path(name))
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"gateway unreachable: {exc!r}") from None
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PlatformError(
+                f"gateway refused to delete route {name!r}: {response.status_code} {response.text[:300]}"
+            )
+
     async def serves(self, upstream: str, model: str) -> bool:
         """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed)."""
         if self._upstreams is None:

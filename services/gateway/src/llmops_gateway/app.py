@@ -89,6 +89,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 connect_timeout_s=settings.upstream_connect_timeout_s,
                 read_timeout_s=settings.upstream_read_timeout_s,
                 answer_timeout_s=settings.upstream_answer_timeout_s,
+                max_answer_bytes=settings.upstream_max_answer_bytes,
+                max_stream_bytes=settings.upstream_max_stream_bytes,
                 max_in_flight=settings.upstream_max_connections,
                 ssl_context=_upstream_tls(settings),
             ),
@@ -254,7 +256,11 @@ def _pipeline(
     retriever = None
     if settings.retriever_url:
         retriever = RetrieverClient(
-            http, url=settings.retriever_url, token=settings.retriever_token, timeout_s=settings.retriever_timeout_s
+            http,
+            url=settings.retriever_url,
+            token=settings.retriever_token,
+            timeout_s=settings.retriever_timeout_s,
+            max_answer_bytes=settings.upstream_max_answer_bytes,
         )
     return CompletionPipeline(
         authenticator=state.authenticator,
@@ -265,5 +271,6 @@ def _pipeline(
         upstreams=upstreams,
         accounting=Accounting(metrics, quota, state.request_log, state.prices, state.spend),
         max_body_bytes=settings.max_body_bytes,
+        max_event_bytes=settings.upstream_max_event_bytes,
         default_max_tokens=settings.default_max_tokens_reserve,
     )

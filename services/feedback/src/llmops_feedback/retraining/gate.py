@@ -8,6 +8,8 @@ not run): the adapter gets no live traffic, the verdict and the MLflow run stay 
 starts from new feedback as usual. The comparison tags the registered version with its verdict, so an experiment
 opened by hand on a blocked version is refused too."""
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_feedback.evaluation import comparisons, gate
@@ -17,6 +19,8 @@ from llmops_feedback.platform import GatewayRoutes, PlatformError
 from llmops_feedback.retraining.models import RetrainingPolicy
 from llmops_feedback.retraining.schemas import GateIn
 from llmops_feedback.state import FeedbackState
+
+logger = logging.getLogger(__name__)
 
 CLOSED = ("block", "failed")  # verdicts that keep the adapter off live traffic
 
@@ -45,6 +49,7 @@ async def passed(session: AsyncSession, policy: RetrainingPolicy, *, spec: dict,
     if found.status in ("queued", "running"):
         policy.status = f"{label}: {found.status} ({found.done}/{found.total} rows)"
         return False
+    await _remove_gate_routes(state.routes, policy.route)  # the comparison is over: they served only it
     if found.status == "failed":
         policy.gate_verdict, policy.gate_reason = "failed", found.reason
         policy.status = f"{label} could not run, so no canary: {found.reason}"[:1000]
@@ -76,6 +81,15 @@ async def _start(session: AsyncSession, policy: RetrainingPolicy, *, spec: dict,
     policy.gate_job_id, policy.gate_comparison_id = policy.job_id, found.id
     policy.gate_verdict = policy.gate_run_id = policy.gate_reason = None
     policy.status = f"offline gate {found.id} queued on {policy.served_model} version {policy.registered_version}"
+
+
+async def _remove_gate_routes(routes: GatewayRoutes, route: str) -> None:
+    """Best effort: a gateway that cannot be reached now leaves them, and the next gate rewrites them anyway."""
+    for arm in ("champion", "challenger"):
+        try:
+            await routes.delete(route_name(route, arm))
+        except PlatformError as exc:
+            logger.warning("gate route of %s left on the gateway: %s", route, exc)
 
 
 async def _put_gate_route(routes: GatewayRoutes, name: str, spec: dict, variant: dict) -> None:

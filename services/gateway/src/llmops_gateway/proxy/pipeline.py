@@ -97,6 +97,7 @@ class CompletionPipeline:
         upstreams: Upstreams,
         accounting: Accounting,
         max_body_bytes: int,
+        max_event_bytes: int = 0,
         default_max_tokens: int = 512,
     ) -> None:
         self._default_max_tokens = default_max_tokens  # a rule's max_tokens bounds read this when none is given
@@ -104,7 +105,7 @@ class CompletionPipeline:
         self._authenticator, self._routes, self._quota = authenticator, routes, quota
         self._retrieval, self._upstreams, self._accounting = retrieval, upstreams, accounting
         self._prompts = prompts
-        self._answers = Answers(upstreams, accounting)
+        self._answers = Answers(upstreams, accounting, max_event_bytes=max_event_bytes)
 
     async def run(
         self,

@@ -49,6 +49,7 @@ class UpstreamResponse:
 
 
 _MODEL_VERSION = MODEL_VERSION_HEADER.encode()
+_ERROR_BODY_BYTES = 64 * 1024  # of a refusal's body (only its start is logged); a longer one closes the connection
 
 
 def _upstream_headers(variant: Variant, request_id: str, token: str | None = None) -> list[tuple[bytes, bytes]]:
@@ -172,7 +173,7 @@ def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: Bas
 
 async def _read_quietly(response: Response) -> str:
     try:
-        return (await response.read()).decode(errors="replace")
+        return (await response.read(_ERROR_BODY_BYTES)).decode(errors="replace")
     except UpstreamError:
         return ""
     finally:
