@@ -29,3 +29,12 @@ def make_http_session(
         skip_auto_headers=("User-Agent",),
         trace_configs=tracing.aiohttp_trace_configs(),  # traceparent on every request; none with tracing off
     )
+
+
+def describe_error(exc: BaseException) -> str:
+    """An HTTP client error as a log line or an error message may show it. aiohttp's errors about an answer (a
+    status raised for, too many redirects, JSON of another content type) hold the request they answered, and their
+    ``repr`` shows its headers, bearer token included: those are told by their class, status and message only."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}(status={exc.status}, message={exc.message!r})"
+    return repr(exc)

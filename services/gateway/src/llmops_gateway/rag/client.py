@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from llmops_common import tracing
 from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
+from llmops_common.http import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class RetrieverClient:
                 payload = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetrieverUnavailable(repr(exc)) from None
+            raise RetrieverUnavailable(describe_error(exc)) from None
         if status == 200:
             try:
                 return SearchResponse.model_validate_json(payload).data
