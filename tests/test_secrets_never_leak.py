@@ -99,6 +99,7 @@ def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir, _f
     names = ("trainer admin", "inference admin", "inference serving", "batch", "retriever admin", "retriever read")
     tokens = {name: secrets.token_urlsafe(24) for name in names}
     tokens |= {name: secrets.token_urlsafe(32) for name in ("vLLM API key", "previous key-hashing secret")}
+    tokens["upstream API key"] = "sk-proj-" + secrets.token_urlsafe(32)  # an external model server's
     started: list = []  # stopped in reverse, whatever happens
     try:
         # The slow starters first, each in its own process while the next one starts.
@@ -137,7 +138,8 @@ def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir, _f
             GATEWAY_TRAINER_URL=trainer.url,
             GATEWAY_TRAINER_ADMIN_TOKEN=trainer.admin_token,
             GATEWAY_RETRIEVER_ADMIN_TOKEN=retriever.admin_token,
-            LLMOPS_LEAKS_SERVING_TOKEN=tokens["inference serving"],  # a route variant's api_key_env
+            LLMOPS_LEAKS_SERVING_TOKEN=tokens["inference serving"],  # route variants' api_key_env
+            LLMOPS_LEAKS_UPSTREAM_KEY=tokens["upstream API key"],
         )
         started.append(gateway)
         worker_env = {**gateway.env, "GATEWAY_BATCH_GATEWAY_URL": gateway.url}
@@ -212,12 +214,15 @@ class Traffic:
             documents = [{"id": "almanac", "text": "The harbour master of Velmora is Odalys Brenn."}]
             assert admin.post("/v1/collections/harbour/documents", json={"documents": documents}).status_code == 200
         self.upstreams["beta"].behaviour.status = 503  # a failing model server: the gateway logs it
+        refusing = self.upstreams["gamma"].behaviour  # one that refuses the gateway's key for it, quoting it
+        refusing.status, refusing.quote_authorization = 401, True
         routes = {
             "plain": [variant("a", alpha)],
             "failing": [variant("b", self.upstreams["beta"])],
             "unreachable": [{"name": "gone", "upstream": f"http://127.0.0.1:{free_port()}/v1", "model": "m"}],
             "served": [{"name": "inference", "upstream": f"{self.services['inference'].url}/v1",
                         "model": "fake-model", "api_key_env": "LLMOPS_LEAKS_SERVING_TOKEN"}],
+            "refusing": [{**variant("c", self.upstreams["gamma"]), "api_key_env": "LLMOPS_LEAKS_UPSTREAM_KEY"}],
         }  # fmt: skip
         self.route = {name: self.gateway.put_route(variants=spec) for name, spec in routes.items()}
         self.route["rag"] = self.gateway.put_route(variants=routes["plain"], rag={"collection": "harbour", "top_k": 2})
@@ -228,7 +233,8 @@ class Traffic:
         with self.to("gateway", self.made["key"]) as client:
             answers = {name: client.post("/v1/chat/completions", json=chat_body(route[name])) for name in route}
             statuses = {name: answer.status_code for name, answer in answers.items()}
-            assert statuses == {"plain": 200, "failing": 502, "unreachable": 502, "served": 200, "rag": 200}, statuses
+            expected = {"plain": 200, "failing": 502, "unreachable": 502, "served": 200, "refusing": 502, "rag": 200}
+            assert statuses == expected, statuses
             assert answers["rag"].headers["x-llmops-rag"] == "context"
             streamed = chat_body(route["plain"], stream=True, stream_options={"include_usage": True})
             with client.stream("POST", "/v1/chat/completions", json=streamed) as answer:
@@ -352,7 +358,8 @@ def captured(stack, receiver, redis_url, _fake_upstreams):
     try:
         made = Traffic(services, tokens, _fake_upstreams, recorder).run().made
     finally:
-        _fake_upstreams["beta"].reset()  # the failing one: other modules' tests find it answering again
+        for upstream in _fake_upstreams.values():  # the failing ones: other modules' tests find them answering again
+            upstream.reset()
     gateway, worker = services["gateway"], services["worker"]
     urls = [service.url for service in services.values()]
     metrics = [Capture("metrics", f"{url}/metrics", httpx.get(f"{url}/metrics", timeout=10).text) for url in urls]
@@ -377,7 +384,7 @@ def captured(stack, receiver, redis_url, _fake_upstreams):
     assert sum(1 for c in files if c.where == gateway_db) == 1 and "api_keys" in sqlite_rows(root / "gateway.db")
 
     key_secret = tokens["key-hashing secret"]
-    found = [Secret(name, value, shown=KEY_SHOWN if "key" in name and value.startswith("sk-") else 0)
+    found = [Secret(name, value, shown=KEY_SHOWN if value.startswith("sk-llmops-") else 0)
              for name, value in {**tokens, **made}.items()]  # fmt: skip
     found = [replace(s, shown=len("llmops-admin-") + 6) if s.name == "identity token" else s for s in found]
     for name in ("key", "revoked key", "identity token"):
