@@ -74,7 +74,10 @@ def test_the_scan_finds_a_planted_secret_in_every_kind_of_capture_and_form():
     assert [f.form for f in found][:3] == ["value", "value", "base64@1"]
     assert value not in repr(found) and password.value not in repr(found)  # a report does not leak it again
     # The displayed prefix is no leak, nor a secret where it is meant to be (the answer that creates a key).
-    fine = [Capture("http", "list", f'{{"prefix": "{value[:KEY_SHOWN]}"}}'), Capture("http", "new", value, {"key"})]
+    fine = [
+        Capture("http", "list", f'{{"prefix": "{value[:KEY_SHOWN]}"}}'),
+        Capture("http", "new", value, frozenset({"key"})),
+    ]
     assert scan(fine, [key, password]) == []
 
 
@@ -93,7 +96,7 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir, _fake_upstreams):
+def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir):
     """Every service, their secrets (``tokens``), and ``stop()`` (the services exit, flushing their spans)."""
     root = llmops_state_dir / f"leaks-{uuid.uuid4().hex[:6]}"
     names = ("trainer admin", "inference admin", "inference serving", "batch", "retriever admin", "retriever read")
@@ -345,7 +348,8 @@ class Traffic:
         while not any(path.is_file() for path in spool.rglob("*")):
             assert time.monotonic() < deadline, f"nothing spooled: {self.gateway.replicas[0].log_tail()}"
             time.sleep(0.2)
-        assert "status=401" in self.gateway.logs(), "the refusal took another path than the one logged"
+        logged = [line for line in self.gateway.logs().splitlines() if "spooling request records" in line]
+        assert logged and "401" in logged[0], "the refusal took another path than the one that logs it"
 
 
 @pytest.fixture(scope="module")
@@ -384,15 +388,15 @@ def captured(stack, receiver, redis_url, _fake_upstreams):
     assert sum(1 for c in files if c.where == gateway_db) == 1 and "api_keys" in sqlite_rows(root / "gateway.db")
 
     key_secret = tokens["key-hashing secret"]
-    found = [Secret(name, value, shown=KEY_SHOWN if value.startswith("sk-llmops-") else 0)
-             for name, value in {**tokens, **made}.items()]  # fmt: skip
-    found = [replace(s, shown=len("llmops-admin-") + 6) if s.name == "identity token" else s for s in found]
+    in_play = [Secret(name, value, shown=KEY_SHOWN if value.startswith("sk-llmops-") else 0)
+               for name, value in {**tokens, **made}.items()]  # fmt: skip
+    in_play = [replace(s, shown=len("llmops-admin-") + 6) if s.name == "identity token" else s for s in in_play]
     for name in ("key", "revoked key", "identity token"):
-        found.append(Secret(f"{name} hash", key_hash(made[name], key_secret)))
+        in_play.append(Secret(f"{name} hash", key_hash(made[name], key_secret)))
     captures: dict[str, list[Capture]] = {}
     for capture in [*recorder.captures, *metrics, *spans, *redis, *files]:
         captures.setdefault(capture.kind, []).append(capture)
-    return found, captures
+    return in_play, captures
 
 
 @pytest.mark.parametrize("kind", ["log", "metrics", "span", "http", "stored", "spool", "redis", "file"])

@@ -3,8 +3,9 @@
 A ``Secret`` is a value the platform must keep (an API key, a token, the key-hashing secret) and a name for it. What
 a careless line of code would write of it is looked for (``forms``): the value, and its URL, hex and base64 encodings
 (both alphabets, at each of the three alignments it can have inside a longer encoded string, such as a Basic
-``user:password`` header), each as any run of ``FRAGMENT`` characters: a cut token is still a leak. Only a key's
-displayed prefix (``shown``) may appear on its own.
+``user:password`` header), each as any run of ``FRAGMENT`` characters: a cut token is still a leak (a form with
+other characters than tokens and these encodings have, such as a passphrase with spaces, is looked for whole). Only
+a key's displayed prefix (``shown``) may appear on its own.
 
 A ``Capture`` is one thing a test collected, with the names of the secrets it may hold (a key's creation answer holds
 that key). ``scan`` gives a ``Finding`` per secret and capture, with the text around it and the secret masked, so a
@@ -82,6 +83,9 @@ def forms(secret: Secret) -> dict[str, str]:
 
 
 class Scanner:
+    """The secrets' windows, indexed once; ``scan`` cuts each capture into runs of token characters and looks every
+    window of every run up: one pass over each capture, however many secrets."""
+
     def __init__(self, secrets: Iterable[Secret]) -> None:
         self.secrets = list(secrets)
         self._windows: dict[str, tuple[str, str]] = {}  # window -> (secret, form)
