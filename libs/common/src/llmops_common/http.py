@@ -49,3 +49,12 @@ async def read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> byte
             response.close()  # not read to its end: the connection cannot be reused
             raise ResponseTooLarge(f"the answer of {response.url.host} is over {max_bytes} bytes")
     return bytes(body)
+
+
+def describe_error(exc: BaseException) -> str:
+    """An HTTP client error as a log line or an error message may show it. aiohttp's errors about an answer (a
+    status raised for, too many redirects, JSON of another content type) hold the request they answered, and their
+    ``repr`` shows its headers, bearer token included: those are told by their class, status and message only."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}(status={exc.status}, message={exc.message!r})"
+    return repr(exc)

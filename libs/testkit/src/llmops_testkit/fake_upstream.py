@@ -24,6 +24,8 @@ class Behaviour:
     """What the fake does; tests change it between requests."""
 
     status: int = 200  # answer this status instead of a completion
+    # Its error message quotes the Authorization header it got, as servers that refuse a key do (OpenAI a part of it).
+    quote_authorization: bool = False
     delay_s: float = 0.0  # before the status line
     chunks: int = 5  # content chunks in a streamed answer
     chunk_delay_s: float = 0.0
@@ -160,7 +162,10 @@ class FakeUpstream:
             stats.abandoned_before_answer += 1
             return False
         if behaviour.status != 200:
-            error = {"error": {"message": f"{self.name} fails on purpose", "type": "server_error", "code": None}}
+            message = f"{self.name} fails on purpose"
+            if behaviour.quote_authorization:
+                message += f"; refused: {(headers or {}).get('authorization')}"
+            error = {"error": {"message": message, "type": "server_error", "code": None}}
             self._write_json(writer, behaviour.status, error)
             return True
         chat = path.endswith("/chat/completions")

@@ -31,6 +31,44 @@ def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None =
     return env
 
 
+# What the fake vLLM's OpenAI server module runs: ``fake_upstream`` on the port and under the model name the service
+# gives it, until the service stops it (SIGTERM to its process group).
+_FAKE_API_SERVER = """
+import argparse, signal
+from llmops_testkit.fake_upstream import FakeUpstream
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, required=True)
+parser.add_argument("--served-model-name", default="fake-model")
+args, _ = parser.parse_known_args()
+upstream = FakeUpstream(args.served_model_name)
+upstream.port = args.port
+stop = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+upstream.start()
+signal.sigwait(stop)
+upstream.stop()
+"""
+
+
+def fake_vllm_env(directory: Path) -> dict[str, str]:
+    """Settings under which the inference service supervises a fake OpenAI server where it would start vLLM, for
+    tests about the service itself (its tokens, its relay, its logs), not about inference: a ``vllm`` package whose
+    OpenAI server module runs ``fake_upstream``, first on the service's PYTHONPATH (vLLM's process inherits it).
+    Starts in a second, where vLLM takes a minute."""
+    server = Path(directory) / "vllm" / "entrypoints" / "openai"
+    server.mkdir(parents=True, exist_ok=True)
+    for package in (server, server.parent, server.parent.parent):
+        (package / "__init__.py").touch()
+    (server / "api_server.py").write_text(_FAKE_API_SERVER)
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])),
+        "INFERENCE_MODEL": "fake-model",  # not the bundled model: nothing to prepare
+        "INFERENCE_ENABLE_LORA": "false",
+        "INFERENCE_HEALTH_INTERVAL_S": "0.2",
+    }
+
+
 def prepare_bundled_model() -> None:
     """Converts the bundled model once per machine (a checksum check afterwards), outside any timed start."""
     subprocess.run([sys.executable, "-m", "llmops_models.prepare"], check=True, stdout=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from llmops_common import tracing
 from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
-from llmops_common.http import read_limited
+from llmops_common.http import describe_error, read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class RetrieverClient:
                 payload = await read_limited(response, self._max_answer_bytes)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetrieverUnavailable(repr(exc)) from None
+            raise RetrieverUnavailable(describe_error(exc)) from None
         if status == 200:
             try:
                 return SearchResponse.model_validate_json(payload).data
