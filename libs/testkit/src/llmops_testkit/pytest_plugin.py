@@ -108,7 +108,9 @@ def postgres_proxy(postgres_server):
     """A ``TcpProxy`` in front of the shared PostgreSQL server, for tests that cut a service off it by
     ``blackhole()``: only the proxy goes silent, the server and every other test's connections are untouched."""
     server = urlsplit(postgres_server.url)
-    proxy = TcpProxy(server.hostname, server.port).start()
+    if server.hostname is None:
+        pytest.skip("PostgreSQL on a Unix socket: no TCP to put a proxy in")
+    proxy = TcpProxy(server.hostname, server.port or 5432).start()
     yield proxy
     proxy.stop()
 
