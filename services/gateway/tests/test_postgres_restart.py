@@ -14,18 +14,7 @@ import time
 import httpx
 
 from llmops_testkit.gateway import chat_body, variant
-
-
-def _until_ok(call, *, timeout_s: float = 15.0) -> list[httpx.Response]:
-    """Calls until a 2xx (the database is back and reconnected); every answer seen, the last one 2xx."""
-    seen = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        seen.append(call())
-        if seen[-1].is_success:
-            break
-        time.sleep(0.2)
-    return seen
+from llmops_testkit.processes import until_ok
 
 
 def test_keys_routes_and_spend_survive_a_database_restart(
@@ -61,7 +50,7 @@ def test_keys_routes_and_spend_survive_a_database_restart(
             assert response.json()["error"]["code"] == "database_unavailable" and response.headers["retry-after"]
 
         # Back: the same process answers a key it must look up, and the admin API, without a restart.
-        after_unseen = _until_ok(lambda: unseen.post("/v1/chat/completions", json=chat_body(route)))
+        after_unseen = until_ok(lambda: unseen.post("/v1/chat/completions", json=chat_body(route)))
         assert after_unseen[-1].status_code == 200, [r.text for r in after_unseen]
         answers.append(client.post("/v1/chat/completions", json=chat_body(route)))
         keys = admin.get("/admin/keys")

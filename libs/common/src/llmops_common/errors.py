@@ -154,6 +154,15 @@ def database_outage(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES
 
 
+def log_failed_round(log: logging.Logger, message: str, exc: BaseException) -> None:
+    """A background loop's round that failed, the next one to try again: a database outage is a warning (it says
+    nothing new after the first), anything else a bug, with its traceback."""
+    if database_outage(exc):
+        log.warning(f"{message}: database unavailable", extra={"error": repr(exc)[:300]})
+    else:
+        log.error(message, exc_info=exc)
+
+
 def _install_database_errors(app: FastAPI) -> None:
     # The database went away (restart, failover, network): 503, which clients and balancers retry, not a 500. The
     # engines ping a pooled connection before use, so the first request after it is back is served again.

@@ -1,5 +1,7 @@
 """Settings base: every service subclasses it with its own env prefix (GATEWAY_, RETRIEVER_, ...)."""
 
+from dataclasses import dataclass
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +24,36 @@ class ServiceSettings(BaseSettings):
     graceful_shutdown_s: int = Field(default=30, ge=1, description="on SIGTERM, how long open requests may finish")
     # Dev mode accepts built-in development secrets; outside it a service refuses to start without real ones.
     dev_mode: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a service waits on PostgreSQL before it calls it unavailable (``llmops_common.sql.make_engine``)."""
+
+    connect_s: float = 5.0  # a new connection, a pooled one's ping, a free pooled connection
+    statement_s: float = 30.0  # one statement's answer (each fetch of a streamed result)
+    migration_s: float = 600.0  # each statement of the start-up migrations, waiting for another replica's included
+
+
+DEFAULT_DATABASE_TIMEOUTS = DatabaseTimeouts()
+
+
+class StoreSettings(ServiceSettings):
+    """``ServiceSettings`` of a service with a SQL store: how long it waits on PostgreSQL (SQLite ignores them). A
+    server that answers nothing (a network partition drops packets: no error, only silence) is unavailable past
+    these: the request gets 503 ``database_unavailable``, a background loop tries again on its next round."""
+
+    database_connect_timeout_s: float = Field(default=DatabaseTimeouts.connect_s, gt=0)
+    database_statement_timeout_s: float = Field(default=DatabaseTimeouts.statement_s, gt=0)
+    database_migration_timeout_s: float = Field(default=DatabaseTimeouts.migration_s, gt=0)
+
+    @property
+    def database_timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(
+            connect_s=self.database_connect_timeout_s,
+            statement_s=self.database_statement_timeout_s,
+            migration_s=self.database_migration_timeout_s,
+        )
 
 
 def service_config(env_prefix: str) -> SettingsConfigDict:

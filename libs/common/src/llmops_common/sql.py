@@ -5,16 +5,26 @@ engines and runs migrations safely when several replicas start at once.
 """
 
 import fcntl
-from contextlib import contextmanager
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, TypeDecorator, text
+from sqlalchemy import URL, DateTime, TypeDecorator, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from llmops_common.errors import database_outage
+from llmops_common.settings import DEFAULT_DATABASE_TIMEOUTS, DatabaseTimeouts
+
+logger = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator):
@@ -45,19 +55,92 @@ def dialect_insert(session: AsyncSession):
     return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.bind.dialect.name]
 
 
-def make_engine(database_url: str) -> AsyncEngine:
-    # hide_parameters: a database error's message names its statement but not the values bound to it, which are key
-    # and token hashes, prompts and answers; the services log those errors (an outage, a failed refresh).
+def make_engine(database_url: str | URL, timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS, **pool) -> AsyncEngine:
+    """An engine on SQLite or PostgreSQL. On PostgreSQL nothing waits on the server longer than ``timeouts`` say:
+    a server behind a network partition answers nothing, not even an error, and without a bound a request (or a
+    worker's loop) would wait for it until TCP gives up, many minutes later. What times out is an
+    ``OperationalError``, which the error handlers answer with 503 ``database_unavailable``. ``hide_parameters``:
+    a database error's message names its statement but not the values bound to it, which are key and token
+    hashes, prompts and answers; the services log those errors (an outage, a failed refresh)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         return create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    pool = pool or {"pool_size": 10, "max_overflow": 20, "pool_timeout": timeouts.connect_s}
+    engine = create_async_engine(
+        url,
+        # asyncpg's own bounds: on connecting (TCP, TLS, authentication) and on every statement's answer, each
+        # fetch of a streamed result included. A statement past its bound is cancelled on the server as well.
+        connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
+        hide_parameters=True,
+        **pool,
+    )
+    _bound_by(engine, timeouts)
+    return engine
+
+
+def _bound_by(engine: AsyncEngine, timeouts: DatabaseTimeouts) -> None:
+    # asyncpg reports its timeouts as the builtin TimeoutError and a failed connect as an OSError, which SQLAlchemy
+    # passes on unwrapped (and its pre-ping lets through): each is made an OperationalError here, so that every
+    # caller that handles a database error (views, flush loops, workers) handles these too.
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def connect(dialect, _record, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:  # timed out, refused, or a name that does not resolve: the server is not there
+            raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {exc!r}") from exc
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def statement_timed_out(context):
+        if not isinstance(context.original_exception, TimeoutError):
+            return None
+        # Its answer may still come: the connection is never used again. Only this one: a slow statement says
+        # nothing about the others (a dead server is found by the ping below, and the whole pool dropped then).
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+        error = sa_exc.OperationalError(context.statement, None, context.original_exception, hide_parameters=True)
+        error.connection_invalidated = True
+        return error
+
+    # Instead of ``pool_pre_ping``: the same check on each checkout of a pooled connection, but bounded by the
+    # connect timeout (a dead server is not given a statement's time to say so) and reported as a disconnection
+    # whatever went wrong, which makes the pool drop every connection it holds and connect afresh.
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def ping(dbapi_connection, _record, _proxy):
+        try:
+            # execute, not fetch: the simple query protocol, no prepared statement (works behind pgbouncer).
+            dbapi_connection.run_async(lambda conn: conn.execute("SELECT 1", timeout=timeouts.connect_s))
+        except Exception as exc:
+            logger.warning("pooled database connection failed its ping; connecting afresh", extra={"error": repr(exc)})
+            raise sa_exc.InvalidatePoolError(f"pooled connection failed its ping: {exc!r}") from exc
+
+    # A connection given up on (timed out, failed its ping) is cut at once: SQLAlchemy's polite close would wait
+    # two more seconds for a goodbye from a server that may not be there.
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def cut(dbapi_connection, _record, _exception):
+        dbapi_connection.driver_connection.terminate()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def request_session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A request's session (the services' ``SessionDep``). FastAPI closes it once the answer is on its way: a
+    database gone by then (the rollback of what the request read finds no server) is logged, not raised, which
+    would cut the client's connection off under an answer already given."""
+    session = sessions()
+    try:
+        yield session
+    finally:
+        try:
+            await session.close()
+        except Exception as exc:
+            if not database_outage(exc):
+                raise
+            logger.warning("session not closed: database unavailable", extra={"error": repr(exc)[:300]})
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -86,20 +169,33 @@ def _file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def upgrade_to_head(engine: AsyncEngine, *, script_location: str, version_table: str, lock_id: int) -> None:
+async def upgrade_to_head(
+    engine: AsyncEngine,
+    *,
+    script_location: str,
+    version_table: str,
+    lock_id: int,
+    timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS,
+) -> None:
     """Bring the schema to the newest revision. Replicas take turns; the later ones find it current."""
 
     def upgrade(connection) -> None:
         command.upgrade(alembic_config(script_location, version_table=version_table, connection=connection), "head")
 
     if engine.dialect.name == "postgresql":
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
-            try:
-                await conn.run_sync(upgrade)
-                await conn.commit()
-            finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+        # A connection of its own, with the migrations' bound on each statement: a migration (or another replica's,
+        # waited for on the lock) may take longer than any request's statement should.
+        migrating = make_engine(engine.url, replace(timeouts, statement_s=timeouts.migration_s), poolclass=NullPool)
+        try:
+            async with migrating.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+                try:
+                    await conn.run_sync(upgrade)
+                    await conn.commit()
+                finally:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+        finally:
+            await migrating.dispose()
         return
     database = engine.url.database
     on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"

@@ -33,6 +33,19 @@ def wait_ready(url: str, *, timeout_s: float = 30.0, process: subprocess.Popen |
     raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 
+def until_ok(call, *, timeout_s: float = 15.0) -> list[httpx.Response]:
+    """Calls ``call()`` until it answers 2xx (a dependency is back and reconnected), a few times a second; every
+    answer seen, the last one 2xx unless ``timeout_s`` ran out first."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen.append(call())
+        if seen[-1].is_success:
+            break
+        time.sleep(0.2)
+    return seen
+
+
 class ServiceProcess:
     """A uvicorn app factory in its own process, with its output in a log file.
 

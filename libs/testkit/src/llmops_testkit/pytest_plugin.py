@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from llmops_testkit.inference import InferenceService, inference_env, prepare_bu
 from llmops_testkit.mlflow_server import MlflowServer
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.retriever import new_tokens as new_retriever_tokens
+from llmops_testkit.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +101,29 @@ def private_postgres_url(private_postgres):
         asyncio.run(_drop_database(private_postgres.url, name))
     except (OSError, asyncpg.PostgresError):
         pass  # a test that failed with the server down: the cluster goes at the session's end anyway
+
+
+@pytest.fixture
+def postgres_proxy(postgres_server):
+    """A ``TcpProxy`` in front of the shared PostgreSQL server, for tests that cut a service off it by
+    ``blackhole()``: only the proxy goes silent, the server and every other test's connections are untouched."""
+    server = urlsplit(postgres_server.url)
+    if server.hostname is None:
+        pytest.skip("PostgreSQL on a Unix socket: no TCP to put a proxy in")
+    proxy = TcpProxy(server.hostname, server.port or 5432).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxied_postgres_url(postgres_server, postgres_proxy):
+    """A fresh database on the shared server (dropped at the end), as a SQLAlchemy asyncpg URL through
+    ``postgres_proxy``."""
+    name = asyncio.run(_create_database(postgres_server.url))
+    server = urlsplit(postgres_server.async_url)
+    credentials, at, _ = server.netloc.rpartition("@")
+    yield server._replace(netloc=f"{credentials}{at}127.0.0.1:{postgres_proxy.port}", path=f"/{name}").geturl()
+    asyncio.run(_drop_database(postgres_server.url, name))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -49,8 +49,8 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = sql.make_engine(settings.database_url)
-        await db.migrate(engine)
+        engine = sql.make_engine(settings.database_url, settings.database_timeouts)
+        await db.migrate(engine, settings.database_timeouts)
         hooks = tracing.httpx_event_hooks()  # traceparent on every call out; none with tracing off
         http = httpx.AsyncClient(timeout=10.0, event_hooks=hooks)
         gateway = registry_http = trainer_http = None

@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common.errors import log_failed_round
 from llmops_common.sql import dialect_insert, utcnow
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment, ExperimentDecision, Lease
@@ -97,6 +98,6 @@ async def run(state: FeedbackState) -> None:
     while True:
         try:
             await run_once(state)
-        except Exception:
-            logger.exception("experiment controller pass failed")
+        except Exception as exc:  # noqa: BLE001 - logged (a bug with its traceback); the next pass tries again
+            log_failed_round(logger, "experiment controller pass failed", exc)
         await asyncio.sleep(state.settings.experiment_interval_s)

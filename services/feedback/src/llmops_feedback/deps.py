@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common import sql
 from llmops_common.auth import bearer_token, require_token, token_matches, unauthorized
 from llmops_common.contracts.ratings import KEY_ID_HEADER, RATED_AT_HEADER
 from llmops_common.contracts.requestlog import MAX_EPOCH_S
@@ -25,7 +26,7 @@ StateDep = Annotated[FeedbackState, Depends(get_state)]
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async with state.sessions() as session:
+    async with sql.request_session(state.sessions) as session:
         yield session
 
 

@@ -2,13 +2,13 @@
 
 from pydantic import Field
 
-from llmops_common.settings import ServiceSettings, require_secret, service_config
+from llmops_common.settings import StoreSettings, require_secret, service_config
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 DEV_INGEST_TOKEN = "dev-ingest-token"
 
 
-class FeedbackSettings(ServiceSettings):
+class FeedbackSettings(StoreSettings):
     model_config = service_config("FEEDBACK_")
 
     port: int = 8004

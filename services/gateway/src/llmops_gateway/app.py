@@ -72,8 +72,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = sql.make_engine(settings.database_url)
-        await db.migrate(engine)
+        engine = sql.make_engine(settings.database_url, settings.database_timeouts)
+        await db.migrate(engine, settings.database_timeouts)
         sessions = sql.make_sessionmaker(engine)
         http = make_http_session()
         request_log = make_sink(settings, metrics)

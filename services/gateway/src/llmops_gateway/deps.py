@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common import sql
 from llmops_common.errors import APIError
 from llmops_gateway.admin.auth import Identity, identify
 from llmops_gateway.feedback.client import RatingsForwarder
@@ -25,7 +26,7 @@ def _state(request: Request) -> GatewayState:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with _state(request).sessions() as session:
+    async with sql.request_session(_state(request).sessions) as session:
         yield session
 
 

@@ -4,7 +4,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from llmops_common.settings import ServiceSettings, require_secret, service_config
+from llmops_common.settings import StoreSettings, require_secret, service_config
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 DEV_KEY_SECRET = "dev-key-hash-secret"
@@ -29,7 +29,7 @@ class BatchEngine(StrEnum):
     vllm = "vllm"
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(StoreSettings):
     model_config = service_config("GATEWAY_")
 
     port: int = 8000

@@ -36,8 +36,8 @@ def create_app(settings: TrainerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = sql.make_engine(settings.database_url)
-        await db.migrate(engine)
+        engine = sql.make_engine(settings.database_url, settings.database_timeouts)
+        await db.migrate(engine, settings.database_timeouts)
         http = make_http_session(read_timeout_s=settings.feedback_timeout_s)
         app.state.trainer = state = TrainerState(
             settings=settings,

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
 
 from llmops_common import sql
+from llmops_common.settings import DEFAULT_DATABASE_TIMEOUTS, DatabaseTimeouts
 
 
 class Base(DeclarativeBase):
@@ -15,10 +16,11 @@ class Base(DeclarativeBase):
 _MIGRATION_LOCK_ID = 0x6C6C6D6F7074
 
 
-async def migrate(engine: AsyncEngine) -> None:
+async def migrate(engine: AsyncEngine, timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS) -> None:
     await sql.upgrade_to_head(
         engine,
         script_location=str(files("llmops_trainer") / "migrations"),
         version_table="alembic_version_trainer",
         lock_id=_MIGRATION_LOCK_ID,
+        timeouts=timeouts,
     )

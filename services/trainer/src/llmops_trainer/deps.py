@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_common import sql
 from llmops_common.auth import require_token
 from llmops_trainer.state import TrainerState
 
@@ -18,7 +19,7 @@ StateDep = Annotated[TrainerState, Depends(get_state)]
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async with state.sessions() as session:
+    async with sql.request_session(state.sessions) as session:
         yield session
 
 

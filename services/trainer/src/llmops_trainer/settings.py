@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from llmops_common.contracts.models import BUNDLED_MODEL_NAME
-from llmops_common.settings import ServiceSettings, require_secret, service_config
+from llmops_common.settings import StoreSettings, require_secret, service_config
 from llmops_models import prepare
 
 DEV_ADMIN_TOKEN = "dev-trainer-admin-token"
@@ -13,7 +13,7 @@ DEV_ADMIN_TOKEN = "dev-trainer-admin-token"
 DEV_FEEDBACK_TOKEN = "dev-admin-token"
 
 
-class TrainerSettings(ServiceSettings):
+class TrainerSettings(StoreSettings):
     model_config = service_config("TRAINER_")
 
     port: int = 8003

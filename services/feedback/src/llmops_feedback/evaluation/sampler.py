@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 
+from llmops_common.errors import log_failed_round
 from llmops_common.sql import utcnow
 from llmops_feedback.evaluation import rubrics, service
 from llmops_feedback.evaluation.queue import dispatch
@@ -77,6 +78,6 @@ async def run(state: FeedbackState, celery: Celery) -> None:
                 logger.info("online sample queued", extra={"requests": sent})
             # Records arrive late (the gateway batches, spools through outages): look back a few intervals.
             watermark = started - timedelta(seconds=4 * settings.eval_sample_interval_s)
-        except Exception:
-            logger.exception("online scoring pass failed")
+        except Exception as exc:  # noqa: BLE001 - logged (a bug with its traceback); the next pass tries again
+            log_failed_round(logger, "online scoring pass failed", exc)
         await asyncio.sleep(settings.eval_sample_interval_s)

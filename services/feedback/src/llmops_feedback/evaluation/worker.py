@@ -38,7 +38,7 @@ class Runtime:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="evaluation-loop", daemon=True).start()
-        self.engine = sql.make_engine(settings.database_url)
+        self.engine = sql.make_engine(settings.database_url, settings.database_timeouts)
         self.sessions = sql.make_sessionmaker(self.engine)
         self.similarity = Similarity()  # loads the embedding model on first use
         self.gateway = self.mlflow = None

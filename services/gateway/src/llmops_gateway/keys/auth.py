@@ -7,7 +7,7 @@ import hmac
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,7 +63,9 @@ class KeyAuthenticator:
     since the last refresh, in the background: requests with a key in use never wait for the database,
     and the database sees a query per interval and process, not per key (one query per key and half TTL
     was 10% of a worker's CPU with two busy keys, and grew with every key in use). An unknown or expired
-    entry is fetched on the request path; concurrent requests for it share one query.
+    entry is fetched on the request path; concurrent requests for an unknown one share one query, those for
+    an expired one use it meanwhile. With the store unreachable an expired entry keeps serving, another TTL at
+    a time.
     """
 
     def __init__(
@@ -114,7 +116,10 @@ class KeyAuthenticator:
             raise _unauthorized("invalid API key", "invalid_api_key")
         key_hash = self._stored_hash(secret)
         entry = self._cache.get(key_hash)
-        if entry is None or time.monotonic() - entry.fetched_at > self._ttl_s:
+        stale = entry is not None and time.monotonic() - entry.fetched_at > self._ttl_s
+        # An expired entry whose query is already out is used meanwhile: a store that does not answer would hold
+        # every request of the key for its connect timeout.
+        if entry is None or (stale and key_hash not in self._refreshing):
             if lockout is not None:  # keys not cached here wait for SQL anyway: ask Redis about blocks elsewhere
                 await lockout.check("api", client, key_prefix)
             try:
@@ -127,6 +132,8 @@ class KeyAuthenticator:
                     raise APIError(
                         503, "key store unavailable", code="key_store_unavailable", headers={"Retry-After": "1"}
                     ) from exc
+                if self._cache.get(key_hash) is entry:  # another TTL: the next request does not wait for it again
+                    self._cache[key_hash] = replace(entry, fetched_at=time.monotonic())
         if entry.key is not None:  # unknown keys are not kept fresh: a flood of them must not grow the refresh
             self._in_use.add(key_hash)
             if self._refresher is None:

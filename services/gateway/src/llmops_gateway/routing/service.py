@@ -132,10 +132,11 @@ class RouteTable:
         self._ttl_s = ttl_s
         self._routes: dict[str, RouteSpec] = {}
         self._loaded_at = float("-inf")
+        self._loaded = False  # a table was read once: until then every request waits for it
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> RouteSpec | None:
-        await self._refresh_if_older_than(self._ttl_s)
+        await self._refresh_if_older_than(self._ttl_s, wait=False)
         spec = self._routes.get(name)
         if spec is None:
             await self._refresh_if_older_than(self.MISS_RELOAD_S)
@@ -143,14 +144,16 @@ class RouteTable:
         return spec
 
     async def names(self) -> list[str]:
-        await self._refresh_if_older_than(self._ttl_s)
+        await self._refresh_if_older_than(self._ttl_s, wait=False)
         return sorted(self._routes)
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
 
-    async def _refresh_if_older_than(self, max_age_s: float) -> None:
-        if time.monotonic() - self._loaded_at <= max_age_s:
+    async def _refresh_if_older_than(self, max_age_s: float, *, wait: bool = True) -> None:
+        """``wait=False``: while another request reloads, the table there is serves (a database that does not
+        answer holds a reload for its connect timeout: only the request that started it waits)."""
+        if time.monotonic() - self._loaded_at <= max_age_s or (not wait and self._lock.locked() and self._loaded):
             return
         async with self._lock:  # one reload at a time; the others wait for it
             if time.monotonic() - self._loaded_at <= max_age_s:
@@ -158,7 +161,7 @@ class RouteTable:
             try:
                 async with self._sessions() as session:
                     rows = await list_all(session)
-                self._routes = _valid_routes(rows)
+                self._routes, self._loaded = _valid_routes(rows), True
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("route store unreachable; serving the last routes", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()

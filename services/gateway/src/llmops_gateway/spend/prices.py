@@ -94,10 +94,13 @@ class PriceTable:
         self._ttl_s = ttl_s
         self._prices: dict[str, UnitPrice] = {}
         self._loaded_at = float("-inf")
+        self._loaded = False  # prices were read once: until then every request waits for them
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        if time.monotonic() - self._loaded_at <= self._ttl_s:
+        # While another request reloads, the prices there are charge (a database that does not answer holds a
+        # reload for its connect timeout: only the request that started it waits).
+        if time.monotonic() - self._loaded_at <= self._ttl_s or (self._lock.locked() and self._loaded):
             return
         async with self._lock:
             if time.monotonic() - self._loaded_at <= self._ttl_s:
@@ -105,7 +108,7 @@ class PriceTable:
             try:
                 async with self._sessions() as session:
                     rows = await current(session)
-                self._prices = {row.variant: _unit(row) for row in rows}
+                self._prices, self._loaded = {row.variant: _unit(row) for row in rows}, True
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("price store unreachable; charging the last prices", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()

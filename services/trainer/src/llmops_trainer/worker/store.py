@@ -11,16 +11,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llmops_common import sql
+from llmops_common.settings import DEFAULT_DATABASE_TIMEOUTS, DatabaseTimeouts
 
 logger = logging.getLogger(__name__)
 
 
 class JobStore:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="job-store", daemon=True)
         self._thread.start()
-        self.engine = sql.make_engine(database_url)
+        self.engine = sql.make_engine(database_url, timeouts)
         self.sessions = sql.make_sessionmaker(self.engine)
 
     def call(self, fn: Callable[..., Awaitable[Any]], /, timeout_s: float = 60.0, **kwargs) -> Any:
@@ -30,7 +31,12 @@ class JobStore:
             async with self.sessions() as session:
                 return await fn(session, **kwargs)
 
-        return asyncio.run_coroutine_threadsafe(go(), self._loop).result(timeout_s)
+        future = asyncio.run_coroutine_threadsafe(go(), self._loop)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()  # or it would go on holding a connection, and a retry would start a second one
+            raise
 
     def call_with_retries(self, fn, /, attempts: int = 5, **kwargs) -> Any:
         """For the writes that end a job: a database blip must not turn a finished job into a lost one."""

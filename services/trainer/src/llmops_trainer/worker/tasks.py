@@ -56,7 +56,9 @@ def register(app: Celery, settings: TrainerSettings) -> None:
 
     def context() -> WorkerContext:
         if not contexts:
-            contexts.append(WorkerContext(settings=settings, store=JobStore(settings.database_url)))
+            contexts.append(
+                WorkerContext(settings=settings, store=JobStore(settings.database_url, settings.database_timeouts))
+            )
         return contexts[0]
 
     @app.task(name=TRAIN_TASK, bind=True, acks_late=True, max_retries=None)

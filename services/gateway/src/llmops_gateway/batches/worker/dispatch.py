@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 
 from llmops_common import sql
+from llmops_common.errors import log_failed_round
 from llmops_common.sql import utcnow
 from llmops_gateway.batches.models import Batch, Shard
 from llmops_gateway.batches.worker import finalize
@@ -34,15 +35,15 @@ class Dispatcher:
         self.finalize_stale = timedelta(seconds=settings.batch_finalize_stale_s)
 
     async def forever(self) -> None:
-        engine = sql.make_engine(self.settings.database_url)
+        engine = sql.make_engine(self.settings.database_url, self.settings.database_timeouts)
         self.sessions = sql.make_sessionmaker(engine)
         self.store = ObjectStore(self.settings.files_url)
         try:
             while True:
                 try:
                     await self.tick()
-                except Exception:  # a database blip must not end dispatching for good
-                    logger.exception("dispatch round failed")
+                except Exception as exc:  # noqa: BLE001 - a database blip must not end dispatching for good
+                    log_failed_round(logger, "dispatch round failed", exc)
                 await asyncio.sleep(self.settings.batch_dispatch_interval_s)
         finally:
             await engine.dispose()

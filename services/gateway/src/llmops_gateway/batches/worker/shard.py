@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 async def run_shard(settings: GatewaySettings, *, batch_id: str, index: int, engine: VllmEngine | None = None) -> str:
     """``engine``: the worker's own (``GATEWAY_BATCH_ENGINE=vllm``), for the chat lines it can run."""
-    database = sql.make_engine(settings.database_url)
+    database = sql.make_engine(settings.database_url, settings.database_timeouts)
     sessions = sql.make_sessionmaker(database)
     try:
         return await ShardRun(settings, sessions, batch_id=batch_id, index=index, engine=engine).run()
