@@ -14,10 +14,22 @@ from llmops_cli.procs import free_port, log_tail, spawn
 from llmops_testkit.processes import wait_ready
 
 
-def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None = None, **overrides: str) -> dict:
-    """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly."""
+def inference_env(
+    *,
+    state_dir: Path,
+    admin_token: str,
+    mlflow_uri: str | None = None,
+    serving_token: str | None = None,
+    **overrides: str,
+) -> dict:
+    """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly.
+
+    Without ``serving_token`` the OpenAI surface is open on purpose (``INFERENCE_OPEN_SERVING``): these tests are
+    about serving and adapters, and their gateways and clients reach it without the token. The closed surface is
+    tested in services/inference/tests/test_auth_matrix.py, and end to end by ``llmops up`` (tests/test_demo.py)."""
     env = {
         "INFERENCE_ADMIN_TOKEN": admin_token,
+        **({"INFERENCE_SERVING_TOKEN": serving_token} if serving_token else {"INFERENCE_OPEN_SERVING": "true"}),
         "INFERENCE_DEV_MODE": "false",
         "INFERENCE_STATE_DIR": str(state_dir),
         "INFERENCE_VLLM_PORT": str(free_port()),
