@@ -16,12 +16,11 @@ from llmops_testkit.trainer import Trainer, trainer_env
 
 pytestmark = pytest.mark.timeout(600)  # a real (tiny) training job on a busy 2-core machine
 
-SERVING_TOKEN = "serving-token-0123456789abcdef"  # the inference service's, which the route's variants name
 TINY = {"training": {"max_steps": 2, "max_seq_length": 64, "batch_size": 2, "eval_fraction": 0}}
 
 
 @pytest.fixture(scope="module")
-def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_state_dir):
+def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_state_dir, serving_token):
     """A feedback service with the whole controller (gateway, registry, trainer) and the trainer reading it."""
     prepare_bundled_model()
     trainer_port = free_port()  # each must know the other's address before it starts
@@ -32,7 +31,7 @@ def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_
         FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
         FEEDBACK_TRAINER_URL=f"http://127.0.0.1:{trainer_port}",
         FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
-        FEEDBACK_INFERENCE_SERVING_TOKEN=SERVING_TOKEN,
+        FEEDBACK_INFERENCE_SERVING_TOKEN=serving_token,
     )
     state_dir = llmops_state_dir / f"retraining-{uuid.uuid4().hex[:6]}"
     env = trainer_env(
@@ -74,12 +73,12 @@ def _corrected(feedback, route: str, count: int) -> None:
             assert admin.post("/v1/feedback", json=rating).status_code == 201
 
 
-def test_enough_new_feedback_trains_a_challenger_and_canaries_it(loop, upstreams, expect_error):
+def test_enough_new_feedback_trains_a_challenger_and_canaries_it(loop, upstreams, expect_error, serving_token):
     feedback, gateway, trainer = loop
     model = f"loop-{uuid.uuid4().hex[:8]}"
     served = f"{model}@challenger"
     adapter_server = FakeUpstream(served).start()  # stands for the inference service serving the new adapter
-    adapter_server.behaviour.api_key = SERVING_TOKEN  # closed, as `llmops up` runs it
+    adapter_server.behaviour.api_key = serving_token  # closed, as `llmops up` runs it
     try:
         base = variant("base", upstreams["alpha"], model="base-model") | {"api_key_env": INFERENCE_TOKEN_ENV}
         route = gateway.put_route(variants=[base])
