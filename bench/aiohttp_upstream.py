@@ -17,7 +17,14 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from yarl import URL
 
-from llmops_gateway.proxy.connection import UpstreamBroken, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from llmops_common.http import ResponseTooLarge, read_limited
+from llmops_gateway.proxy.connection import (
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
 from llmops_gateway.proxy.origins import bypasses_proxy
 
 
@@ -34,6 +41,8 @@ class _Outbox:
 
 def _upstream_error(exc: BaseException, where: str) -> UpstreamError:
     """aiohttp's exceptions as the gateway's (the order matters: connector errors are OS errors too)."""
+    if isinstance(exc, ResponseTooLarge):
+        return UpstreamTooLarge(str(exc))
     if isinstance(exc, TimeoutError):  # aiohttp's ConnectionTimeoutError and SocketTimeoutError among them
         return UpstreamTimeout(f"{where}: timed out ({exc})")
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
@@ -45,10 +54,10 @@ _ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 class AiohttpResponse:
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_client", "_response", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response, self.status = response, response.status
+    def __init__(self, response: aiohttp.ClientResponse, client: "AiohttpUpstreamClient") -> None:
+        self._response, self._client, self.status = response, client, response.status
         self.headers = [(name.lower(), value) for name, value in response.raw_headers]
 
     def header(self, name: bytes) -> bytes | None:
@@ -57,16 +66,22 @@ class AiohttpResponse:
                 return value
         return None
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        limit = self._client.max_answer_bytes if max_bytes is None else max_bytes
         try:
-            return await self._response.read()
+            return await (read_limited(self._response, limit) if limit else self._response.read())
         except _ERRORS as exc:
             raise _upstream_error(exc, str(self._response.url)) from exc
 
-    async def chunks(self):
-        """Yields body bytes as they arrive."""
+    async def chunks(self, max_bytes: int | None = None):
+        """Yields body bytes as they arrive, within ``max_bytes`` (default: the client's ``max_stream_bytes``)."""
+        limit, received = self._client.max_stream_bytes if max_bytes is None else max_bytes, 0
         try:
             async for data in self._response.content.iter_any():
+                received += len(data)
+                if limit and received > limit:
+                    self._response.close()
+                    raise UpstreamTooLarge(f"the upstream's answer is over {limit} bytes")
                 yield data
         except _ERRORS as exc:
             raise _upstream_error(exc, str(self._response.url)) from exc
@@ -88,11 +103,16 @@ class AiohttpUpstreamClient:
         connect_timeout_s: float,
         read_timeout_s: float,
         max_in_flight: int,
+        answer_timeout_s: float = 0.0,
         idle_timeout_s: float = 30.0,
+        max_answer_bytes: int = 0,
+        max_stream_bytes: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         proxies: dict[str, str] | None = None,
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.answer_timeout_s = answer_timeout_s
+        self.max_answer_bytes, self.max_stream_bytes = max_answer_bytes, max_stream_bytes
         self.max_in_flight, self.idle_timeout_s = max_in_flight, idle_timeout_s
         self.outbox = _Outbox()
         self._ssl = ssl_context
@@ -110,7 +130,7 @@ class AiohttpUpstreamClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.connect_timeout_s, sock_read=self.read_timeout_s
+                total=self.answer_timeout_s or None, sock_connect=self.connect_timeout_s, sock_read=self.read_timeout_s
             ),
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
@@ -149,7 +169,7 @@ class AiohttpUpstreamClient:
                 continue
             except _ERRORS as exc:
                 raise _upstream_error(exc, str(url)) from exc
-            return AiohttpResponse(response)
+            return AiohttpResponse(response, self)
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:

@@ -219,23 +219,39 @@ def tracing_rows(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _soak_memory(name: str, trend: dict) -> str:
+    """A service's RSS at the end and its trend over the last half; the training pool's between jobs (its memory
+    follows the jobs)."""
+    between = name == "trainer_pool"
+    slope = trend.get("slope_last_half_between_jobs_mb_per_min") if between else trend["slope_last_half_mb_per_min"]
+    shown = "n/a" if slope is None else f"{slope:+.2f} MB/min"
+    return f"{name} {trend['end_mb']:.0f} MB ({shown}{' between jobs' if between else ''})"
+
+
 def soak_rows(r: dict) -> list[tuple[str, str, str]]:
     buckets = r["latency_buckets"]
     first, last = buckets[0], buckets[-1]
-    plain = f"plain p99 {first['plain']['p99_ms']} -> {last['plain']['p99_ms']} ms (first / last {r.get('bucket_s', 15):g} s)"
-    memory = ", ".join(
-        f"{name} {t['end_mb']:.0f} MB ({t['slope_last_half_mb_per_min']:+.2f} MB/min)"
-        for name, t in r["memory_trend"].items()
+    p99 = ", ".join(
+        f"{kind} {first[kind]['p99_ms']} -> {last[kind]['p99_ms']} ms" for kind in ("plain", "rag") if kind in first
     )
+    memory = ", ".join(_soak_memory(name, t) for name, t in r["memory_trend"].items())
+    jobs = r.get("training_jobs")  # a soak of the whole platform; without: gateway + feedback only (older results)
+    where = "the whole platform (fake model upstream)" if jobs is not None else "gateway + feedback"
     what = (
-        f"soak, {r['duration_s'] / 60:.0f} min of mixed traffic (plain, streamed, ratings) through gateway + feedback, "
-        f"{r['concurrency']} clients"
+        f"soak, {r['duration_s'] / 60:.3g} min of mixed traffic ({', '.join(r['mix'])}"
+        f"{', LoRA jobs' if jobs is not None else ''}) through {where}, {r['concurrency']} clients"
     )
+    training = ""
+    if jobs is not None:
+        done = [j for j in jobs if j["state"] == "succeeded"]
+        training = f"; training jobs: {len(done)} of {len(jobs)} succeeded"
+        if done:
+            training += f" (longest {max(j['duration_s'] for j in done):.0f} s from submission)"
     result = (
-        f"{r['requests']} requests ({r['throughput_rps']:.0f}/s), error rate {r['error_rate']:.2%}; {plain}; "
-        f"RSS at the end and trend over the last half: {memory}"
+        f"{r['requests']} requests ({r['throughput_rps']:.0f}/s), error rate {r['error_rate']:.2%}; p99 first / last "
+        f"{r.get('bucket_s', 15):g} s: {p99}{training}; RSS at the end and trend over the last half: {memory}"
     )
-    return [("gateway", what, result)]
+    return [("platform" if jobs is not None else "gateway", what, result)]
 
 
 def batch_rows(r: dict) -> list[tuple[str, str, str]]:

@@ -136,7 +136,10 @@ def test_the_smoke_check_opens_every_console_page():
 def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
     gateway, _ = platform
     created = post_form(
-        signed_in, "/console/keys", "/console/keys", {"name": "console-made", "rpm": "60", "tpd": "5000"}
+        signed_in,
+        "/console/keys",
+        "/console/keys",
+        {"name": "console-made", "rpm": "60", "tpd": "5000", "allowed_collections": "kb, faq"},
     )
     assert created.status_code == 201
     secret = re.search(r"data-secret[^>]*>", created.text) and re.search(r'value="([^"]+)" data-secret', created.text)
@@ -146,6 +149,7 @@ def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
     assert key["limits"] == {"rpm": 60, "tpm": None, "tpd": 5000, "max_tokens": None} and secret.startswith(
         key["prefix"]
     )
+    assert key["allowed_collections"] == ["kb", "faq"] and "<td>kb, faq</td>" in signed_in.get("/console/keys").text
     with gateway.client(secret) as client:  # the secret shown is a working key
         assert client.get("/v1/models").status_code == 200
     for path in ("/console/keys", "/console/", "/console/playground", "/console/routes", "/console/spend"):
@@ -163,6 +167,7 @@ def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
         ({"name": "x", "rpm": "lots"}, "RPM: 'lots' is not a whole number"),
         ({"name": "x", "tpm": "0"}, "limits.tpm: Input should be greater than or equal to 1"),
         ({"name": "x" * 201}, "name: String should have at most 200 characters"),
+        ({"name": "x", "allowed_collections": "kb, no/slash"}, "allowed_collections.1: String should match pattern"),
     ],
 )
 def test_bad_key_input_is_explained(platform, signed_in, fields, message):

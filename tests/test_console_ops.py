@@ -5,6 +5,7 @@ limited per client address."""
 import re
 import time
 
+import httpx
 import pytest
 
 from llmops_testkit.console import console_client, post_form, sign_in
@@ -198,3 +199,7 @@ def test_failed_sign_ins_are_limited_per_address(gw):
         assert sign_in(admin, gw.admin_token).status_code == 303  # another address is not locked out
         time.sleep(int(locked.headers["retry-after"]) + 0.2)
         assert sign_in(guesser, gw.admin_token).status_code == 303  # the window ended
+    # The API's lockout counts them (one mechanism, its own surface): the same metrics and alerts.
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    assert re.search(r'llmops_gateway_auth_failures_total\{surface="console"\} [3-9]', metrics), metrics
+    assert 'llmops_gateway_auth_lockouts_total{by="address",surface="console"}' in metrics

@@ -29,6 +29,7 @@ keys:
   {key}:
     limits: {{rpm: 60, tpm: 10000}}
     allowed_routes: [support-bot]
+    allowed_collections: [kb]
 retraining:
   support-bot:
     model_name: support-bot
@@ -94,6 +95,7 @@ def test_apply_is_idempotent_and_export_reapplies_to_no_change(platform, tmp_pat
         assert [v["weight"] for v in route["variants"]] == [90, 10] and route["rag"]["top_k"] == 1
         key = next(k for k in admin.get("/admin/keys").json()["data"] if k["name"] == key_name)
         assert key["limits"]["rpm"] == 60 and key["allowed_routes"] == ["support-bot"]
+        assert key["allowed_collections"] == ["kb"]
         policy = admin.get(env["LLMOPS_FEEDBACK_URL"] + "/v1/retraining/support-bot").json()
         assert policy["min_examples"] == 20 and policy["experiment"]["steps"] == [0.1, 0.5]
 

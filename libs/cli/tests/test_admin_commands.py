@@ -49,6 +49,8 @@ class FakeAdmin(BaseHTTPRequestHandler):
             return self._reply(201, KEY)
         if (self.command, self.path) == ("GET", "/admin/keys"):
             return self._reply(200, {"data": [{k: v for k, v in KEY.items() if k != "key"}]})
+        if (self.command, self.path) == ("PATCH", "/admin/keys/key_1"):
+            return self._reply(200, {**KEY, **body})
         if (self.command, self.path) == ("DELETE", "/admin/keys/key_1"):
             return self._reply(204, None)
         if self.command == "PUT" and self.path.startswith("/admin/routes/"):
@@ -57,7 +59,7 @@ class FakeAdmin(BaseHTTPRequestHandler):
             return self._reply(200, {"data": []})
         return self._reply(404, {"error": {"message": f"no such thing: {self.path}", "type": "not_found_error"}})
 
-    do_GET = do_POST = do_PUT = do_DELETE = _handle
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
 @pytest.fixture
@@ -121,10 +123,27 @@ def test_keys_create_without_json_shows_the_secret_once_on_its_own_line(admin_ur
     assert FakeAdmin.requests[0][2]["expires_in_s"] is None and FakeAdmin.requests[0][2]["allowed_routes"] is None
 
 
+def test_keys_collections_are_granted_at_creation_and_replaced_later(admin_url):
+    created = runner.invoke(app, ["keys", "create", "--name", "demo", "--collection", "kb", "--collection", "faq"])
+    assert created.exit_code == 0, created.output
+    assert FakeAdmin.requests[-1][2]["allowed_collections"] == ["kb", "faq"]
+    for args, grant, shown in (
+        (["--collection", "kb"], ["kb"], "collections kb."),
+        (["--none"], [], "collections none."),
+        ([], None, "collections any."),  # back to whatever its routes allow
+    ):
+        result = runner.invoke(app, ["keys", "collections", "key_1", *args])
+        assert result.exit_code == 0, result.output
+        assert FakeAdmin.requests[-1] == ("PATCH", "/admin/keys/key_1", {"allowed_collections": grant})
+        assert shown in result.stdout
+    both = runner.invoke(app, ["keys", "collections", "key_1", "--none", "--collection", "kb"])
+    assert both.exit_code == 2 and FakeAdmin.requests[-1][0] == "PATCH" and len(FakeAdmin.requests) == 4
+
+
 def test_keys_list_and_revoke(admin_url):
     listed = runner.invoke(app, ["keys", "list"])
     assert listed.exit_code == 0, listed.output
-    assert "key_1" in listed.stdout and "rpm=60" in listed.stdout
+    assert "key_1" in listed.stdout and "rpm=60" in listed.stdout and "any" in listed.stdout  # collections: any
     as_json = runner.invoke(app, ["keys", "list", "--json"])
     assert json.loads(as_json.stdout)[0]["id"] == "key_1"
     revoked = runner.invoke(app, ["keys", "revoke", "key_1"])

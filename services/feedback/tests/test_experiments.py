@@ -289,4 +289,19 @@ def test_experiments_show_in_list_and_metrics(platform, fb, upstreams, scrape):
         frozenset({"experiment": experiment["id"], "route": route, "arm": "champion"}.items()),
     )
     wait_for(lambda: scrape(service.url).get(key) == 4, timeout_s=10, what="the experiment's gauges")
+    # Both arms rated: the evidence the decision rule reads is exported too, as the readout API gives it.
+    deliver(platform, route, "challenger", ups=1, downs=2, version="1")
+    labels = frozenset({"experiment": experiment["id"], "route": route}.items())
+    gauges = wait_for(
+        lambda: (found := scrape(service.url)).get(("llmops_experiment_difference", labels)) is not None and found,
+        timeout_s=10,
+        what="the evidence gauges",
+    )
+    evidence = fb.get(f"/v1/experiments/{experiment['id']}").json()["readout"]["next"]["evidence"]
+    difference = evidence["readout"]["difference"]
+    assert gauges[("llmops_experiment_difference", labels)] == pytest.approx(1 / 3 - 3 / 4)
+    for metric, field in (("difference", "difference"), ("difference_lower", "lower"),
+                          ("difference_upper", "upper"), ("p_value", "p_value")):  # fmt: skip
+        assert gauges[(f"llmops_experiment_{metric}", labels)] == pytest.approx(difference[field]), metric
+    assert gauges[("llmops_experiment_srm_p_value", labels)] == pytest.approx(evidence["srm"]["p_value"])
     fb.post(f"/v1/experiments/{experiment['id']}/stop")

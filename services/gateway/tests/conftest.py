@@ -1,11 +1,12 @@
 """Fixtures of the gateway's batch tests: a gateway with a small file limit and shards, the feedback service its
-request log goes to, and batch workers per test."""
+request log goes to, a stand-in retriever for lines with RAG, and batch workers per test."""
 
 import uuid
 
 import pytest
 
 from llmops_testkit.batch import BatchWorker, batch_env
+from llmops_testkit.fake_retriever import FakeRetriever
 from llmops_testkit.gateway import variant
 
 MAX_FILE_BYTES = 64 * 1024
@@ -18,7 +19,15 @@ def batch_feedback(make_feedback, llmops_state_dir):
 
 
 @pytest.fixture(scope="module")
-def batch_gateway(make_gateway, postgres_database_url, llmops_state_dir, batch_feedback):
+def batch_retriever():
+    """Where lines with RAG get context: which chunks does not matter here, whether it was asked does."""
+    fake = FakeRetriever(["The batch context."]).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def batch_gateway(make_gateway, postgres_database_url, llmops_state_dir, batch_feedback, batch_retriever):
     env = batch_env(
         "",  # the workers' gateway URL is set once it listens
         GATEWAY_FILES_URL=str(llmops_state_dir / f"files-{uuid.uuid4().hex[:6]}"),
@@ -27,7 +36,9 @@ def batch_gateway(make_gateway, postgres_database_url, llmops_state_dir, batch_f
         GATEWAY_BATCH_LINE_CONCURRENCY="2",
         GATEWAY_BATCH_PRIORITY="10",
     )
-    return make_gateway(sql_url=postgres_database_url, **env, **batch_feedback.gateway_env())
+    return make_gateway(
+        sql_url=postgres_database_url, **env, **batch_feedback.gateway_env(), **batch_retriever.gateway_env()
+    )
 
 
 @pytest.fixture

@@ -18,22 +18,25 @@ import pytest
 from llmops_testkit.batch import FINISHED, chat_line, jsonl, logged, read_jsonl, sdk, submit, wait_for
 
 
-def test_sdk_batch_runs_end_to_end(batch_gateway, batch_feedback, make_worker, route, upstreams):
+def test_sdk_batch_runs_end_to_end(batch_gateway, batch_feedback, batch_retriever, make_worker, route, upstreams):
     make_worker()
-    key_id, key = batch_gateway.create_key()
+    key_id, key = batch_gateway.create_key(allowed_collections=["granted"])
     client = sdk(batch_gateway, key)
     lines = [chat_line(f"req-{i}", route, f"question {i}") for i in range(23)]
     lines.insert(5, b'{"custom_id": "broken", "method": "POST", "url": ')  # malformed: line 6
     lines.append({"custom_id": "wrong-url", "method": "POST", "url": "/v1/embeddings", "body": {"model": route}})
+    # The key's collection grant applies to each line as to an online request: refused before any retrieval.
+    lines.append(chat_line("forbidden", route, "question", rag={"collection": "secret"}))
+    searched = len(batch_retriever.queries)
     uploaded = client.files.create(file=("questions.jsonl", io.BytesIO(jsonl(lines))), purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.bytes > 0 and uploaded.filename == "questions.jsonl"
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"run": "e2e"}
     )
-    assert batch.status == "validating" and batch.request_counts.total == 25 and batch.metadata == {"run": "e2e"}
+    assert batch.status == "validating" and batch.request_counts.total == 26 and batch.metadata == {"run": "e2e"}
     batch = wait_for(client, batch.id, lambda b: b.status in FINISHED)
     assert batch.status == "completed", batch
-    assert (batch.request_counts.completed, batch.request_counts.failed) == (23, 2)
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (23, 3)
     assert batch.in_progress_at and batch.finalizing_at and batch.completed_at
     output = read_jsonl(client.files.content(batch.output_file_id).content)
     assert [o["custom_id"] for o in output] == [f"req-{i}" for i in range(23)]  # in input order, each once
@@ -48,9 +51,12 @@ def test_sdk_batch_runs_end_to_end(batch_gateway, batch_feedback, make_worker, r
     # Behind interactive requests in the model server's queue (vLLM's priority scheduling).
     assert {sent.get("priority") for sent in upstreams["alpha"].stats.requests} == {10}
     errors = {e["custom_id"]: e for e in read_jsonl(client.files.content(batch.error_file_id).content)}
-    assert set(errors) == {None, "wrong-url"}
+    assert set(errors) == {None, "wrong-url", "forbidden"}
     assert errors[None]["error"]["message"].startswith("line 6: not valid JSON")
     assert errors["wrong-url"]["error"]["code"] == "invalid_url"
+    forbidden = errors["forbidden"]
+    assert forbidden["error"]["code"] == "collection_not_allowed" and forbidden["response"]["status_code"] == 403
+    assert len(batch_retriever.queries) == searched
     # Every executed line went through the serving path: a request-log record each, marked with the batch, that
     # can be rated and trained on like an online answer.
     records = logged(batch_feedback, {o["response"]["request_id"] for o in output})

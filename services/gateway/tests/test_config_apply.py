@@ -17,7 +17,10 @@ def admin(gateway):
 def test_apply_is_atomic_idempotent_and_round_trips(admin, gateway):
     name, key_name = f"cfg-{uuid.uuid4().hex[:8]}", f"cfg-key-{uuid.uuid4().hex[:6]}"
     gateway.create_key(name=key_name)
-    state = {"routes": {name: {"variants": [VARIANT]}}, "keys": {key_name: {"limits": {"rpm": 5}, "tier": "pro"}}}
+    state = {
+        "routes": {name: {"variants": [VARIANT]}},
+        "keys": {key_name: {"limits": {"rpm": 5}, "tier": "pro", "allowed_collections": ["kb"]}},
+    }
 
     # A state naming a key that does not exist: refused whole, the valid route is not created either.
     bad = admin.post("/admin/config/apply", json={**state, "keys": {**state["keys"], "ghost": {}}})
@@ -33,7 +36,7 @@ def test_apply_is_atomic_idempotent_and_round_trips(admin, gateway):
 
     assert admin.post("/admin/config/apply", json=state).json()["applied"] is True
     key = next(k for k in admin.get("/admin/keys").json()["data"] if k["name"] == key_name)
-    assert key["limits"]["rpm"] == 5 and key["tier"] == "pro"
+    assert key["limits"]["rpm"] == 5 and key["tier"] == "pro" and key["allowed_collections"] == ["kb"]
     again = admin.post("/admin/config/apply", json=state).json()
     assert again == {"changes": [], "applied": False}
     assert len(admin.get(f"/admin/routes/{name}/revisions").json()["data"]) == 1

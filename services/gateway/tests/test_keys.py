@@ -101,6 +101,29 @@ def test_limits_and_routes_can_be_changed(gateway, upstreams, route):
     assert [_chat(gateway, secret, other).status_code for _ in range(3)] == [200, 200, 200]
 
 
+def test_a_collection_grant_round_trips_through_the_admin_api(gateway, route):
+    key_id, secret = gateway.create_key(allowed_collections=["kb", "faq"])
+    with gateway.admin() as admin:
+        assert admin.get(f"/admin/keys/{key_id}").json()["allowed_collections"] == ["kb", "faq"]
+        listed = next(k for k in admin.get("/admin/keys").json()["data"] if k["id"] == key_id)
+        assert listed["allowed_collections"] == ["kb", "faq"]
+        # A PATCH that leaves it out keeps it; [] grants no collection; null gives back what the routes allow.
+        assert admin.patch(f"/admin/keys/{key_id}", json={"tier": "pro"}).json()["allowed_collections"] == ["kb", "faq"]
+        assert (
+            admin.patch(f"/admin/keys/{key_id}", json={"allowed_collections": []}).json()["allowed_collections"] == []
+        )
+        assert _chat(gateway, secret, route).status_code == 200  # no RAG asked for: the grant is not in the way
+        bad = admin.patch(f"/admin/keys/{key_id}", json={"allowed_collections": ["no/slashes"]})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "allowed_collections.0", bad.text
+        cleared = admin.patch(f"/admin/keys/{key_id}", json={"allowed_collections": None}).json()
+        assert cleared["allowed_collections"] is None
+        audit = admin.get("/admin/audit", params={"target": key_id}).json()["data"]
+        assert {"before": [], "after": None} == {
+            side: audit[0][side]["allowed_collections"] for side in ("before", "after")
+        }, audit[0]
+        assert admin.get(f"/admin/keys/{gateway.create_key()[0]}").json()["allowed_collections"] is None  # no grant
+
+
 @pytest.mark.parametrize("token", [None, "wrong-token", DEV_ADMIN_TOKEN])
 def test_admin_api_needs_the_admin_token(gateway, token):
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -131,6 +154,8 @@ def test_a_client_key_is_no_admin_token(gateway):
         {"name": "x", "expires_in_s": 10, "expires_at": "2030-01-01T00:00:00Z"},
         {"name": "x", "expires_at": "2030-01-01T00:00:00"},
         {"name": "x", "surprise": True},
+        {"name": "x", "allowed_collections": ["bad/name"]},
+        {"name": "x", "allowed_collections": ["kb"] * 65},
     ],
 )
 def test_bad_key_requests_get_422(gateway, body):

@@ -198,6 +198,18 @@ def test_upstream_client_errors_pass_through(gateway, upstreams, route, key):
     assert "fails on purpose" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upstream_refusing_the_gateways_credential_is_the_upstreams_failure(gateway, upstreams, route, key, status):
+    """The gateway accepted the client's key: a 401 or 403 from the upstream is about the gateway's own credential
+    for it, a 502 (the client's key is fine), and its body, which may quote that credential, is not relayed."""
+    upstreams["alpha"].behaviour.status = status
+    upstreams["alpha"].behaviour.quote_authorization = True
+    with gateway.client(key) as client:
+        response = client.post("/v1/chat/completions", json=chat_body(route))
+    assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_auth_error"
+    assert "fails on purpose" not in response.text and "refused:" not in response.text
+
+
 def test_request_log_records_every_request(gateway, upstreams, route, key):
     with gateway.client(key) as client:
         plain = client.post("/v1/chat/completions", json=chat_body(route, content="log me") | {"user": "al@ex.org"})

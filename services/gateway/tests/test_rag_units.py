@@ -1,11 +1,21 @@
-"""RAG pieces that need no services: the sources event in a stream, the context budget, route validation.
-The whole flow is tested end to end against a real retriever in services/retriever/tests/test_rag.py."""
+"""RAG pieces that need no services: the sources event in a stream, the context budget, route validation, the
+search client against a retriever that answers too much, the key's collection grant. The whole flow is tested end
+to end against a real retriever in services/retriever/tests/test_rag.py."""
+
+import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from llmops_common.contracts.search import SearchHit
+from llmops_common.errors import APIError
+from llmops_common.http import make_http_session
+from llmops_gateway.keys.schemas import KeyCreate, KeyUpdate
+from llmops_gateway.metrics import GatewayMetrics
+from llmops_gateway.rag.client import RetrieverClient, RetrieverUnavailable
 from llmops_gateway.rag.schemas import RagRoute
+from llmops_gateway.rag.service import Retrieval
 from llmops_gateway.rag.sources import context_block
 from llmops_gateway.rag.stream import DoneInjector
 from llmops_gateway.routing.schemas import RouteSpec
@@ -66,3 +76,99 @@ def test_route_rag_settings_are_validated_and_optional():
     ):
         with pytest.raises(ValidationError):
             RagRoute.model_validate(bad)
+
+
+class NeverSearched:
+    """Planning decides without the retriever: a search here would be a refused request reaching it."""
+
+    async def search(self, **_):
+        raise AssertionError("the retriever was asked")
+
+
+def plan(route: RagRoute | None, rag, granted):
+    retrieval = Retrieval(NeverSearched(), GatewayMetrics(CollectorRegistry()))
+    payload = {"model": "r", "messages": [{"role": "user", "content": "q"}]}
+    if rag is not None:
+        payload["rag"] = rag
+    try:
+        return retrieval.plan(payload, route, granted=granted)
+    finally:
+        assert "rag" not in payload  # never sent upstream, refused or not
+
+
+OPEN = RagRoute()  # any collection a request names
+DEFAULT_A = RagRoute(collection="a", allowed_collections=["b"])
+
+
+@pytest.mark.parametrize(
+    ("route", "rag", "granted", "collection"),
+    [
+        (OPEN, {"collection": "a"}, None, "a"),  # no grant: the route alone decides (keys made before grants)
+        (OPEN, {"collection": "a"}, frozenset({"a", "c"}), "a"),
+        (DEFAULT_A, None, frozenset({"a"}), "a"),  # the route's default, granted
+        (DEFAULT_A, {"collection": "b"}, frozenset({"b"}), "b"),
+        (DEFAULT_A, False, frozenset(), None),  # "rag": false skips the default: nothing to grant
+        (OPEN, None, frozenset(), None),  # no RAG asked for
+    ],
+)
+def test_a_granted_collection_is_planned(route, rag, granted, collection):
+    planned = plan(route, rag, granted)
+    assert (planned.collection if planned else None) == collection
+
+
+@pytest.mark.parametrize(
+    ("route", "rag", "granted", "code"),
+    [
+        (OPEN, {"collection": "b"}, frozenset({"a"}), "collection_not_allowed"),
+        (OPEN, {"collection": "a"}, frozenset(), "collection_not_allowed"),  # []: no collection at all
+        (DEFAULT_A, None, frozenset({"b"}), "collection_not_allowed"),  # the route's default is not the key's
+        (DEFAULT_A, {}, frozenset({"b"}), "collection_not_allowed"),
+        (DEFAULT_A, {"collection": "c"}, frozenset({"c"}), "rag_collection_not_allowed"),  # a grant never widens
+    ],
+)
+def test_a_collection_outside_the_keys_grant_is_refused_before_retrieval(route, rag, granted, code):
+    with pytest.raises(APIError) as refused:
+        plan(route, rag, granted)
+    assert (refused.value.status, refused.value.code, refused.value.type) == (403, code, "permission_error")
+    if code == "collection_not_allowed" and not (rag or {}).get("collection"):
+        assert '"rag": false' in refused.value.message  # how to answer without the route's default
+
+
+def test_a_keys_grant_is_validated_like_a_routes():
+    assert KeyCreate(name="k").allowed_collections is None
+    assert KeyCreate(name="k", allowed_collections=[]).allowed_collections == []
+    assert KeyUpdate(allowed_collections=["kb", "faq-2"]).allowed_collections == ["kb", "faq-2"]
+    for bad in (["bad/name"], [""], ["x"] * 65, "kb"):
+        with pytest.raises(ValidationError):
+            KeyCreate(name="k", allowed_collections=bad)
+
+
+@pytest.mark.parametrize("answer", ["announced", "chunked"])
+async def test_a_search_answer_over_the_limit_is_the_retriever_failing(answer):
+    """The search answer is read within the gateway's answer limit: one that announces more (content-length) or
+    goes on is cut and its connection closed, and the retriever counts as unavailable (the route's
+    ``on_retriever_error`` decides what the request gets)."""
+    body = b'{"data": [' + b" " * (200 * 1024) + b"]}"
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        if answer == "announced":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 8192):
+                writer.write(b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192]))
+            writer.write(b"0\r\n\r\n")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with make_http_session() as http:
+        client = RetrieverClient(http, url=url, token="t", timeout_s=5, max_answer_bytes=64 * 1024)
+        with pytest.raises(RetrieverUnavailable, match="65536 bytes"):
+            await client.search(collection="kb", query="q", top_k=2, filter=None, score_threshold=None, request_id="r")
+    server.close()

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from llmops_gateway.proxy.client import UpstreamClient
-from llmops_gateway.proxy.connection import UpstreamBroken, UpstreamConnectError, UpstreamTimeout
+from llmops_gateway.proxy.connection import UpstreamBroken, UpstreamConnectError, UpstreamTimeout, UpstreamTooLarge
 from llmops_testkit.fake_upstream import FakeUpstream
 
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
@@ -92,6 +92,45 @@ async def test_large_answers_arrive_whole_and_streamed():
     streamed = await http.post(url, "/x", b"{}", JSON)
     assert b"".join([piece async for piece in streamed.chunks()]) == big  # paused and resumed as it is consumed
     streamed.release()
+    server.close()
+
+
+async def test_answers_past_their_limit_are_cut_and_their_connection_closed():
+    """Read whole, an answer stops at ``max_answer_bytes``; streamed, what came within ``max_stream_bytes`` is
+    yielded, then the error. One that announces more (content-length) is refused as its reader starts. Either
+    way the slot is given back and the connection is not pooled."""
+    big = b"x" * (300 * 1024)
+
+    async def answer(reader, writer):
+        length = b"" if b"announce" in await reader.readuntil(b"}") else b"transfer-encoding: chunked\r\n"
+        writer.write(b"HTTP/1.1 200 OK\r\n%s\r\n" % (length or b"content-length: %d\r\n" % len(big)))
+        for i in range(0, len(big), 16 * 1024):
+            piece = big[i : i + 16 * 1024]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if length else piece)
+            await writer.drain()
+        writer.write(b"0\r\n\r\n" if length else b"")
+
+    server, url = await raw_server(answer)
+    http = client(max_answer_bytes=100 * 1024, max_stream_bytes=200 * 1024, max_in_flight=1)
+    whole = await http.post(url, "/x", b"{}", JSON)
+    with pytest.raises(UpstreamTooLarge, match="over 102400 bytes"):
+        await whole.read()
+    whole.release()
+    streamed = await http.post(url, "/x", b"{}", JSON)
+    received = []
+    with pytest.raises(UpstreamTooLarge):
+        async for piece in streamed.chunks():
+            received.append(piece)
+    streamed.release()
+    assert 0 < len(b"".join(received)) <= 200 * 1024
+    announced = await http.post(url, "/x", b'{"announce"}', JSON)
+    assert await announced.read(len(big)) == big  # a reader may allow more
+    announced.release()
+    announced = await http.post(url, "/x", b'{"announce"}', JSON)
+    with pytest.raises(UpstreamTooLarge):
+        await announced.read()
+    announced.release()
+    assert http.slots._value == 1 and whole._conn.closed and streamed._conn.closed and announced._conn.closed
     server.close()
 
 

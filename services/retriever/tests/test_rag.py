@@ -8,6 +8,7 @@ import httpx
 import orjson
 import pytest
 from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
@@ -141,6 +142,61 @@ def test_filters_and_text_completions(rag_gateway, upstreams, kb, key, corpus):
         assert text.status_code == 200 and text.json()["sources"][0]["document_id"] == corpus.FACT_ID
         prompt = upstreams["alpha"].stats.requests[-1]["prompt"]
         assert corpus.FACT in prompt and prompt.endswith(corpus.FACT_QUESTION)
+
+
+SECRET_FACT = "The vault code of the Selbrook harbour office is kept on a card by the clerk Ambrose Tillinghast."
+SECRET_QUESTION = "Who keeps the card with the vault code in Selbrook?"
+
+
+def searches(retriever, collection: str) -> float:
+    """The searches the retriever itself ran in a collection (its own count: a refusal must never reach it)."""
+    text = httpx.get(f"{retriever.url}/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "llmops_retriever_searches_total" and sample.labels.get("collection") == collection
+    )
+
+
+def test_a_key_retrieves_only_from_the_collections_granted_to_it(rag_gateway, edge_retriever, upstreams, kb, corpus):
+    """A key granted collection A gets answers grounded in A; B, which the route allows, is refused for it (named,
+    or as the route's default) before the retriever is asked, until an admin grants B too."""
+    secret = f"secret-{uuid.uuid4().hex[:8]}"
+    edge_retriever.create_collection(secret)
+    edge_retriever.ingest(secret, [{"id": "vault", "text": SECRET_FACT}])
+    key_id, key = rag_gateway.create_key(allowed_collections=[kb])
+    any_collection = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"template": "grounded-v1"})
+    secret_by_default = rag_gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"collection": secret})
+    alpha = upstreams["alpha"].stats.requests
+    with rag_gateway.client(key) as client:
+        granted = client.post(
+            "/v1/chat/completions", json=chat_body(any_collection, corpus.FACT_QUESTION, rag={"collection": kb})
+        )
+        assert granted.status_code == 200, granted.text
+        assert granted.json()["sources"][0]["document_id"] == corpus.FACT_ID
+        assert corpus.FACT in alpha[-1]["messages"][0]["content"]  # the answer is grounded in A
+
+        asked = len(alpha)
+        for body in (
+            chat_body(any_collection, SECRET_QUESTION, rag={"collection": secret}),
+            chat_body(secret_by_default, SECRET_QUESTION),
+            chat_body(secret_by_default, SECRET_QUESTION, rag={"top_k": 2}),
+        ):
+            refused = client.post("/v1/chat/completions", json=body)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "collection_not_allowed"
+            assert refused.json()["error"]["type"] == "permission_error"
+        assert len(alpha) == asked and searches(edge_retriever, secret) == 0  # neither model nor retriever asked
+        skipped = client.post("/v1/chat/completions", json=chat_body(secret_by_default, "hello", rag=False))
+        assert skipped.status_code == 200 and "sources" not in skipped.json()
+
+        with rag_gateway.admin() as admin:  # the grant widened: this replica applies it at once
+            patched = admin.patch(f"/admin/keys/{key_id}", json={"allowed_collections": [kb, secret]})
+            assert patched.json()["allowed_collections"] == [kb, secret]
+        now_granted = client.post("/v1/chat/completions", json=chat_body(secret_by_default, SECRET_QUESTION))
+        assert now_granted.status_code == 200, now_granted.text
+        assert now_granted.json()["sources"][0]["document_id"] == "vault" and searches(edge_retriever, secret) == 1
 
 
 @pytest.mark.parametrize(

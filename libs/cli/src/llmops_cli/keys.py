@@ -1,4 +1,4 @@
-"""``llmops keys create|list|revoke|move``: API keys through the gateway's admin API."""
+"""``llmops keys create|list|revoke|move|budget|collections``: API keys through the gateway's admin API."""
 
 import json
 import re
@@ -32,6 +32,22 @@ def format_limits(limits: dict | None) -> str:
     return " ".join(parts) or "unlimited"
 
 
+Collections = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--collection",
+        help="A RAG collection the key may retrieve from (within what each route allows); repeatable. "
+        "Default: any collection its routes allow.",
+    ),
+]
+
+
+def format_collections(collections: list[str] | None) -> str:
+    if collections is None:
+        return "any"
+    return ", ".join(collections) or "none"
+
+
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="A label for the key (who or what uses it).")],
@@ -57,6 +73,7 @@ def create(
             help="A route (model name) the key may use; repeatable. Default: every route.",
         ),
     ] = None,
+    collection: Collections = None,
     team: Annotated[str | None, typer.Option("--team", help="The team the key belongs to.")] = None,
     tier: Annotated[str | None, typer.Option("--tier", help="A label routing rules match on, e.g. free.")] = None,
     budget_daily: BudgetDaily = None,
@@ -74,6 +91,8 @@ def create(
     # Only what is given: the body stays what an older gateway accepts unless a newer option is used.
     if max_tokens is not None:
         body["limits"]["max_tokens"] = max_tokens
+    if collection:
+        body["allowed_collections"] = collection
     if team is not None:
         body["team"] = team
     if tier is not None:
@@ -106,7 +125,7 @@ def list_keys(
     table = Table()
     # Ids are what `keys revoke` takes: never truncate them; the other columns fold instead.
     table.add_column("id", no_wrap=True, min_width=max((len(str(k["id"])) for k in keys), default=2))
-    for column in ("name", "team", "prefix", "limits", "routes", "expires", "revoked"):
+    for column in ("name", "team", "prefix", "limits", "routes", "collections", "expires", "revoked"):
         table.add_column(column, overflow="fold")
     for key in keys:
         parts = (format_limits(key.get("limits")), format_budget(key.get("budget")))
@@ -118,6 +137,7 @@ def list_keys(
             key.get("prefix") or "",
             limits,
             ", ".join(key.get("allowed_routes") or []) or "all",
+            format_collections(key.get("allowed_collections")),
             key.get("expires_at") or "never",
             key.get("revoked_at") or "",
         )
@@ -157,3 +177,19 @@ def budget(
     path = f"/admin/keys/{quote(key_id, safe='')}"
     key = AdminClient(gateway_url).request("PATCH", path, json={"budget": budget_body(budget_daily, budget_monthly)})
     console.print(f"Key {escape(key['id'])}: budget {format_budget(key.get('budget'))}.")
+
+
+@app.command()
+def collections(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (see llmops keys list).")],
+    collection: Collections = None,
+    none: Annotated[bool, typer.Option("--none", help="No collection at all: the key never retrieves.")] = False,
+    gateway_url: GatewayUrl = None,
+) -> None:
+    """Set (replace) the RAG collections a key may retrieve from; leave out --collection for any its routes allow."""
+    if none and collection:
+        raise typer.BadParameter("give --collection or --none, not both", param_hint="--none")
+    grant = [] if none else (collection or None)
+    path = f"/admin/keys/{quote(key_id, safe='')}"
+    key = AdminClient(gateway_url).request("PATCH", path, json={"allowed_collections": grant})
+    console.print(f"Key {escape(key['id'])}: collections {escape(format_collections(key.get('allowed_collections')))}.")

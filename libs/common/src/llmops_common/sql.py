@@ -46,12 +46,14 @@ def dialect_insert(session: AsyncSession):
 
 
 def make_engine(database_url: str) -> AsyncEngine:
+    # hide_parameters: a database error's message names its statement but not the values bound to it, which are key
+    # and token hashes, prompts and answers; the services log those errors (an outage, a failed refresh).
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

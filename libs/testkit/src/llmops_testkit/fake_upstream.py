@@ -24,6 +24,8 @@ class Behaviour:
     """What the fake does; tests change it between requests."""
 
     status: int = 200  # answer this status instead of a completion
+    # Its error message quotes the Authorization header it got, as servers that refuse a key do (OpenAI a part of it).
+    quote_authorization: bool = False
     delay_s: float = 0.0  # before the status line
     chunks: int = 5  # content chunks in a streamed answer
     chunk_delay_s: float = 0.0
@@ -38,6 +40,10 @@ class Behaviour:
     raw_body: bytes | None = None
     raw_content_type: str = "application/json"
     raw_events: list[bytes] | None = None
+    # A hostile upstream: this many bytes of filler (``x``), in 64 KiB pieces, each written once the last one was
+    # taken: a 200 whole answer with no length that goes on and on, or, in a stream (after ``raw_events``), one event
+    # (``data: xxx...``) that never ends. ``Stats.flood_sent`` says how much the peer took before it closed.
+    flood_bytes: int = 0
     # A scripted model: a whole (not streamed) answer's text made from the request (e.g. a judge's verdict on the
     # answers in its prompt), instead of the echo of the fake's name.
     reply: Callable[[dict], str] | None = None
@@ -47,12 +53,15 @@ class Behaviour:
 
 @dataclass
 class Stats:
+    # False in a process of its own (``main``): nobody can read its stats there, and a soak must not see them grow.
+    keep_requests: bool = True
     requests: list[dict] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # each completion request's headers (lower-case)
     streams_started: int = 0
     streams_finished: int = 0
     streams_cancelled: int = 0  # the client went away before the end
     abandoned_before_answer: int = 0  # the client went away during ``delay_s``
+    flood_sent: list[int] = field(default_factory=list)  # per flood: the bytes written before it ended
     refused: int = 0  # requests without ``Behaviour.api_key``
 
 
@@ -154,16 +163,26 @@ class FakeUpstream:
             self._write_json(writer, 200, {"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
             return True
         payload = orjson.loads(body) if body else {}
-        stats.requests.append(payload)
-        stats.headers.append(headers or {})
+        if stats.keep_requests:
+            stats.requests.append(payload)
+            stats.headers.append(headers or {})
         if behaviour.delay_s and await self._client_left_during(reader, behaviour.delay_s):
             stats.abandoned_before_answer += 1
             return False
         if behaviour.status != 200:
-            error = {"error": {"message": f"{self.name} fails on purpose", "type": "server_error", "code": None}}
+            message = f"{self.name} fails on purpose"
+            if behaviour.quote_authorization:
+                message += f"; refused: {(headers or {}).get('authorization')}"
+            error = {"error": {"message": message, "type": "server_error", "code": None}}
             self._write_json(writer, behaviour.status, error)
             return True
         chat = path.endswith("/chat/completions")
+        if behaviour.flood_bytes and not payload.get("stream"):
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+            writer.write(head + _OWN_ID + b"\r\n")
+            await self._flood(writer, behaviour.flood_bytes, stats)
+            writer.write(b"0\r\n\r\n")
+            return True
         if behaviour.raw_body is not None and not payload.get("stream"):
             head = f"HTTP/1.1 200 OK\r\ncontent-type: {behaviour.raw_content_type}\r\n"
             head += f"content-length: {len(behaviour.raw_body)}\r\n"
@@ -208,6 +227,10 @@ class FakeUpstream:
             for raw in behaviour.raw_events or ():
                 writer.write(self._chunk(raw))
                 await writer.drain()
+            if behaviour.flood_bytes:
+                writer.write(self._chunk(b"data: "))
+                await self._flood(writer, behaviour.flood_bytes, stats)
+                writer.write(self._chunk(b"\n\n"))
             for i in range(count):
                 if behaviour.close_mid_stream and i == count // 2:
                     writer.transport.abort()
@@ -230,6 +253,17 @@ class FakeUpstream:
         except (ConnectionError, asyncio.CancelledError):
             stats.streams_cancelled += 1
             raise
+
+    async def _flood(self, writer: asyncio.StreamWriter, total: int, stats: Stats) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        piece, sent = self._chunk(b"x" * 65536), 0
+        try:
+            while sent < total:
+                writer.write(piece)
+                await writer.drain()  # taken by the socket (at most 64 KiB wait in asyncio's buffer)
+                sent += 65536
+        finally:
+            stats.flood_sent.append(sent)
 
     @staticmethod
     async def _client_left_during(reader: asyncio.StreamReader, seconds: float) -> bool:
@@ -279,6 +313,7 @@ def main() -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
     args = parser.parse_args()
     upstream = FakeUpstream(args.name)
+    upstream.stats = Stats(keep_requests=False)
     upstream.port = args.port
     upstream.behaviour.chunks, upstream.behaviour.chunk_delay_s = args.chunks, args.chunk_delay
     stop_signals = {signal.SIGINT, signal.SIGTERM}

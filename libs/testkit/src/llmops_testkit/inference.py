@@ -14,22 +14,15 @@ from llmops_cli.procs import free_port, log_tail, spawn
 from llmops_testkit.processes import wait_ready
 
 
-def inference_env(
-    *,
-    state_dir: Path,
-    admin_token: str,
-    mlflow_uri: str | None = None,
-    serving_token: str | None = None,
-    **overrides: str,
-) -> dict:
+def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None = None, **overrides: str) -> dict:
     """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly.
 
-    Without ``serving_token`` the OpenAI surface is open on purpose (``INFERENCE_OPEN_SERVING``): these tests are
-    about serving and adapters, and their gateways and clients reach it without the token. The closed surface is
-    tested in services/inference/tests/test_auth_matrix.py, and end to end by ``llmops up`` (tests/test_demo.py)."""
+    Unless ``overrides`` give ``INFERENCE_SERVING_TOKEN``, the OpenAI surface is open on purpose
+    (``INFERENCE_OPEN_SERVING``): these tests are about serving and adapters, and their gateways and clients reach it
+    without the token. The closed surface is tested in services/inference/tests/test_auth_matrix.py, and end to end
+    through ``llmops up`` (tests/test_demo.py)."""
     env = {
         "INFERENCE_ADMIN_TOKEN": admin_token,
-        **({"INFERENCE_SERVING_TOKEN": serving_token} if serving_token else {"INFERENCE_OPEN_SERVING": "true"}),
         "INFERENCE_DEV_MODE": "false",
         "INFERENCE_STATE_DIR": str(state_dir),
         "INFERENCE_VLLM_PORT": str(free_port()),
@@ -37,10 +30,50 @@ def inference_env(
         "INFERENCE_RESTART_BACKOFF_S": "0.5",
         "INFERENCE_LOG_LEVEL": "INFO",
     }
+    if not overrides.get("INFERENCE_SERVING_TOKEN"):
+        env["INFERENCE_OPEN_SERVING"] = "true"
     if mlflow_uri:
         env["INFERENCE_MLFLOW_TRACKING_URI"] = mlflow_uri
     env.update(overrides)
     return env
+
+
+# What the fake vLLM's OpenAI server module runs: ``fake_upstream`` on the port and under the model name the service
+# gives it, until the service stops it (SIGTERM to its process group).
+_FAKE_API_SERVER = """
+import argparse, signal
+from llmops_testkit.fake_upstream import FakeUpstream
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, required=True)
+parser.add_argument("--served-model-name", default="fake-model")
+args, _ = parser.parse_known_args()
+upstream = FakeUpstream(args.served_model_name)
+upstream.port = args.port
+stop = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+upstream.start()
+signal.sigwait(stop)
+upstream.stop()
+"""
+
+
+def fake_vllm_env(directory: Path) -> dict[str, str]:
+    """Settings under which the inference service supervises a fake OpenAI server where it would start vLLM, for
+    tests about the service itself (its tokens, its relay, its logs), not about inference: a ``vllm`` package whose
+    OpenAI server module runs ``fake_upstream``, first on the service's PYTHONPATH (vLLM's process inherits it).
+    Starts in a second, where vLLM takes a minute."""
+    server = Path(directory) / "vllm" / "entrypoints" / "openai"
+    server.mkdir(parents=True, exist_ok=True)
+    for package in (server, server.parent, server.parent.parent):
+        (package / "__init__.py").touch()
+    (server / "api_server.py").write_text(_FAKE_API_SERVER)
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])),
+        "INFERENCE_MODEL": "fake-model",  # not the bundled model: nothing to prepare
+        "INFERENCE_ENABLE_LORA": "false",
+        "INFERENCE_HEALTH_INTERVAL_S": "0.2",
+    }
 
 
 def prepare_bundled_model() -> None:

@@ -31,6 +31,9 @@ class Span:
     parent_span_id: str | None
     attributes: dict = field(default_factory=dict)
     status_code: int = 0  # 0 unset, 1 ok, 2 error
+    status_message: str = ""
+    events: list[dict] = field(default_factory=list)  # {"name": ..., "attributes": {...}} (exceptions recorded)
+    resource: dict = field(default_factory=dict)  # the exporting process's resource attributes
 
 
 def _value(any_value):
@@ -59,6 +62,12 @@ def decode(body: bytes) -> list[Span]:
                         parent_span_id=span.parent_span_id.hex() or None,
                         attributes={kv.key: _value(kv.value) for kv in span.attributes},
                         status_code=span.status.code,
+                        status_message=span.status.message,
+                        events=[
+                            {"name": event.name, "attributes": {kv.key: _value(kv.value) for kv in event.attributes}}
+                            for event in span.events
+                        ],
+                        resource=resource,
                     )
                 )
     return spans

@@ -67,7 +67,7 @@ async def run_once(state: FeedbackState, *, holder: str = HOLDER) -> list[tuple[
                 continue
             champion, challenger, decision = await service.evaluate(session, experiment, state.registry)
             arms = {"champion": champion.stats, "challenger": challenger.stats}
-            seen[experiment.id] = (experiment.route, experiment.share, arms)
+            seen[experiment.id] = (experiment.route, experiment.share, arms, decision.evidence)
             if decision.action == Action.WAIT:
                 continue
             recorded = await service.act(

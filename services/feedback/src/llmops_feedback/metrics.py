@@ -47,10 +47,11 @@ class QualityCollector(Collector):
 
 
 class ExperimentCollector(Collector):
-    """The running experiments as the controller last saw them: share and per-arm counts."""
+    """The running experiments as the controller last saw them: share, per-arm counts, and the evidence its
+    decision rule read (the always-valid difference with its interval and p-value, the sample-ratio p-value)."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, tuple] = {}  # experiment id -> (route, share, {arm: ArmStats})
+        self.seen: dict[str, tuple] = {}  # experiment id -> (route, share, {arm: ArmStats}, the decision's evidence)
 
     def update(self, seen: dict[str, tuple]) -> None:
         self.seen = seen  # replaced whole each pass: concluded experiments disappear
@@ -67,16 +68,39 @@ class ExperimentCollector(Collector):
             "errors": GaugeMetricFamily("llmops_experiment_errors", "5xx answers per arm", labels=arm_labels),
         }
         rate = GaugeMetricFamily("llmops_experiment_thumbs_up_rate", "Thumbs-up share per arm", labels=arm_labels)
-        for experiment, (route, challenger_share, arms) in self.seen.items():
+        labels = ("experiment", "route")
+        evidence_families = {
+            "difference": GaugeMetricFamily(
+                "llmops_experiment_difference", "Challenger minus champion on the primary metric", labels=labels
+            ),
+            "lower": GaugeMetricFamily(
+                "llmops_experiment_difference_lower", "The difference's always-valid interval, low end", labels=labels
+            ),
+            "upper": GaugeMetricFamily(
+                "llmops_experiment_difference_upper", "The difference's always-valid interval, high end", labels=labels
+            ),
+            "p_value": GaugeMetricFamily(
+                "llmops_experiment_p_value", "The difference's always-valid p-value at this look", labels=labels
+            ),
+        }
+        srm = GaugeMetricFamily("llmops_experiment_srm_p_value", "Sample-ratio mismatch p-value", labels=labels)
+        for experiment, (route, challenger_share, arms, evidence) in self.seen.items():
             share.add_metric([experiment, route], challenger_share)
             for arm, stats in arms.items():
                 for field, family in families.items():
                     family.add_metric([experiment, route, arm], getattr(stats, field))
                 if stats.ratings:
                     rate.add_metric([experiment, route, arm], stats.thumbs_up / stats.ratings)
+            difference = (evidence.get("readout") or {}).get("difference")  # None until both arms have outcomes
+            for field, family in evidence_families.items() if difference else ():
+                family.add_metric([experiment, route], difference[field])
+            if (srm_p := (evidence.get("srm") or {}).get("p_value")) is not None:
+                srm.add_metric([experiment, route], srm_p)
         yield share
         yield from families.values()
         yield rate
+        yield from evidence_families.values()
+        yield srm
 
 
 class FeedbackMetrics:

@@ -89,6 +89,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 connect_timeout_s=settings.upstream_connect_timeout_s,
                 read_timeout_s=settings.upstream_read_timeout_s,
                 answer_timeout_s=settings.upstream_answer_timeout_s,
+                max_answer_bytes=settings.upstream_max_answer_bytes,
+                max_stream_bytes=settings.upstream_max_stream_bytes,
                 max_in_flight=settings.upstream_max_connections,
                 ssl_context=_upstream_tls(settings),
             ),
@@ -129,7 +131,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.pipeline = _pipeline(settings, state, metrics, http, quota, upstreams)
         app.state.embeddings = _embeddings(settings, state, metrics, quota, upstreams)
         if settings.console_enabled:
-            app.state.console = console.make_state(settings, redis=redis_client, http=http, admin_token=admin_token)
+            app.state.console = console.make_state(
+                settings,
+                redis=redis_client,
+                http=http,
+                admin_token=admin_token,
+                sign_in_limiter=_lockout(settings, redis_client, lockout_metrics, console=True),
+            )
         # Everything made so far lives as long as the process: keep the collector from walking it again and
         # again (full collections over it were the long tail of p99 under load).
         gc.freeze()
@@ -168,14 +176,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return app
 
 
-def _lockout(settings: GatewaySettings, client: redis.Redis, metrics: LockoutMetrics) -> FailedAuthLimiter:
-    policy = LockoutPolicy(
-        limit=settings.auth_failure_limit,
-        prefix_limit=settings.auth_failure_prefix_limit,
-        window_s=settings.auth_failure_window_s,
-        fail_open=settings.quota_failure_mode is QuotaFailureMode.open,
-        trusted_proxies=frozenset(settings.trusted_proxies),
-    )
+def _lockout(
+    settings: GatewaySettings, client: redis.Redis, metrics: LockoutMetrics, *, console: bool = False
+) -> FailedAuthLimiter:
+    """The lockout of API keys and admin tokens, or (``console``) of the console's sign-in: one mechanism, the
+    console's with its own limit and window and no key prefixes (it finds a client's address itself)."""
+    fail_open = settings.quota_failure_mode is QuotaFailureMode.open
+    if console:
+        policy = LockoutPolicy(
+            limit=settings.console_signin_max_failures,
+            prefix_limit=0,
+            window_s=settings.console_signin_window_s,
+            fail_open=fail_open,
+        )
+    else:
+        policy = LockoutPolicy(
+            limit=settings.auth_failure_limit,
+            prefix_limit=settings.auth_failure_prefix_limit,
+            window_s=settings.auth_failure_window_s,
+            fail_open=fail_open,
+            trusted_proxies=frozenset(settings.trusted_proxies),
+        )
     return FailedAuthLimiter(client, prefix=settings.redis_key_prefix, policy=policy, metrics=metrics)
 
 
@@ -254,7 +275,11 @@ def _pipeline(
     retriever = None
     if settings.retriever_url:
         retriever = RetrieverClient(
-            http, url=settings.retriever_url, token=settings.retriever_token, timeout_s=settings.retriever_timeout_s
+            http,
+            url=settings.retriever_url,
+            token=settings.retriever_token,
+            timeout_s=settings.retriever_timeout_s,
+            max_answer_bytes=settings.upstream_max_answer_bytes,
         )
     return CompletionPipeline(
         authenticator=state.authenticator,
@@ -265,5 +290,6 @@ def _pipeline(
         upstreams=upstreams,
         accounting=Accounting(metrics, quota, state.request_log, state.prices, state.spend),
         max_body_bytes=settings.max_body_bytes,
+        max_event_bytes=settings.upstream_max_event_bytes,
         default_max_tokens=settings.default_max_tokens_reserve,
     )

@@ -84,6 +84,15 @@ class GatewaySettings(ServiceSettings):
     # Longest an upstream answer may take from request to last byte: an upstream that keeps sending and never ends
     # its stream would otherwise hold the connection (and the client) for ever. 0: no limit.
     upstream_answer_timeout_s: float = Field(default=900.0, ge=0)
+    # What an upstream (model server, embedding upstream, the retriever) may send back; past a limit the gateway stops
+    # reading, closes the connection and counts a failure of the upstream (502 upstream_response_too_large, or an SSE
+    # error event). A whole answer is held in memory to be checked and accounted: 16 MiB is 4x the request limit and
+    # far above a chat answer (32k tokens are about 150 KB; about 2 KB a token with top-20 logprobs). An SSE event is
+    # one token's chunk (a few hundred bytes; a few KB with logprobs) or the usage chunk. A stream is relayed as it
+    # arrives, but the answer text is kept for the request log: 64 MiB is about 250k tokens of vLLM's chunks.
+    upstream_max_answer_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    upstream_max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    upstream_max_stream_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     upstream_max_connections: int = 1000  # upstream requests in flight at once (each holds a connection)
     # https upstreams are verified against the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR) and these, e.g. a private CA.
     # Upstream requests honour HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment.

@@ -32,6 +32,7 @@ def _key(k: ApiKey) -> dict:
         "limits": {"rpm": k.rpm, "tpm": k.tpm, "tpd": k.tpd, "max_tokens": k.max_tokens},
         "budget_nanos": {"daily": k.budget_daily_nanos, "monthly": k.budget_monthly_nanos},
         "allowed_routes": k.allowed_routes,
+        "allowed_collections": k.allowed_collections,
         "expires_at": k.expires_at.isoformat() if k.expires_at else None,
         "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
     }

@@ -25,6 +25,7 @@ def key_state(key: ApiKey) -> KeyState:
     return KeyState(
         limits=Limits(rpm=key.rpm, tpm=key.tpm, tpd=key.tpd, max_tokens=key.max_tokens),
         allowed_routes=key.allowed_routes,
+        allowed_collections=key.allowed_collections,
         tier=key.tier,
         budget=keys.budget_of(key).public(),
     )

@@ -11,7 +11,6 @@ from llmops_gateway.console.deps import CsrfRejected, RoleRefused, SignInRequire
 from llmops_gateway.console.render import page
 from llmops_gateway.console.sessions import SessionStore
 from llmops_gateway.console.state import ConsoleState
-from llmops_gateway.console.throttle import SignInLimiter
 from llmops_gateway.console.views import (
     auth,
     collections,
@@ -24,11 +23,12 @@ from llmops_gateway.console.views import (
     spend,
     training,
 )
+from llmops_gateway.keys.lockout import FailedAuthLimiter
 
 __all__ = ["ConsoleState", "install", "make_state"]
 
 
-def make_state(settings, *, redis, http, admin_token: str) -> ConsoleState:
+def make_state(settings, *, redis, http, admin_token: str, sign_in_limiter: FailedAuthLimiter) -> ConsoleState:
     return ConsoleState(
         sessions=SessionStore(
             redis, prefix=settings.redis_key_prefix, ttl_s=settings.console_session_ttl_s, admin_token=admin_token
@@ -47,12 +47,7 @@ def make_state(settings, *, redis, http, admin_token: str) -> ConsoleState:
         trainer=ServiceClient(http, service="trainer", url=settings.trainer_url, token=settings.trainer_admin_token),
         registry=OpenServiceClient(http, service="MLflow", url=settings.mlflow_url, token=None),
         secure_cookie=settings.console_secure_cookie,
-        sign_in_limiter=SignInLimiter(
-            redis,
-            prefix=settings.redis_key_prefix,
-            max_failures=settings.console_signin_max_failures,
-            window_s=settings.console_signin_window_s,
-        ),
+        sign_in_limiter=sign_in_limiter,
         client_ip_header=settings.console_client_ip_header,
     )
 

@@ -28,6 +28,11 @@ def optional_list(values: list) -> list[str] | None:
     return chosen or None
 
 
+def comma_list(form: FormData, name: str) -> list[str] | None:
+    """A comma-separated field; empty means no restriction."""
+    return optional_list([part.strip() for part in (form.get(name) or "").split(",")])
+
+
 def errors_of(exc: Exception) -> list[str]:
     if isinstance(exc, ValidationError):
         out = []

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from llmops_gateway.console.backends import ServiceClient
 from llmops_gateway.console.sessions import SessionStore
-from llmops_gateway.console.throttle import SignInLimiter
+from llmops_gateway.keys.lockout import FailedAuthLimiter
 
 
 @dataclass
@@ -18,5 +18,5 @@ class ConsoleState:
     trainer: ServiceClient  # the trainer's job API: jobs, progress, cancel
     registry: ServiceClient  # MLflow's REST API: registered models, versions and aliases
     secure_cookie: bool
-    sign_in_limiter: SignInLimiter  # failed sign-ins per client address
+    sign_in_limiter: FailedAuthLimiter  # failed sign-ins per client address (surface "console")
     client_ip_header: str | None  # where the client's address is when a proxy connects (its last entry)

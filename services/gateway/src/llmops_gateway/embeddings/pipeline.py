@@ -20,10 +20,10 @@ from llmops_common.requests import parse_json_object
 from llmops_gateway.keys.auth import KeyAuthenticator
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.proxy.answers import Reply
-from llmops_gateway.proxy.connection import UpstreamError
+from llmops_gateway.proxy.connection import UpstreamError, UpstreamTooLarge
 from llmops_gateway.proxy.pipeline import BatchLine, authenticate
 from llmops_gateway.proxy.quota import QuotaCheck
-from llmops_gateway.proxy.upstream import Upstreams
+from llmops_gateway.proxy.upstream import UpstreamResponse, Upstreams
 from llmops_gateway.quotas.headers import reservation_headers
 from llmops_gateway.routing import selection
 from llmops_gateway.routing.schemas import RouteSpec, Variant
@@ -100,12 +100,7 @@ class EmbeddingPipeline:
                 route=route, variants=variants, path="/embeddings", payload=payload, request_id=request_id, token=token
             )
             variant = upstream.variant.name
-            try:
-                answer = await upstream.response.read()
-            except UpstreamError:
-                raise APIError(502, f"upstream {variant!r} failed mid-response", code="upstream_error") from None
-            finally:
-                upstream.response.release()
+            answer = await self._read(upstream)
             status = upstream.response.status
             used = _usage(answer, estimate) if status == 200 else 0
         except APIError as exc:
@@ -125,6 +120,28 @@ class EmbeddingPipeline:
         headers["x-llmops-variant"] = variant
         headers.update(reservation_headers(reservation))
         return Reply(status, headers, answer)
+
+    async def _read(self, upstream: UpstreamResponse) -> bytes:
+        """The upstream's answer, whole, or a 502; the exchange settled: a 200 is judged by its whole answer, as a
+        completion's is (``Upstreams.settle``)."""
+        name, failure, abandoned = upstream.variant.name, None, False
+        try:
+            return await upstream.response.read()
+        except UpstreamTooLarge as exc:  # cut at GATEWAY_UPSTREAM_MAX_ANSWER_BYTES, its connection closed
+            logger.warning("upstream answer over the size limit", extra={"variant": name, "error": str(exc)})
+            failure = "too_large"
+            message, code = f"upstream {name!r} answered over the size limit", "upstream_response_too_large"
+        except UpstreamError:
+            failure = "broken"
+            message, code = f"upstream {name!r} failed mid-response", "upstream_error"
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
+        finally:
+            upstream.response.release()
+            if upstream.response.status == 200:
+                self._upstreams.settle(upstream, failure=failure, abandoned=abandoned)
+        raise APIError(502, message, code=code, headers={"x-llmops-variant": name})
 
     async def route_spec(self, model: str) -> RouteSpec | None:
         """The route a request for ``model`` takes: a route of that name, else the retriever's model; None: neither

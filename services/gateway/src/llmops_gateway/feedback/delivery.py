@@ -6,6 +6,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from llmops_common.contracts.ratings import KEY_ID_HEADER, RATED_AT_HEADER, RatingIn
+from llmops_common.http import describe_error
 
 
 class FeedbackUnreachable(Exception):
@@ -56,7 +57,7 @@ async def post_rating(
         async with http.post(f"{url}/v1/feedback", data=delivery.body(), headers=headers, timeout=timeout) as reply:
             content = await reply.read()
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise FeedbackUnreachable(repr(exc)) from exc
+        raise FeedbackUnreachable(describe_error(exc)) from exc
     if reply.status >= 500:
         raise FeedbackUnreachable(f"{reply.status}: {content[:200]!r}")
     return reply.status, content

@@ -33,6 +33,7 @@ class AuthenticatedKey:
     name: str
     limits: Limits
     allowed_routes: frozenset[str] | None
+    allowed_collections: frozenset[str] | None = None  # RAG collections, within each route's; None: the route's
     team: str | None = None
     tier: str | None = None
     budget: BudgetNanos = NO_BUDGET
@@ -255,6 +256,7 @@ def _to_entry(key_hash: str, row: ApiKey | None) -> _Entry:
         name=row.name,
         limits=Limits(rpm=row.rpm, tpm=row.tpm, tpd=row.tpd, max_tokens=row.max_tokens),
         allowed_routes=frozenset(row.allowed_routes) if row.allowed_routes is not None else None,
+        allowed_collections=frozenset(row.allowed_collections) if row.allowed_collections is not None else None,
         team=row.team,
         tier=row.tier,
         budget=service.budget_of(row),

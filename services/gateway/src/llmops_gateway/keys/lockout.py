@@ -1,5 +1,5 @@
-"""Slowing down repeated bad credentials: API keys on the OpenAI surface, admin tokens on the admin API. (The
-console's sign-in has its own limit, ``console/throttle.py``: a success there clears the count.)
+"""Slowing down repeated bad credentials: API keys on the OpenAI surface, admin tokens on the admin API, and the
+console's sign-in (a limiter of its own policy, surface ``console``: a success there clears the address's count).
 
 Failures are counted in Redis per client address, and per displayed key prefix (``sk-llmops-`` + 6 characters, the
 part an admin list shows: a distributed guess at the rest of one key is counted whatever address it comes from), in a
@@ -46,7 +46,7 @@ class LockoutMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.failures = Counter(
             "llmops_gateway_auth_failures",
-            "Failed authentications counted (api: API keys)",
+            "Failed authentications counted (api: API keys, admin: admin tokens, console: sign-ins)",
             ("surface",),
             registry=registry,
         )
@@ -126,6 +126,19 @@ class FailedAuthLimiter:
         for (_, identity, limit), (count, ttl) in zip(dims, counts, strict=True):
             if count >= limit:
                 self._block(identity, ttl)
+
+    async def succeeded(self, surface: str, address: str | None) -> None:
+        """Clears the address's failures (the console's sign-in: whoever signs in is not the guesser to slow)."""
+        if not self.enabled:
+            return
+        identity = self._identities(surface, address, None)[0][1]
+        self._blocked.pop(identity, None)
+        self._local.pop(identity, None)
+        if self._redis_usable():
+            try:
+                await self._redis.delete(self._prefix + identity)
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
 
     def _refuse(self, surface: str, by: str, retry_after_s: float):
         self._metrics.refusals.labels(surface, by).inc()

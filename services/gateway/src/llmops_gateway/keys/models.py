@@ -22,6 +22,8 @@ class ApiKey(Base):
     tpd: Mapped[int | None] = mapped_column(Integer)
     max_tokens: Mapped[int | None] = mapped_column(Integer)
     allowed_routes: Mapped[list[str] | None] = mapped_column(JSON)
+    # RAG collections the key may retrieve from, within each route's own policy; None: any the route allows.
+    allowed_collections: Mapped[list[str] | None] = mapped_column(JSON)
     tier: Mapped[str | None] = mapped_column(String(32))  # a label routing rules match on, e.g. "free", "pro"
     team: Mapped[str | None] = mapped_column(String(64), ForeignKey("teams.name"), index=True)
     budget_daily_nanos: Mapped[int | None] = mapped_column(BigInteger)

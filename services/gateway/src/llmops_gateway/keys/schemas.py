@@ -4,11 +4,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops_gateway.limits import Limits
 from llmops_gateway.money import Budget
+from llmops_gateway.rag.schemas import MAX_ALLOWED_COLLECTIONS, CollectionName
 from llmops_gateway.teams.schemas import TEAM_NAME_PATTERN
 
 TIER_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
 MAX_EXPIRES_IN_S = 100 * 365 * 86_400
 ROUTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
+COLLECTIONS_DESCRIPTION = (
+    "RAG collections this key may retrieve from, within those each route allows (a grant narrows a route's policy, "
+    "never widens it); null = any the route allows, [] = none"
+)
 
 
 class KeyBase(BaseModel):
@@ -17,6 +22,9 @@ class KeyBase(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     limits: Limits = Field(default_factory=Limits)
     allowed_routes: list[str] | None = Field(default=None, description="route names this key may use; null = all")
+    allowed_collections: list[CollectionName] | None = Field(
+        default=None, max_length=MAX_ALLOWED_COLLECTIONS, description=COLLECTIONS_DESCRIPTION
+    )
     team: str | None = Field(default=None, pattern=TEAM_NAME_PATTERN, description="the team the key belongs to")
     tier: str | None = Field(default=None, pattern=TIER_PATTERN, description="a label routing rules match on")
     budget: Budget = Field(default_factory=Budget, description="the key's own spend limit, beside its team's")
@@ -45,6 +53,9 @@ class KeyUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     limits: Limits | None = None
     allowed_routes: list[str] | None = None
+    allowed_collections: list[CollectionName] | None = Field(
+        default=None, max_length=MAX_ALLOWED_COLLECTIONS, description=COLLECTIONS_DESCRIPTION
+    )
     expires_at: datetime | None = None
     team: str | None = Field(default=None, pattern=TEAM_NAME_PATTERN, description="move the key; null: no team")
     tier: str | None = Field(default=None, pattern=TIER_PATTERN)

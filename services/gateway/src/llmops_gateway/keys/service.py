@@ -32,6 +32,7 @@ def to_public(key: ApiKey) -> KeyPublic:
         prefix=key.prefix,
         limits=Limits(rpm=key.rpm, tpm=key.tpm, tpd=key.tpd, max_tokens=key.max_tokens),
         allowed_routes=key.allowed_routes,
+        allowed_collections=key.allowed_collections,
         team=key.team,
         tier=key.tier,
         budget=budget_of(key).public(),
@@ -71,6 +72,7 @@ async def create(session: AsyncSession, *, data: KeyCreate, key_secret: str) -> 
         tpd=data.limits.tpd,
         max_tokens=data.limits.max_tokens,
         allowed_routes=data.allowed_routes,
+        allowed_collections=data.allowed_collections,
         team=data.team,
         tier=data.tier,
         created_at=now,
@@ -140,6 +142,8 @@ async def stage_update(session: AsyncSession, *, key: ApiKey, data: KeyUpdate) -
         key.rpm, key.tpm, key.tpd, key.max_tokens = limits.rpm, limits.tpm, limits.tpd, limits.max_tokens
     if "allowed_routes" in fields:
         key.allowed_routes = data.allowed_routes
+    if "allowed_collections" in fields:
+        key.allowed_collections = data.allowed_collections
     if "team" in fields:
         await _require_team(session, data.team)
         key.team = data.team

@@ -13,13 +13,19 @@ import orjson
 from llmops_common.errors import APIError
 from llmops_gateway.proxy import tokens
 from llmops_gateway.proxy.accounting import Accounting, Call, Outcome
-from llmops_gateway.proxy.connection import UpstreamError
+from llmops_gateway.proxy.connection import UpstreamError, UpstreamTooLarge
 from llmops_gateway.proxy.sse import StreamTap, stream_error, usage_of
 from llmops_gateway.proxy.upstream import UpstreamResponse, Upstreams
 from llmops_gateway.rag.sources import sse_event
 from llmops_gateway.rag.stream import DoneInjector
 
 logger = logging.getLogger(__name__)
+
+# A whole answer's failure kind (for the breaker's metric): the error code and what the client is told it was.
+_BAD_ANSWERS = {
+    "invalid_answer": ("upstream_invalid_response", "with no valid completion"),
+    "too_large": ("upstream_response_too_large", "over the size limit"),  # GATEWAY_UPSTREAM_MAX_ANSWER_BYTES
+}
 
 
 @dataclass(slots=True)
@@ -33,8 +39,9 @@ class Reply:
 
 
 class Answers:
-    def __init__(self, upstreams: Upstreams, accounting: Accounting) -> None:
+    def __init__(self, upstreams: Upstreams, accounting: Accounting, *, max_event_bytes: int = 0) -> None:
         self._upstreams, self._accounting = upstreams, accounting
+        self._max_event_bytes = max_event_bytes  # the largest SSE event a stream may have (0: no limit)
 
     async def whole(self, call: Call, upstream: UpstreamResponse, headers: dict[str, str]) -> Reply:
         response, variant = upstream.response, upstream.variant
@@ -47,6 +54,9 @@ class Answers:
         )
         try:
             body = await response.read()
+        except UpstreamTooLarge as exc:  # cut at the limit (memory), its connection closed
+            logger.warning("upstream answer over the size limit", extra={"variant": variant.name, "error": str(exc)})
+            raise self._bad_answer(call, upstream, outcome, "too_large", str(exc)) from None
         except (UpstreamError, asyncio.CancelledError) as exc:
             broke = isinstance(exc, UpstreamError)
             outcome.status, outcome.error = (502, repr(exc)) if broke else (499, "client disconnected")
@@ -83,18 +93,24 @@ class Answers:
             # A 200 that is no OpenAI answer (an HTML error page, a cut or foreign body) would break the client's
             # parser: it is the upstream's failure, answered as one and counted against its circuit.
             logger.warning("upstream answer is not OpenAI JSON", extra={"variant": variant.name, "body": body[:300]})
-            outcome.status, outcome.answer = 502, None
-            outcome.error = "upstream answer is not OpenAI JSON"
-            outcome.usage = {"prompt_tokens": tokens.estimate_prompt_tokens(call.parsed)}  # it had the prompt
-            self._account(call, upstream, outcome, failure="invalid_answer")
-            raise APIError(
-                502,
-                f"upstream {variant.name!r} answered with no valid completion",
-                code="upstream_invalid_response",
-                headers={"x-llmops-variant": variant.name},
+            outcome.answer = None
+            raise self._bad_answer(
+                call, upstream, outcome, "invalid_answer", "upstream answer is not OpenAI JSON"
             ) from None
         self._account(call, upstream, outcome)
         return Reply(response.status, headers, body)
+
+    def _bad_answer(
+        self, call: Call, upstream: UpstreamResponse, outcome: Outcome, failure: str, error: str
+    ) -> APIError:
+        """A whole answer the client cannot be given: the upstream's failure (``failure``, against its circuit),
+        accounted with the prompt it had; the 502 to raise."""
+        code, said = _BAD_ANSWERS[failure]
+        outcome.status, outcome.error = 502, error
+        outcome.usage = {"prompt_tokens": tokens.estimate_prompt_tokens(call.parsed)}
+        self._account(call, upstream, outcome, failure=failure)
+        name = upstream.variant.name
+        return APIError(502, f"upstream {name!r} answered {said}", code=code, headers={"x-llmops-variant": name})
 
     def _account(
         self, call: Call, upstream: UpstreamResponse, outcome: Outcome, *, failure: str | None = None, abandoned=False
@@ -108,7 +124,7 @@ class Answers:
 
     async def stream(self, call: Call, upstream: UpstreamResponse):
         """Yields the upstream's SSE bytes as they arrive, unbuffered; accounts for them when the stream ends."""
-        tap, variant = StreamTap(), upstream.variant
+        tap, variant = StreamTap(self._max_event_bytes), upstream.variant
         failure = None  # the breaker's failure kind, when the stream broke
         outcome = Outcome(
             200, variant=variant.name, model=variant.model, version=upstream.model_version(), base_url=variant.base_url
@@ -129,7 +145,7 @@ class Answers:
             if sources:
                 yield sources.finish()
         except UpstreamError as exc:
-            outcome.status, failure, event = stream_error(exc)
+            outcome.status, failure, event = stream_error(exc, mid_event=tap.cut())
             outcome.error = repr(exc)
             logger.warning("upstream stream broke", extra={"variant": variant.name, "error": outcome.error})
             yield event

@@ -4,7 +4,8 @@ Why not aiohttp here: it spends 90-160 µs of CPU on each request (bench/http_cl
 the largest part of a proxied request; at 64 concurrent clients a bare proxy built on it reached 0.2x of the
 direct throughput, the same proxy on this client 0.5x. It does only what the gateway needs from an upstream:
 one POST at a time per keep-alive connection, responses with a length, chunked or ending at close, streamed
-or read whole, TLS for https upstreams, a connect timeout and a limit on silence between bytes. Bodies pass
+or read whole (each within a byte limit), TLS for https upstreams, a connect timeout and a limit on silence
+between bytes. Bodies pass
 through as sent (no Accept-Encoding is sent, nothing is decompressed). The retriever and feedback calls,
 off the hot path, keep aiohttp.
 
@@ -26,19 +27,22 @@ from llmops_gateway.proxy.connection import (
     Connection,
     ProxiedConnection,
     Response,
-    Tunnel,
     UpstreamBroken,
     UpstreamConnectError,
     UpstreamTimeout,
 )
 from llmops_gateway.proxy.origins import Origin, Proxy, bypasses_proxy
 from llmops_gateway.proxy.outbox import Outbox
+from llmops_gateway.proxy.tunnel import Tunnel
 
 _IDLE_SWEEP_S = 10.0
 
 
 class UpstreamClient:
     """Keep-alive connections per upstream origin; at most ``max_in_flight`` exchanges at once (more wait).
+
+    An answer read whole is cut (``UpstreamTooLarge``, its connection closed) past ``max_answer_bytes``, one read
+    as it streams past ``max_stream_bytes`` (0: no limit); a reader may ask for another limit.
 
     ``ssl_context`` verifies https upstreams (default: ``ssl.create_default_context()``); ``proxies`` maps
     ``http`` / ``https`` to a proxy URL and ``no`` to a NO_PROXY list, as ``urllib.request.getproxies()`` does
@@ -53,11 +57,14 @@ class UpstreamClient:
         max_in_flight: int,
         answer_timeout_s: float = 0.0,
         idle_timeout_s: float = 30.0,
+        max_answer_bytes: int = 0,
+        max_stream_bytes: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         proxies: dict[str, str] | None = None,
     ) -> None:
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.answer_timeout_s = answer_timeout_s  # 0: an answer may take as long as its bytes keep coming
+        self.max_answer_bytes, self.max_stream_bytes = max_answer_bytes, max_stream_bytes
         # Requests go out in bursts (proxy/outbox.py).
         self.outbox = Outbox()
         self.idle_timeout_s = idle_timeout_s

@@ -32,6 +32,10 @@ class UpstreamBroken(UpstreamError):
     """The connection dropped, or the upstream sent something that is not HTTP, before the answer ended."""
 
 
+class UpstreamTooLarge(UpstreamError):
+    """The answer (or one SSE event of it) is over its size limit: reading stopped there, the connection closed."""
+
+
 class Response:
     """One upstream answer. Read it whole (``read``) or as it arrives (``chunks``), then ``release`` or ``close``."""
 
@@ -46,19 +50,23 @@ class Response:
                 return value
         return None
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; ``UpstreamTooLarge`` past ``max_bytes`` (default: the client's ``max_answer_bytes``)."""
         conn = self._conn
+        conn.limit_body(conn.client.max_answer_bytes if max_bytes is None else max_bytes)
         conn.reading_whole = True  # all of it is wanted: no point pausing the connection for it
         conn.resume()
-        while not conn.complete:
-            await conn.wait_for_data()
+        while conn.error is not None or not conn.complete:  # an answer cut at the limit may still read as complete
+            await conn.wait_for_data()  # raises the exchange's error
         body = b"".join(conn.chunks)
         conn.chunks.clear()
         return body
 
-    async def chunks(self):
-        """Yields body bytes as they arrive."""
+    async def chunks(self, max_bytes: int | None = None):
+        """Yields body bytes as they arrive; what came within ``max_bytes`` (default: the client's
+        ``max_stream_bytes``), then ``UpstreamTooLarge``."""
         conn = self._conn
+        conn.limit_body(conn.client.max_stream_bytes if max_bytes is None else max_bytes)
         while True:
             if conn.chunks:
                 data = b"".join(conn.chunks)
@@ -66,7 +74,7 @@ class Response:
                 conn.buffered = 0
                 conn.resume()
                 yield data
-            elif conn.complete:
+            elif conn.complete and conn.error is None:
                 return
             else:
                 await conn.wait_for_data()
@@ -97,7 +105,9 @@ class Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head: asyncio.Future | None = None  # resolves to the Response when the headers are in
         self.chunks: list[bytes] = []
-        self.buffered = 0
+        self.buffered = 0  # bytes in ``chunks``
+        self.body_bytes = 0  # of the answer's body, received so far
+        self.body_limit = 0  # set by the reader (``limit_body``); 0: none
         self.complete = False
         self.received_any = False
         self.error: UpstreamError | None = None
@@ -127,6 +137,23 @@ class Connection(asyncio.Protocol):
         if self.paused and not self.closed:
             self.paused = False
             self.transport.resume_reading()
+
+    def limit_body(self, max_bytes: int) -> None:
+        """Fails the exchange with ``UpstreamTooLarge`` (the connection closed) once its body passes ``max_bytes``;
+        at once when its content-length says it will. 0: no limit."""
+        self.body_limit = max_bytes
+        if not max_bytes:
+            return
+        length = next((value for name, value in self.headers if name == b"content-length"), b"")
+        if self.body_bytes > max_bytes or (length.isdigit() and int(length) > max_bytes):
+            self._too_large()
+
+    def _too_large(self) -> None:
+        # Set even on an answer that ended: a body over the limit is refused however fast it arrived.
+        if self.error is None:
+            self.error = UpstreamTooLarge(f"the upstream's answer is over {self.body_limit} bytes")
+            self._wake()
+        self.abort()  # stops the reading: nothing more of it is taken in
 
     def finish(self) -> None:
         if self.complete and self.keep_alive and not self.closed:
@@ -228,6 +255,10 @@ class Connection(asyncio.Protocol):
             self.head.set_result(Response(self, self.status, self.headers))
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_limit and self.body_bytes > self.body_limit:
+            self._too_large()  # the rest of what this read brought is dropped, not buffered
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _PAUSE_ABOVE_BYTES and not self.paused and not self.reading_whole:
@@ -252,48 +283,3 @@ class ProxiedConnection(Connection):
             self.abort()
             return
         super().on_headers_complete()
-
-
-class Tunnel(asyncio.Protocol):
-    """A connection to a proxy until it answers CONNECT; TLS to the upstream then takes it over."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.answer: asyncio.Future = asyncio.get_running_loop().create_future()  # the proxy's response head
-        self.buffer = b""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.answer.done():
-            return
-        if b"\r\n\r\n" in self.buffer:
-            self.answer.set_result(self.buffer)
-        elif len(self.buffer) > 65536:
-            self.answer.set_exception(ConnectionError("the proxy's answer to CONNECT has no end"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(ConnectionError("the proxy closed the connection"))
-
-    async def open(self, origin: Origin) -> asyncio.Transport:
-        """Asks the proxy for a tunnel to the origin; returns the transport once it is open."""
-        proxy = origin.proxy
-        request = f"CONNECT {origin.authority} HTTP/1.1\r\nhost: {origin.authority}\r\n".encode()
-        if proxy.authorization:
-            request += b"proxy-authorization: " + proxy.authorization + b"\r\n"
-        self.transport.write(request + b"\r\n")
-        head = await self.answer
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        status = status_line.split(" ", 2)[1] if status_line.count(" ") >= 1 else ""
-        if not (status.isdigit() and 200 <= int(status) < 300):
-            hint = " (the proxy wants credentials: user:password in the proxy URL)" if status == "407" else ""
-            raise UpstreamConnectError(
-                f"proxy {proxy.url} refused CONNECT to {origin.authority}: {status_line!r}{hint}"
-            )
-        if not head.endswith(b"\r\n\r\n"):
-            raise UpstreamConnectError(f"proxy {proxy.url} sent data before the tunnel to {origin.authority} opened")
-        return self.transport

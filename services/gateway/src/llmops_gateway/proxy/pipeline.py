@@ -1,7 +1,7 @@
 """One proxied completion as a pipeline of stages, each built once at start-up with only what it needs:
 
-authenticate (keys) -> route (routing, RAG validation) -> reserve quota -> retrieve (RAG) -> call upstream
-(fallbacks, breakers) -> relay the answer -> account and log.
+authenticate (keys) -> route (routing, RAG validation: the route's collections and the key's grant) -> reserve quota
+-> retrieve (RAG) -> call upstream (fallbacks, breakers) -> relay the answer -> account and log.
 
 Quota is reserved before retrieval so that a refused request costs the retriever nothing. The pipeline knows
 nothing of the server in front of it: it takes the request's header, body and id, and hands back a ``Reply``.
@@ -97,6 +97,7 @@ class CompletionPipeline:
         upstreams: Upstreams,
         accounting: Accounting,
         max_body_bytes: int,
+        max_event_bytes: int = 0,
         default_max_tokens: int = 512,
     ) -> None:
         self._default_max_tokens = default_max_tokens  # a rule's max_tokens bounds read this when none is given
@@ -104,7 +105,7 @@ class CompletionPipeline:
         self._authenticator, self._routes, self._quota = authenticator, routes, quota
         self._retrieval, self._upstreams, self._accounting = retrieval, upstreams, accounting
         self._prompts = prompts
-        self._answers = Answers(upstreams, accounting)
+        self._answers = Answers(upstreams, accounting, max_event_bytes=max_event_bytes)
 
     async def run(
         self,
@@ -192,7 +193,7 @@ class CompletionPipeline:
             capped = None
             if (cap := caps.cap_for(key, spec)) is not None and (capped := caps.apply(payload, parsed, cap)):
                 parsed = capped
-            rag = self._retrieval.plan(payload, spec.rag)
+            rag = self._retrieval.plan(payload, spec.rag, granted=key.allowed_collections)
             reservation = await self._quota.reserve(key, route, spec, parsed, extra_tokens=context_tokens(rag))
         except APIError as exc:  # refused before any upstream: still a request, for error rates
             self._accounting.refused(route, exc.status)

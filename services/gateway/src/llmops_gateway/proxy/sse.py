@@ -3,7 +3,7 @@
 import orjson
 
 from llmops_common.contracts.requestlog import MAX_SQL_INTEGER
-from llmops_gateway.proxy.connection import UpstreamError, UpstreamTimeout
+from llmops_gateway.proxy.connection import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 
 
 def usage_of(value) -> dict | None:
@@ -28,26 +28,45 @@ def usage_of(value) -> dict | None:
 
 
 class StreamTap:
-    """Fed the raw bytes exactly as they go to the client; never changes them."""
+    """Fed the raw bytes exactly as they go to the client; never changes them. An event is held until its end (a
+    blank line: ``\\n\\n``, or ``\\r\\n\\r\\n`` as some SSE libraries write), so one over ``max_event_bytes`` (0: no
+    limit) raises ``UpstreamTooLarge``: an upstream's endless line must not grow the gateway's memory."""
 
-    __slots__ = ("_buffer", "chunks", "done", "finish_reasons", "parts", "usage")
+    __slots__ = ("_buffer", "_max_event", "chunks", "done", "finish_reasons", "parts", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = 0) -> None:
         self._buffer = b""
+        self._max_event = max_event_bytes
         self.parts: list[str] = []
         self.usage: dict | None = None
         self.chunks = 0  # content-bearing events, about one token each
         self.finish_reasons: list[str] = []  # one per choice, from the event that ends it (for the trace)
         self.done = False
 
+    def cut(self) -> bool:
+        """The stream breaks here. Whether it broke inside an event: the client is then sent a blank line first (or
+        its parser would take the error event for part of that one), which makes it dispatch what it has of the
+        event; so does the tap (a whole ``data:`` line in it counts, a cut one is no text)."""
+        if not self._buffer:
+            return False
+        event, self._buffer = self._buffer, b""
+        self._on_event(event)
+        return True
+
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        buffer, start, limit = self._buffer + data, 0, self._max_event
+        crlf = b"\r" in buffer  # rare: most servers end their lines with a bare \n
         while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return
-            event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-            self._on_event(event)
+            end, gap = buffer.find(b"\n\n", start), 2
+            if crlf and (found := buffer.find(b"\r\n\r\n", start, end if end >= 0 else len(buffer))) >= 0:
+                end, gap = found, 4
+            if end < 0 or (limit and end - start > limit):
+                break
+            self._on_event(buffer[start:end])
+            start = end + gap
+        self._buffer = buffer[start:]
+        if limit and len(self._buffer) > limit:  # one event, ended or not, over the limit
+            raise UpstreamTooLarge(f"an event of the upstream's stream is over {limit} bytes")
 
     def _on_event(self, event: bytes) -> None:
         for line in event.split(b"\n"):
@@ -83,10 +102,13 @@ class StreamTap:
         return "".join(self.parts)
 
 
-def stream_error(exc: UpstreamError) -> tuple[int, str, bytes]:
+def stream_error(exc: UpstreamError, *, mid_event: bool = False) -> tuple[int, str, bytes]:
     """A stream that broke after its head went out: the status for the record, the breaker's failure kind, and
-    the SSE error event the client gets last (too late for an error status)."""
-    if isinstance(exc, UpstreamTimeout):
+    the SSE error event the client gets last (too late for an error status). ``mid_event``: what was relayed ends
+    inside an event, which a blank line ends first, or the client's parser would take the error for part of it."""
+    if isinstance(exc, UpstreamTooLarge):
+        status, kind, message, code = 502, "too_large", str(exc), "upstream_response_too_large"
+    elif isinstance(exc, UpstreamTimeout):
         status, kind, message, code = (
             504,
             "stream_timeout",
@@ -96,4 +118,4 @@ def stream_error(exc: UpstreamError) -> tuple[int, str, bytes]:
     else:
         status, kind, message, code = 502, "stream_broken", "upstream stream interrupted", "upstream_error"
     error = {"error": {"message": message, "type": "server_error", "code": code}}
-    return status, kind, b"data: " + orjson.dumps(error) + b"\n\n"
+    return status, kind, (b"\n\n" if mid_event else b"") + b"data: " + orjson.dumps(error) + b"\n\n"

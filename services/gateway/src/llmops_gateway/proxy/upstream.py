@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 # Statuses after which the next fallback is tried; 5xx also count against the variant's circuit.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_CREDENTIAL_STATUSES = frozenset({401, 403})  # about the gateway's own credential for the upstream
 # Headers of the upstream's connection, not of its answer, and its own request id (the client gets the gateway's).
 # The body passes through as sent, and so does its content-encoding (none is asked for).
 _HOP_BY_HOP = frozenset(
@@ -49,6 +50,7 @@ class UpstreamResponse:
 
 
 _MODEL_VERSION = MODEL_VERSION_HEADER.encode()
+_ERROR_BODY_BYTES = 64 * 1024  # of a refusal's body (only its start is logged); a longer one closes the connection
 
 
 def _upstream_headers(variant: Variant, request_id: str, token: str | None = None) -> list[tuple[bytes, bytes]]:
@@ -110,6 +112,9 @@ class Upstreams:
             if response.status in _RETRY_STATUSES:
                 last_error = await _refused(breakers, metrics, route, variant, response)
                 continue
+            if response.status in _CREDENTIAL_STATUSES:
+                last_error = await _credentials_refused(breakers, metrics, route, variant, response)
+                continue
             if response.status != 200:  # a client error passed through: the upstream itself works
                 breakers.record_success(route, variant.name)
             # A 200 is judged by its whole answer (``settle``): an upstream that breaks every stream halfway, or
@@ -162,6 +167,21 @@ async def _refused(breakers, metrics, route: str, variant: Variant, response: Re
     return APIError(502, f"upstream {variant.name!r} answered {response.status}", code="upstream_error")
 
 
+async def _credentials_refused(breakers, metrics, route: str, variant: Variant, response: Response) -> APIError:
+    """401/403: the upstream refused the gateway's credential for it (``api_key_env``, a service token), not the
+    client's key, which the gateway accepted: the upstream's failure, not the client's to see. Its body is neither
+    relayed nor logged: servers quote the key they refuse (OpenAI a part of it)."""
+    await _read_quietly(response)
+    breakers.record_failure(route, variant.name)
+    metrics.upstream_errors.labels(route, variant.name, "credentials_refused").inc()
+    logger.warning(
+        "upstream refused the gateway's credentials (%s)",
+        response.status,
+        extra={"route": route, "variant": variant.name},
+    )
+    return APIError(502, f"upstream {variant.name!r} refused the gateway's credentials", code="upstream_auth_error")
+
+
 def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: BaseException, status: int) -> APIError:
     breakers.record_failure(route, variant.name)
     metrics.upstream_errors.labels(route, variant.name, kind).inc()
@@ -172,7 +192,7 @@ def _failed(breakers, metrics, route: str, variant: Variant, kind: str, exc: Bas
 
 async def _read_quietly(response: Response) -> str:
     try:
-        return (await response.read()).decode(errors="replace")
+        return (await response.read(_ERROR_BODY_BYTES)).decode(errors="replace")
     except UpstreamError:
         return ""
     finally:

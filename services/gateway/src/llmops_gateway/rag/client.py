@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from llmops_common import tracing
 from llmops_common.contracts.search import SearchHit, SearchResponse
 from llmops_common.errors import APIError
+from llmops_common.http import describe_error, read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +20,11 @@ class RetrieverUnavailable(Exception):
 
 
 class RetrieverClient:
-    def __init__(self, http: aiohttp.ClientSession, *, url: str, token: str, timeout_s: float) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, *, url: str, token: str, timeout_s: float, max_answer_bytes: int
+    ) -> None:
         self._http = http
+        self._max_answer_bytes = max_answer_bytes  # past it the answer is cut: the retriever is unavailable
         self._url = url.rstrip("/")
         self._headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -72,10 +76,10 @@ class RetrieverClient:
                 headers={**self._headers, "x-request-id": request_id},
                 timeout=self._timeout,
             ) as response:
-                payload = await response.read()
+                payload = await read_limited(response, self._max_answer_bytes)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetrieverUnavailable(repr(exc)) from None
+            raise RetrieverUnavailable(describe_error(exc)) from None
         if status == 200:
             try:
                 return SearchResponse.model_validate_json(payload).data

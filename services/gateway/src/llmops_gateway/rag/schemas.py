@@ -9,6 +9,7 @@ from llmops_gateway.rag.templates import BUILTIN, DEFAULT, PromptTemplate
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_TOP_K = 20
+MAX_ALLOWED_COLLECTIONS = 64  # a route's or a key's list of collections
 CollectionName = Annotated[str, Field(pattern=COLLECTION_PATTERN)]
 
 
@@ -35,7 +36,7 @@ class RagRoute(BaseModel):
     collection: CollectionName | None = None
     allowed_collections: list[CollectionName] | None = Field(
         default=None,
-        max_length=64,
+        max_length=MAX_ALLOWED_COLLECTIONS,
         description="collections a request may name (besides `collection`); default: only `collection` when set, "
         "any when not",
     )

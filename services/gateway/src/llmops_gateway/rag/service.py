@@ -7,6 +7,7 @@ with the retrieved point ids, and the client gets the sources.
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -90,6 +91,12 @@ def apply_prompt(payload: dict, kind: str, *, system: str, user: str | None) -> 
         messages.insert(0, {"role": "system", "content": system})
 
 
+def _not_granted(collection: str, *, named: bool) -> APIError:
+    # Distinct from the route's refusal: the route would allow it, this key may not (its grant decides, not the route).
+    hint = "" if named else ' (the route\'s default collection; send "rag": false to answer without it)'
+    return APIError(403, f"this key may not retrieve from {collection!r}{hint}", code="collection_not_allowed")
+
+
 class Retrieval:
     """The retrieve stage, built once with the retriever's client (None: RAG requests are refused)."""
 
@@ -97,8 +104,11 @@ class Retrieval:
         self._retriever = retriever
         self._metrics = metrics
 
-    def plan(self, payload: dict, route_rag: RagRoute | None) -> Plan | None:
-        """Whether this request retrieves, and how. Takes ``rag`` out of the payload: it never goes upstream."""
+    def plan(self, payload: dict, route_rag: RagRoute | None, *, granted: Collection[str] | None = None) -> Plan | None:
+        """Whether this request retrieves, and how. Takes ``rag`` out of the payload: it never goes upstream.
+
+        ``granted``: the collections the request's key may retrieve from (None: any the route allows). The route's
+        policy and the key's grant both apply, before quota and before the retriever is asked anything."""
         raw = payload.pop("rag", None)
         route = route_rag or DEFAULT_ROUTE
         if raw is False or (raw is None and route.collection is None):
@@ -114,6 +124,8 @@ class Retrieval:
             raise APIError(422, "rag.collection is required: this route has no default collection", code="invalid_rag")
         if not route.may_use(collection):
             raise APIError(403, f"this route may not retrieve from {collection!r}", code="rag_collection_not_allowed")
+        if granted is not None and collection not in granted:
+            raise _not_granted(collection, named=request.collection is not None)
         filters = [f for f in (route.filter, request.filter) if f]  # the route's filter always applies
         return Plan(
             route=route,

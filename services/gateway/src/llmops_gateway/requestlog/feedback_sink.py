@@ -9,6 +9,7 @@ from opentelemetry.trace import SpanKind
 
 from llmops_common import tracing
 from llmops_common.contracts.requestlog import RequestLogRecord
+from llmops_common.http import describe_error
 from llmops_gateway.feedback.delivery import FeedbackUnreachable, RatingDelivery, post_rating
 from llmops_gateway.metrics import GatewayMetrics
 from llmops_gateway.requestlog.sinks import BatchingSink, from_jsonl, json_array
@@ -84,7 +85,9 @@ class FeedbackSink(BatchingSink):
                 return
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self._reachable = False
-                logger.warning("feedback service unreachable; spooling request records", extra={"error": repr(exc)})
+                logger.warning(
+                    "feedback service unreachable; spooling request records", extra={"error": describe_error(exc)}
+                )
         with self._keeping(len(batch)):
             await asyncio.to_thread(self._spool.write, batch)
             self._metrics.request_log_spooled.inc(len(batch))

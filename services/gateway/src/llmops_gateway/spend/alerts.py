@@ -15,6 +15,7 @@ import aiohttp
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from llmops_common.http import describe_error
 from llmops_gateway.money import format_amount
 from llmops_gateway.quotas.plan import Reservation
 
@@ -81,7 +82,7 @@ class BudgetAlerts:
                 else:
                     logger.info("budget alert sent", extra=alert)
         except (RedisError, OSError, aiohttp.ClientError, TimeoutError) as exc:
-            logger.warning("budget alert not sent", extra={"error": repr(exc), **alert})
+            logger.warning("budget alert not sent", extra={"error": describe_error(exc), **alert})
 
     async def aclose(self) -> None:
         if self._tasks:

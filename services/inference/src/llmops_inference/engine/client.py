@@ -3,6 +3,8 @@
 import aiohttp
 import orjson
 
+from llmops_common.http import describe_error
+
 
 class VllmUnavailable(Exception):
     """vLLM did not answer (down, restarting, or the connection broke)."""
@@ -50,7 +52,7 @@ class VllmClient:
             ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise VllmUnavailable(f"vLLM did not answer {path}: {exc!r}") from None
+            raise VllmUnavailable(f"vLLM did not answer {path}: {describe_error(exc)}") from None
 
     async def load_adapter(self, name: str, path: str, *, replace: bool, timeout_s: float = 300.0) -> None:
         """Loads (or, with ``replace``, reloads in place) the PEFT adapter at ``path`` as model ``name``."""

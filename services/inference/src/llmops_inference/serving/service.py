@@ -16,6 +16,7 @@ from starlette.responses import Response
 from llmops_common import tracing
 from llmops_common.contracts.adapters import MODEL_VERSION_HEADER
 from llmops_common.errors import APIError, error_body
+from llmops_common.http import describe_error
 from llmops_common.requests import parse_json_object, read_body
 from llmops_common.responses import OrjsonResponse
 from llmops_common.streaming import ClientDisconnected, DisconnectAwareStream, cancelled_on_disconnect
@@ -93,7 +94,7 @@ async def relay(state: InferenceState, request: Request, *, path: str, endpoint:
         _count(state, endpoint, model, 499, started)  # 499: nginx's "client closed request"
         return Response(status_code=499)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        logger.warning("vLLM did not answer", extra={"error": repr(exc)})
+        logger.warning("vLLM did not answer", extra={"error": describe_error(exc)})
         _count(state, endpoint, model, 503, started)
         raise APIError(503, "the model server did not answer", code="vllm_unavailable", headers=_RETRY_SOON) from None
     if response.content_type.startswith("text/event-stream"):
@@ -142,7 +143,7 @@ async def _stream(state: InferenceState, response: aiohttp.ClientResponse, endpo
         finished = True
     except (aiohttp.ClientError, TimeoutError) as exc:
         status = 502
-        logger.warning("vLLM stream broke", extra={"error": repr(exc)})
+        logger.warning("vLLM stream broke", extra={"error": describe_error(exc)})
         yield _STREAM_BROKE
     finally:
         if finished:

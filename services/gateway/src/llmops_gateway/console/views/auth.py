@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import RedirectResponse, Response
 
+from llmops_common.errors import APIError
 from llmops_gateway.admin.auth import identify_token
 from llmops_gateway.console.backends import BackendError
 from llmops_gateway.console.deps import CSRF_FIELD, SESSION_COOKIE, ConsoleDep, FormDep, read_form
@@ -18,6 +19,7 @@ from llmops_gateway.console.sessions import tokens_match
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 SIGN_IN_COOKIE = "llmops_console_signin"
+SIGN_IN_SURFACE = "console"  # failed sign-ins' label in the lockout's counts and metrics
 
 
 def _safe_next(value: str | None) -> str:
@@ -69,10 +71,13 @@ async def sign_in(request: Request, console: ConsoleDep) -> Response:
     gateway = request.app.state.gateway
     given = form.get("admin_token")
     try:
-        if wait_s := await console.sign_in_limiter.retry_after(address):
+        try:
+            await console.sign_in_limiter.check(SIGN_IN_SURFACE, address)
+        except APIError as refused:  # the 429 of the API's lockout, as a page
+            wait_s = refused.headers["Retry-After"]
             message = f"Too many failed sign-ins from this address. Try again in {wait_s} s."
             response = _sign_in_page(request, console, next_path=next_path, error=message, status=429)
-            response.headers["retry-after"] = str(wait_s)
+            response.headers["retry-after"] = wait_s
             return response
         identity = None
         if isinstance(given, str) and given and len(given) <= 200:
@@ -84,10 +89,10 @@ async def sign_in(request: Request, console: ConsoleDep) -> Response:
                 sessions=gateway.sessions,
             )
         if identity is None:
-            await console.sign_in_limiter.failed(address)
+            await console.sign_in_limiter.failed(SIGN_IN_SURFACE, address)
             error = "That admin token is not right."
             return _sign_in_page(request, console, next_path=next_path, error=error, status=401)
-        await console.sign_in_limiter.succeeded(address)
+        await console.sign_in_limiter.succeeded(SIGN_IN_SURFACE, address)
         token, _ = await console.sessions.open(identity)
     except RedisError:
         raise BackendError("redis", "unreachable: console sessions live there") from None

@@ -1,5 +1,5 @@
 """Keys: list with each key's usage (requests, tokens, spend over the last 30 days, from the spend records),
-create with limits (the secret is shown once, on the page the creation answers), revoke."""
+create with limits, routes and RAG collections (the secret is shown once, on the page the creation answers), revoke."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from llmops_gateway.admin import audit
 from llmops_gateway.console.backends import gateway_errors
 from llmops_gateway.console.deps import FormDep, SessionDep
-from llmops_gateway.console.forms import errors_of, optional_int, optional_list
+from llmops_gateway.console.forms import comma_list, errors_of, optional_int, optional_list
 from llmops_gateway.console.render import page
 from llmops_gateway.deps import AuthenticatorDep, SettingsDep
 from llmops_gateway.deps import SessionDep as DbDep
@@ -93,6 +93,7 @@ async def create_key(
             name=(form.get("name") or "").strip(),
             limits={name: optional_int(form, name, label=name.upper()) for name in ("rpm", "tpm", "tpd")},
             allowed_routes=optional_list(form.getlist("allowed_routes")),
+            allowed_collections=comma_list(form, "allowed_collections"),
             expires_in_s=days * 86400 if days else None,
             team=identity.team or (form.get("team") or "").strip() or None,  # a team-admin's keys are its team's
         )
