@@ -125,7 +125,11 @@ def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir):
             **fake_vllm_env(root / "fake-vllm"), **receiver.env(),
         ))  # fmt: skip
         started.append(inference.start(timeout_s=120))
-        feedback = make_feedback(sql_url=f"sqlite+aiosqlite:///{root / 'feedback.db'}", **receiver.env())
+        feedback = make_feedback(
+            sql_url=f"sqlite+aiosqlite:///{root / 'feedback.db'}",
+            FEEDBACK_INFERENCE_SERVING_TOKEN=tokens["inference serving"],  # held as `llmops up` gives it
+            **receiver.env(),
+        )
         started.append(feedback)
         retriever.process.wait(timeout_s=180)
         trainer.wait_ready(timeout_s=120)

@@ -29,6 +29,7 @@ import yaml
 
 from llmops_cli.procs import free_port, spawn, stop_processes
 from llmops_cli.services import DEFAULT_PORTS
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 from llmops_common.health import health_router
 from llmops_common.settings import ServiceSettings
 from llmops_testkit.processes import wait_ready
@@ -48,6 +49,7 @@ NON_SETTINGS_ENV = {
     "HF_HUB_OFFLINE",
     "VLLM_NO_USAGE_STATS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",  # llmops_common.tracing reads OTel's own variables
+    INFERENCE_TOKEN_ENV,  # the gateway's copy of the inference serving token, which route variants name
 }
 PROBE_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[a-z]+)")
 
@@ -418,10 +420,28 @@ def test_environment_names_are_settings_fields_and_values_parse(compose, monkeyp
         field = worker(service)[1] if is_worker(service) else "port"
         assert getattr(settings, field.replace("port", "host")) == "0.0.0.0"
         assert getattr(settings, field) == contract_port(package, service)
-        for accessor in ("admin_token_value", "key_secret_value", "read_token_value", "ingest_token_value"):
+        accessors = (
+            "admin_token_value",
+            "key_secret_value",
+            "read_token_value",
+            "ingest_token_value",
+            "serving_tokens",
+        )
+        for accessor in accessors:
             if hasattr(settings, accessor):
                 getattr(settings, accessor)()  # raises when a secret is missing or a development default
         monkeypatch.undo()
+
+
+def test_inference_is_closed_and_its_callers_hold_its_serving_token(compose):
+    """Inference's /v1 answers one serving token (InferenceSettings.serving_tokens refuses to start without it);
+    the gateway holds it under the name route variants give in api_key_env, the feedback service asks with it."""
+    services = compose["services"]
+    token = environment(services["inference"])[INFERENCE_TOKEN_ENV]
+    assert token and environment(services["inference-gpu"])[INFERENCE_TOKEN_ENV] == token
+    assert "INFERENCE_OPEN_SERVING" not in environment(services["inference"])
+    assert environment(services["gateway"])[INFERENCE_TOKEN_ENV] == token
+    assert environment(services["feedback"])["FEEDBACK_INFERENCE_SERVING_TOKEN"] == token
 
 
 def test_services_reach_each_other_by_compose_names(compose):

@@ -27,6 +27,8 @@ import yaml
 from kubernetes_validate.utils import latest_version
 from packaging.version import Version
 
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy/helm/llmops"
 GPU_VALUES = CHART / "values-gpu.yaml"
@@ -38,6 +40,7 @@ SECRETS = {
     "keySecret": "key-secret-0123456789abcdef",
     "ingestToken": "ingest-token-0123456789abcdef",
     "retrieverReadToken": "read-token-0123456789abcdef",
+    "servingToken": "serving-token-0123456789abcdef",
     "postgresPassword": "pg-password-0123456789",
     "redisPassword": "redis-password-0123456789",
     "qdrantApiKey": "qdrant-key-0123456789abcdef",
@@ -78,18 +81,21 @@ OWNED = {
         *BATCH_ENGINE_VALUES,
     },
     "retriever": {"admin_token", "read_token", "qdrant_api_key", "store", "qdrant_url", "qdrant_path"},
-    # serving_token is a secret, never a config value: set it with inference.extraEnv from a Secret (SECURITY.md).
-    "inference": {"admin_token", "serving_token", "vllm_api_key", "vllm_host", "vllm_port", *INFERENCE_VALUES},
+    # The serving tokens come from the Secret; /v1 is always closed here, so open_serving is the chart's too.
+    "inference": {"admin_token", "vllm_api_key", "vllm_host", "vllm_port", *INFERENCE_VALUES}
+    | {"serving_token", "serving_tokens_previous", "open_serving"},
     "trainer": {"admin_token", "feedback_token", "database_url", "redis_url", "worker_host", "worker_port"},
     # The closed loop's addresses are wired by the chart; it calls them with the platform's one admin token.
     "feedback": {"admin_token", "ingest_token", "database_url", "gateway_url", "mlflow_tracking_uri", "trainer_url"}
-    | {"gateway_admin_token", "trainer_token"}
+    | {"gateway_admin_token", "trainer_token", "inference_serving_token"}
     # Evaluation: the queue is the release's Redis, the workers listen where the chart says, the judge's gateway key
     # is a secret (feedback.extraEnv).
     | {"eval_redis_url", "eval_worker_host", "eval_worker_port", "eval_judge_key"},
 }
 # Env the pods get that are not settings: the chart's password variables (expanded into URLs) and library caches.
+# INFERENCE_SERVING_TOKEN in the gateway: the inference service's serving token, which route variants name (api_key_env).
 NON_SETTINGS_ENV = {"HOME", "HF_HOME", "HF_TOKEN", "LLMOPS_POSTGRES_PASSWORD", "LLMOPS_REDIS_PASSWORD"}
+NON_SETTINGS_ENV |= {INFERENCE_TOKEN_ENV}
 # OpenTelemetry's own variables (llmops_common.tracing), set with tracing.otlpEndpoint.
 TRACING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
 
@@ -166,7 +172,8 @@ _REFERENCE = re.compile(r"\$\((\w+)\)|\$\$")
 
 def container_env(docs: list[dict], container: dict) -> dict[str, str]:
     """envFrom ConfigMaps, then env entries with secretKeyRef resolved (the rendered Secret's value, else a stand-in
-    for an existing Secret) and $(VAR) expanded from the entries before, as the kubelet does."""
+    for an existing Secret; optional keys taken as absent) and $(VAR) expanded from the entries before, as the kubelet
+    does."""
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in find(docs, "ConfigMap")}
     secrets = {d["metadata"]["name"]: d["stringData"] for d in find(docs, "Secret")}
     env: dict[str, str] = {}
@@ -179,6 +186,8 @@ def container_env(docs: list[dict], container: dict) -> dict[str, str]:
             )
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
+            if ref.get("optional") and ref["key"] not in secrets.get(ref["name"], {}):
+                continue  # an optional key (a rotation's earlier secrets) is absent unless someone adds it
             stand_in = f"stand-in-{ref['key']}-0123456789"
             env[entry["name"]] = secrets.get(ref["name"], {}).get(ref["key"], stand_in)
     return env
@@ -315,6 +324,8 @@ def test_settings_load_from_the_pods_environment(docs):
         assert not unknown, f"{service}: not settings of the service: {sorted(unknown)}"
         assert not settings.dev_mode
         settings.admin_token_value()  # refuses missing, default or short secrets outside dev mode
+        if service == "inference":  # /v1 closed: it refuses to start without a serving token
+            assert settings.serving_tokens() == (env[INFERENCE_TOKEN_ENV],)
 
 
 def test_the_schema_accepts_exactly_the_settings_config_may_set():
@@ -632,6 +643,22 @@ def test_default_secret_holds_what_the_pods_reference(default_docs):
         if "valueFrom" in e and not e["valueFrom"]["secretKeyRef"].get("optional")
     }
     assert referenced == set(secret["stringData"])
+
+
+def test_inference_is_closed_and_its_callers_hold_its_serving_token(docs):
+    """One Secret key gives the serving token to inference (its /v1 answers only it), to the gateway (under the name
+    route variants give in api_key_env) and to the feedback service (asking whether an adapter is served)."""
+
+    def secret_key(workload: str, name: str) -> str:
+        container = one(docs, "Deployment", workload)["spec"]["template"]["spec"]["containers"][0]
+        (entry,) = [e for e in container["env"] if e["name"] == name]
+        return entry["valueFrom"]["secretKeyRef"]["key"]
+
+    assert secret_key("inference", INFERENCE_TOKEN_ENV) == "inference-serving-token"
+    assert secret_key("gateway", INFERENCE_TOKEN_ENV) == "inference-serving-token"
+    assert secret_key("feedback", "FEEDBACK_INFERENCE_SERVING_TOKEN") == "inference-serving-token"
+    without = {k: v for k, v in SECRETS.items() if k != "servingToken"}
+    assert "secrets.servingToken is required" in render_error({"secrets": without})
 
 
 # --- external services ---

@@ -16,6 +16,7 @@ def test_the_console_reaches_every_service_it_shows(monkeypatch, tmp_path):
         key_secret="k" * 32,
         ingest_token="i" * 32,
         retriever_token="r" * 32,
+        serving_token="s" * 32,
         path=Path(tmp_path / "secrets.env"),
     )
     ctx = PlatformContext(

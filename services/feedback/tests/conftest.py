@@ -181,8 +181,15 @@ def scrape():
 
 
 # Experiments: a feedback service of its own whose controller acts on the shared gateway and MLflow.
+@pytest.fixture(scope="session")
+def serving_token() -> str:
+    """The inference service's serving token, held by the closed loop's feedback services: a fake upstream that
+    stands for a closed inference service asks for it (``Behaviour.api_key``)."""
+    return "serving-token-0123456789abcdef"
+
+
 @pytest.fixture(scope="module")
-def platform(make_feedback, new_database, gateway, mlflow_server):
+def platform(make_feedback, new_database, gateway, mlflow_server, serving_token):
     """A feedback service of its own whose controller acts on the shared gateway and MLflow every 0.3 s."""
     service = make_feedback(
         sql_url=new_database(),
@@ -190,6 +197,7 @@ def platform(make_feedback, new_database, gateway, mlflow_server):
         FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
         FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
         FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
+        FEEDBACK_INFERENCE_SERVING_TOKEN=serving_token,
     )
     return service, gateway, mlflow_server
 

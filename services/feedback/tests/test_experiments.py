@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 from llmops_testkit.experiments import deliver, experiment_route, registered, route_weights
 from llmops_testkit.inference import wait_for
 
@@ -96,12 +97,16 @@ def test_two_prompt_versions_on_one_model_are_an_experiment_like_any_other(platf
     assert route_weights(gateway, route)["challenger"] == 1.0
 
 
-def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, upstreams):
-    """The challenger's model gets a champion alias, and the champion variant serves it: the next challenger trained
-    into the same model is tested against it. Rollback restores what the champion variant served."""
+def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, upstreams, serving_token):
+    """The challenger's model gets a champion alias, and the champion variant serves it where the challenger was
+    served, with the key sent there (a closed inference service's serving token): the next challenger trained into
+    the same model is tested against it. Rollback restores what the champion variant served."""
     _, gateway, mlflow_server = platform
     model = registered(mlflow_server, {"challenger": 1})
-    route = experiment_route(gateway, upstreams, "base-model", f"{model}@challenger")
+    route = experiment_route(
+        gateway, upstreams, "base-model", f"{model}@challenger", challenger_key=INFERENCE_TOKEN_ENV
+    )
+    upstreams["beta"].behaviour.api_key = serving_token  # the challenger's upstream is a closed inference service
     body = {"route": route, "champion": "champion", "challenger": "challenger", "policy": FAST | {"steps": [0.5]}}
     experiment = fb.post("/v1/experiments", json=body).json()
     deliver(platform, route, "champion", ups=6, downs=34, version=None)
@@ -120,12 +125,14 @@ def test_a_win_over_the_base_model_makes_the_adapter_the_champion(platform, fb, 
         variants = {v["name"]: v for v in admin.get(f"/admin/routes/{route}").json()["variants"]}
     assert variants["champion"]["model"] == f"{model}@champion" and variants["champion"]["weight"] == 1.0
     assert variants["champion"]["upstream"] == variants["challenger"]["upstream"]
+    assert variants["champion"]["api_key_env"] == INFERENCE_TOKEN_ENV
     assert variants["challenger"]["weight"] == 0.0
 
     assert fb.post(f"/v1/experiments/{experiment['id']}/rollback").json()["status"] == "rolled_back"
     with gateway.admin() as admin:
         champion = {v["name"]: v for v in admin.get(f"/admin/routes/{route}").json()["variants"]}["champion"]
     assert champion["model"] == "base-model" and champion["upstream"].rstrip("/") == upstreams["alpha"].base_url
+    assert champion.get("api_key_env") is None  # alpha was asked without a key: it is not sent the token
 
 
 def test_a_clear_loss_is_rolled_back_and_the_version_rejected(platform, fb, upstreams):

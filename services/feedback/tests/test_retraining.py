@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from llmops_cli.procs import free_port
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.gateway import variant
 from llmops_testkit.inference import prepare_bundled_model, wait_for
@@ -19,7 +20,7 @@ TINY = {"training": {"max_steps": 2, "max_seq_length": 64, "batch_size": 2, "eva
 
 
 @pytest.fixture(scope="module")
-def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_state_dir):
+def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_state_dir, serving_token):
     """A feedback service with the whole controller (gateway, registry, trainer) and the trainer reading it."""
     prepare_bundled_model()
     trainer_port = free_port()  # each must know the other's address before it starts
@@ -30,6 +31,7 @@ def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_
         FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
         FEEDBACK_TRAINER_URL=f"http://127.0.0.1:{trainer_port}",
         FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
+        FEEDBACK_INFERENCE_SERVING_TOKEN=serving_token,
     )
     state_dir = llmops_state_dir / f"retraining-{uuid.uuid4().hex[:6]}"
     env = trainer_env(
@@ -71,13 +73,15 @@ def _corrected(feedback, route: str, count: int) -> None:
             assert admin.post("/v1/feedback", json=rating).status_code == 201
 
 
-def test_enough_new_feedback_trains_a_challenger_and_canaries_it(loop, upstreams, expect_error):
+def test_enough_new_feedback_trains_a_challenger_and_canaries_it(loop, upstreams, expect_error, serving_token):
     feedback, gateway, trainer = loop
     model = f"loop-{uuid.uuid4().hex[:8]}"
     served = f"{model}@challenger"
     adapter_server = FakeUpstream(served).start()  # stands for the inference service serving the new adapter
+    adapter_server.behaviour.api_key = serving_token  # closed, as `llmops up` runs it
     try:
-        route = gateway.put_route(variants=[variant("base", upstreams["alpha"], model="base-model")])
+        base = variant("base", upstreams["alpha"], model="base-model") | {"api_key_env": INFERENCE_TOKEN_ENV}
+        route = gateway.put_route(variants=[base])
         policy = {
             "model_name": model,
             "champion": "base",
@@ -115,6 +119,9 @@ def test_enough_new_feedback_trains_a_challenger_and_canaries_it(loop, upstreams
             with gateway.admin() as gw:
                 variants = {v["name"]: v for v in gw.get(f"/admin/routes/{route}").json()["variants"]}
             assert variants["challenger"]["model"] == served and variants["challenger"]["weight"] == 0.2
+            # Served beside the champion: the gateway sends it the same key; the canary opened once the feedback
+            # service, asking with that key, saw the adapter listed.
+            assert variants["challenger"]["api_key_env"] == INFERENCE_TOKEN_ENV
 
             # While the experiment is open, new feedback waits: one experiment on a route at a time.
             _corrected(feedback, route, 4)

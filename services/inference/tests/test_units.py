@@ -3,7 +3,7 @@
 import pytest
 
 from llmops_common.settings import InsecureSettingsError
-from llmops_inference.app import create_app
+from llmops_inference.app import OPEN_WARNING, create_app
 from llmops_inference.engine.command import vllm_argv, vllm_env
 from llmops_inference.settings import DEV_ADMIN_TOKEN, InferenceSettings
 from llmops_models import prepare
@@ -17,6 +17,33 @@ def _flag(argv: list[str], name: str) -> str:
 def test_no_default_or_weak_admin_token_outside_dev_mode(token):
     with pytest.raises(InsecureSettingsError):
         create_app(InferenceSettings(admin_token=token, dev_mode=False))
+
+
+STRONG = "s" * 24
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # no serving token: /v1/* would be open to anyone who reaches the port
+        {"serving_token": "short"},
+        {"serving_token": STRONG, "serving_tokens_previous": f"{STRONG}x,short"},
+        {"serving_tokens_previous": STRONG},  # an earlier token without a current one
+        {"serving_token": STRONG, "open_serving": True},  # open and closed at once: which was meant?
+    ],
+)
+def test_no_missing_or_weak_serving_token_outside_dev_mode(settings):
+    with pytest.raises(InsecureSettingsError):
+        create_app(InferenceSettings(admin_token="a" * 24, dev_mode=False, **settings))
+
+
+def test_an_open_surface_is_explicit_or_dev_mode_and_warned_about_once(capsys):
+    # configure_logging puts its own handler on the root logger, writing to the stderr of the moment: read that.
+    for settings in ({"open_serving": True, "dev_mode": False}, {"dev_mode": True}):
+        create_app(InferenceSettings(admin_token="a" * 24, log_json=False, **settings))
+        assert capsys.readouterr().err.count(OPEN_WARNING) == 1, settings
+    create_app(InferenceSettings(admin_token="a" * 24, serving_token=STRONG, log_json=False, dev_mode=False))
+    assert OPEN_WARNING not in capsys.readouterr().err
 
 
 def test_cpu_defaults_work_on_two_cores():

@@ -8,32 +8,65 @@ from urllib.parse import quote
 import httpx
 
 from llmops_cli.state import Secrets, store_judge_key
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 
 DEFAULT_ROUTE = "smollm2"
 JUDGE_KEY_NAME = "llmops-evaluation-judge"
 
 
-def base_model(inference_url: str) -> str:
+def base_model(inference_url: str, *, serving_token: str) -> str:
     """The served name of the inference service's base model (the one entry of /v1/models without a parent)."""
-    response = httpx.get(f"{inference_url}/v1/models", timeout=10, trust_env=False)
+    headers = {"authorization": f"Bearer {serving_token}"}
+    response = httpx.get(f"{inference_url}/v1/models", headers=headers, timeout=10, trust_env=False)
     response.raise_for_status()
     return next(m["id"] for m in response.json()["data"] if not m.get("parent"))
 
 
-def ensure_default_route(*, gateway_url: str, inference_url: str, admin_token: str, route: str = DEFAULT_ROUTE) -> str:
+def inference_variant(name: str, *, inference_url: str, model: str, **fields) -> dict:
+    """A route variant served by the inference service: the gateway sends it the serving token it holds."""
+    return {
+        "name": name,
+        "upstream": f"{inference_url}/v1",
+        "model": model,
+        "api_key_env": INFERENCE_TOKEN_ENV,
+        **fields,
+    }
+
+
+def _send_serving_token(spec: dict, *, inference_url: str) -> bool:
+    """Makes the route's variants (and inline fallbacks) served by this inference service send its serving token;
+    False when every one did already."""
+    candidates = spec["variants"] + [f for f in spec.get("fallbacks", []) if isinstance(f, dict)]
+    tokenless = [
+        v for v in candidates if v["upstream"].rstrip("/") == f"{inference_url}/v1" and not v.get("api_key_env")
+    ]
+    for variant in tokenless:
+        variant["api_key_env"] = INFERENCE_TOKEN_ENV
+    return bool(tokenless)
+
+
+def ensure_default_route(
+    *, gateway_url: str, inference_url: str, admin_token: str, serving_token: str, route: str = DEFAULT_ROUTE
+) -> str:
     """Routes ``route`` to the inference service's base model unless a route of that name exists (an operator's
-    own change survives restarts). Returns what happened, for the console."""
+    own change survives restarts, except that its variants served by this inference service without the serving
+    token, as routes were before the token, get it). Returns what happened, for the console."""
     with httpx.Client(
         base_url=gateway_url, headers={"authorization": f"Bearer {admin_token}"}, timeout=10, trust_env=False
     ) as admin:
         path = f"/admin/routes/{quote(route, safe='')}"
         existing = admin.get(path)
         if existing.status_code == 200:
-            return f"Route {route} exists; left as it is."
+            spec = existing.json()
+            if not _send_serving_token(spec, inference_url=inference_url):
+                return f"Route {route} exists; left as it is."
+            body = {k: v for k, v in spec.items() if k not in ("name", "updated_at")}
+            admin.put(path, json=body).raise_for_status()
+            return f"Route {route} exists; its inference variants now send the serving token."
         if existing.status_code != 404:
             existing.raise_for_status()
-        model = base_model(inference_url)
-        variant = {"name": "inference", "upstream": f"{inference_url}/v1", "model": model, "weight": 100}
+        model = base_model(inference_url, serving_token=serving_token)
+        variant = inference_variant("inference", inference_url=inference_url, model=model, weight=100)
         admin.put(path, json={"variants": [variant], "sticky": True, "fallbacks": []}).raise_for_status()
         return f"Route {route} -> inference model {model} created."
 

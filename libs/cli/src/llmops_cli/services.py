@@ -12,6 +12,7 @@ from pathlib import Path
 from llmops_cli.defaults import DEFAULT_ROUTE
 from llmops_cli.state import Secrets
 from llmops_cli.supervisor import ServiceSpec
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 
 # The contract's ports. vLLM is the inference
 # service's child; its port is listed so `llmops up` checks it is free and `llmops status` shows the engine.
@@ -98,6 +99,8 @@ def _gateway_env(ctx: PlatformContext) -> dict[str, str]:
         "GATEWAY_BATCH_TOKEN": ctx.secrets.admin_token,
         "GATEWAY_BATCH_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
         "GATEWAY_BATCH_WORKER_PORT": str(ctx.ports["batch_worker"]),
+        # Not a gateway setting: the inference service's serving token, which its routes name in `api_key_env`.
+        INFERENCE_TOKEN_ENV: ctx.secrets.serving_token,
     }
 
 
@@ -152,6 +155,8 @@ def _feedback_env(ctx: PlatformContext) -> dict[str, str]:
         "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{ctx.ports['gateway']}",
         "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
         "FEEDBACK_TRAINER_URL": f"http://127.0.0.1:{ctx.ports['trainer']}",  # retraining from feedback
+        # Whether inference serves a new adapter yet is asked at its /v1/models, with its serving token.
+        "FEEDBACK_INFERENCE_SERVING_TOKEN": ctx.secrets.serving_token,
         # Evaluation: the workers judge through the gateway with the bundled model's route, with a gateway key of
         # their own: FEEDBACK_EVAL_JUDGE_KEY from the environment of `llmops up`, else the one it created (secrets).
         "FEEDBACK_EVAL_REDIS_URL": ctx.redis_url,
@@ -222,6 +227,7 @@ def inference_spec(ctx: PlatformContext) -> ServiceSpec:
             "INFERENCE_HOST": "127.0.0.1",
             "INFERENCE_PORT": str(port),
             "INFERENCE_ADMIN_TOKEN": ctx.secrets.admin_token,
+            INFERENCE_TOKEN_ENV: ctx.secrets.serving_token,  # /v1/*: only the gateway and the feedback service
             "INFERENCE_STATE_DIR": str(ctx.state / "inference"),
             "INFERENCE_VLLM_PORT": str(ctx.ports["vllm"]),
             "INFERENCE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",

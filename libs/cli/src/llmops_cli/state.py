@@ -12,7 +12,8 @@ _ADMIN_TOKEN = "LLMOPS_ADMIN_TOKEN"
 _KEY_SECRET = "LLMOPS_KEY_SECRET"
 _INGEST_TOKEN = "LLMOPS_INGEST_TOKEN"
 _RETRIEVER_TOKEN = "LLMOPS_RETRIEVER_TOKEN"
-_NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN, _RETRIEVER_TOKEN)
+_SERVING_TOKEN = "LLMOPS_SERVING_TOKEN"
+_NAMES = (_ADMIN_TOKEN, _KEY_SECRET, _INGEST_TOKEN, _RETRIEVER_TOKEN, _SERVING_TOKEN)
 # Not generated here but by the gateway (a key only it can hash): stored once `llmops up` has created it.
 _JUDGE_KEY = "LLMOPS_EVAL_JUDGE_KEY"
 _JUDGE_KEY_ID = "LLMOPS_EVAL_JUDGE_KEY_ID"
@@ -24,6 +25,7 @@ class Secrets:
     key_secret: str  # HMAC secret the gateway hashes API keys with; changing it invalidates every key
     ingest_token: str  # the gateway's token at the feedback service (request records, ratings for a key)
     retriever_token: str  # the gateway's read token at the retriever (search only)
+    serving_token: str  # the inference service's OpenAI surface (/v1/*): the gateway's and the feedback service's
     path: Path
     judge_key: str | None = None  # the evaluation workers' gateway API key (their judge's quota and spend)
     judge_key_id: str | None = None
@@ -87,6 +89,7 @@ def load_secrets(state: Path, *, create: bool = True) -> Secrets | None:
                     key_secret=values[_KEY_SECRET],
                     ingest_token=values[_INGEST_TOKEN],
                     retriever_token=values[_RETRIEVER_TOKEN],
+                    serving_token=values[_SERVING_TOKEN],
                     path=path,
                     judge_key=values.get(_JUDGE_KEY) or None,
                     judge_key_id=values.get(_JUDGE_KEY_ID) or None,

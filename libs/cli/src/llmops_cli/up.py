@@ -95,6 +95,7 @@ def _register_defaults(ctx: PlatformContext) -> None:
             gateway_url=f"http://127.0.0.1:{ctx.ports['gateway']}",
             inference_url=f"http://127.0.0.1:{ctx.ports['inference']}",
             admin_token=ctx.secrets.admin_token,
+            serving_token=ctx.secrets.serving_token,
         )
     except (httpx.HTTPError, StopIteration, KeyError, ValueError) as exc:
         message = f"[yellow]warning:[/yellow] could not create the default route: {escape(repr(exc))}"

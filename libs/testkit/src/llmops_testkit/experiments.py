@@ -18,11 +18,16 @@ def registered(mlflow_server, aliases: dict[str, int]) -> str:
     return name
 
 
-def experiment_route(gateway, upstreams, champion_model: str, challenger_model: str) -> str:
+def experiment_route(
+    gateway, upstreams, champion_model: str, challenger_model: str, *, challenger_key: str | None = None
+) -> str:
+    """Champion on upstream alpha, challenger on beta without traffic (and naming ``challenger_key`` in its
+    ``api_key_env``)."""
+    challenger = variant("challenger", upstreams["beta"], model=challenger_model, weight=0)
     return gateway.put_route(
         variants=[
             variant("champion", upstreams["alpha"], model=champion_model),
-            variant("challenger", upstreams["beta"], model=challenger_model, weight=0),
+            challenger | ({"api_key_env": challenger_key} if challenger_key else {}),
         ]
     )
 

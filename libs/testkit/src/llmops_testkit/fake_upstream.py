@@ -47,6 +47,8 @@ class Behaviour:
     # A scripted model: a whole (not streamed) answer's text made from the request (e.g. a judge's verdict on the
     # answers in its prompt), instead of the echo of the fake's name.
     reply: Callable[[dict], str] | None = None
+    # A closed upstream (the inference service with a serving token): every request without this bearer is a 401.
+    api_key: str | None = None
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Stats:
     streams_cancelled: int = 0  # the client went away before the end
     abandoned_before_answer: int = 0  # the client went away during ``delay_s``
     flood_sent: list[int] = field(default_factory=list)  # per flood: the bytes written before it ended
+    refused: int = 0  # requests without ``Behaviour.api_key``
 
 
 def _max_tokens(payload: dict) -> int | None:
@@ -150,6 +153,11 @@ class FakeUpstream:
         """Returns False when the connection must close."""
         # Bound once: a request still running when the next test resets the fake counts into its own test's stats.
         behaviour, stats = self.behaviour, self.stats
+        if behaviour.api_key is not None and (headers or {}).get("authorization") != f"Bearer {behaviour.api_key}":
+            stats.refused += 1
+            error = {"error": {"message": "serving token required", "type": "authentication_error", "code": None}}
+            self._write_json(writer, 401, error)
+            return True
         if path.endswith("/models"):
             names = (self.name, *behaviour.also_lists)
             self._write_json(writer, 200, {"object": "list", "data": [{"id": n, "object": "model"} for n in names]})

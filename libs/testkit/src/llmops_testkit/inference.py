@@ -15,7 +15,12 @@ from llmops_testkit.processes import wait_ready
 
 
 def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None = None, **overrides: str) -> dict:
-    """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly."""
+    """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly.
+
+    Unless ``overrides`` give ``INFERENCE_SERVING_TOKEN``, the OpenAI surface is open on purpose
+    (``INFERENCE_OPEN_SERVING``): these tests are about serving and adapters, and their gateways and clients reach it
+    without the token. The closed surface is tested in services/inference/tests/test_auth_matrix.py, and end to end
+    through ``llmops up`` (tests/test_demo.py)."""
     env = {
         "INFERENCE_ADMIN_TOKEN": admin_token,
         "INFERENCE_DEV_MODE": "false",
@@ -25,6 +30,8 @@ def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None =
         "INFERENCE_RESTART_BACKOFF_S": "0.5",
         "INFERENCE_LOG_LEVEL": "INFO",
     }
+    if not overrides.get("INFERENCE_SERVING_TOKEN"):
+        env["INFERENCE_OPEN_SERVING"] = "true"
     if mlflow_uri:
         env["INFERENCE_MLFLOW_TRACKING_URI"] = mlflow_uri
     env.update(overrides)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from llmops_common import sql, tracing
 from llmops_common.app import install_common
+from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
 from llmops_common.logging import configure_logging
 from llmops_feedback import controller, db
 from llmops_feedback.datasets.views import router as datasets_router
@@ -81,7 +82,9 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
             engine=engine,
             sessions=sql.make_sessionmaker(engine),
             metrics=metrics,
-            routes=GatewayRoutes(gateway, upstreams=http),
+            routes=GatewayRoutes(
+                gateway, upstreams=http, upstream_keys={INFERENCE_TOKEN_ENV: settings.inference_serving_token}
+            ),
             registry=Registry(registry_http),
             trainer=Trainer(trainer_http),
             celery=make_celery(settings) if settings.eval_redis_url else None,

@@ -25,9 +25,16 @@ def _route_path(name: str) -> str:
 class GatewayRoutes:
     """The gateway's routes (its admin API), and whether the upstreams they name serve a model yet."""
 
-    def __init__(self, http: httpx.AsyncClient | None, upstreams: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient | None,
+        upstreams: httpx.AsyncClient | None = None,
+        upstream_keys: dict[str, str] | None = None,
+    ) -> None:
         self._http = http  # None: no gateway configured (FEEDBACK_GATEWAY_URL)
         self._upstreams = upstreams
+        # The upstream keys this service holds, by the ``api_key_env`` name route variants give them.
+        self._upstream_keys = {name: key for name, key in (upstream_keys or {}).items() if key}
 
     @property
     def configured(self) -> bool:
@@ -72,12 +79,15 @@ class GatewayRoutes:
                 f"gateway refused to delete route {name!r}: {response.status_code} {response.text[:300]}"
             )
 
-    async def serves(self, upstream: str, model: str) -> bool:
-        """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed)."""
+    async def serves(self, upstream: str, model: str, *, api_key_env: str | None = None) -> bool:
+        """Whether the OpenAI-compatible ``upstream`` lists ``model`` (an adapter still loading is not listed), asked
+        with the key the variant names in ``api_key_env``, where this service holds it."""
         if self._upstreams is None:
             return False
+        key = self._upstream_keys.get(api_key_env) if api_key_env else None
+        headers = {"authorization": f"Bearer {key}"} if key else None
         try:
-            response = await self._upstreams.get(f"{str(upstream).rstrip('/')}/models")
+            response = await self._upstreams.get(f"{str(upstream).rstrip('/')}/models", headers=headers)
             return response.status_code == 200 and model in {m.get("id") for m in response.json().get("data", [])}
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
@@ -86,7 +96,7 @@ class GatewayRoutes:
         self, name: str, *, champion: str, challenger: str, share: float, champion_serves: dict | None = None
     ) -> None:
         """The challenger gets ``share`` of the route's traffic and the champion the rest, sticky per user;
-        ``champion_serves`` (``{"model", "upstream"}``) also changes what the champion variant serves."""
+        ``champion_serves`` (``{"model", "upstream", "api_key_env"}``) also changes what the champion variant serves."""
         spec = await self.get(name)
         if spec is None:
             raise PlatformError(f"route {name!r} no longer exists")

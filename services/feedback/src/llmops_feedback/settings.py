@@ -40,6 +40,10 @@ class FeedbackSettings(StoreSettings):
     # FEEDBACK_TRAINER_TOKEN says otherwise).
     trainer_url: str | None = None
     trainer_token: str | None = None
+    # The inference service's serving token: a new adapter counts as served once the upstream lists it, asked with
+    # this token where the route's variant names INFERENCE_SERVING_TOKEN in ``api_key_env`` (only there: it is never
+    # sent to another upstream).
+    inference_serving_token: str | None = None
     experiment_interval_s: float = Field(default=30.0, gt=0)
     experiment_controller: bool = True  # False: this replica never decides (the API still works)
 

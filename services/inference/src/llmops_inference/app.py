@@ -24,6 +24,10 @@ from llmops_inference.settings import InferenceSettings
 from llmops_inference.state import InferenceState
 
 logger = logging.getLogger(__name__)
+OPEN_WARNING = (
+    "the OpenAI surface (/v1/*) is open: anyone who reaches this port can generate text without the gateway's keys "
+    "and quotas (set INFERENCE_SERVING_TOKEN to close it)"
+)
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
@@ -32,8 +36,11 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     tracing.configure_tracing("llmops-inference")  # only with an OTLP endpoint in the environment
     # Refuse to start with a missing or default admin token outside dev mode, before starting anything.
     admin_token = settings.admin_token_value()
+    serving_tokens = settings.serving_tokens()  # refuses an unset serving token outside dev mode, unless opted out
     if settings.dev_mode:
         logger.warning("dev mode: development secrets are accepted; never run like this in production")
+    if not serving_tokens:
+        logger.warning(OPEN_WARNING)
     registry = CollectorRegistry()
     metrics = InferenceMetrics(registry)
 
@@ -68,7 +75,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         app.state.inference = InferenceState(
             settings=settings,
             admin_token=admin_token,
-            serving_token=settings.serving_token,
+            serving_tokens=serving_tokens,
             base_model=settings.served_name(),
             http=http,
             vllm=vllm,

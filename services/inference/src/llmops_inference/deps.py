@@ -20,9 +20,10 @@ async def require_admin(request: Request, state: StateDep) -> None:
 
 
 async def require_serving(request: Request, state: StateDep) -> None:
-    """The serving token (or the admin token) on /v1/*, where one is configured."""
-    if state.serving_token is None:
+    """A serving token (the current one, or an earlier one during a rotation) or the admin token on /v1/*, unless
+    the surface is open (``InferenceSettings.serving_tokens``)."""
+    if not state.serving_tokens:
         return
     token = bearer_token(request)
-    if not (token_matches(token, state.serving_token) or token_matches(token, state.admin_token)):
+    if not any(token_matches(token, secret) for secret in (*state.serving_tokens, state.admin_token)):
         raise unauthorized("serving or admin token required", code="invalid_api_key")

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field
 
 from llmops_common.contracts.models import BUNDLED_MODEL_NAME
-from llmops_common.settings import ServiceSettings, require_secret, service_config
+from llmops_common.settings import InsecureSettingsError, ServiceSettings, require_secret, service_config
 from llmops_models import prepare
 
 DEV_ADMIN_TOKEN = "dev-inference-admin-token"
@@ -18,10 +18,15 @@ class InferenceSettings(ServiceSettings):
     port: int = 8002
     # Bearer token of the admin API (load an adapter from a path). Outside dev mode it must be set and not the default.
     admin_token: str | None = None
-    # Bearer token of the OpenAI surface (/v1/*): set it, and give it to the gateway (a route variant's
-    # ``api_key_env``), so nothing on the network bypasses the gateway's keys and quotas. Unset: /v1/* is open, as
-    # before (SECURITY.md, known gaps). The admin token is accepted there too.
+    # Bearer token of the OpenAI surface (/v1/*), so nothing on the network bypasses the gateway's keys and quotas:
+    # the gateway holds it as INFERENCE_SERVING_TOKEN, which route variants name in ``api_key_env``. The admin token
+    # is accepted there too. Outside dev mode it must be set, unless ``open_serving`` says the surface is meant to
+    # be open; in dev mode, unset leaves it open (with a warning at start).
     serving_token: str | None = None
+    # Comma-separated earlier serving tokens, still accepted while callers move to the new one (SECURITY.md).
+    serving_tokens_previous: str | None = None
+    # True: /v1/* answers anyone who reaches the port. Only where a private network already limits the callers.
+    open_serving: bool = False
 
     # --- the base model ---
     # Unset: the bundled SmolLM2-135M-Instruct, prepared once into ``model_cache_dir``. Else a local
@@ -71,6 +76,26 @@ class InferenceSettings(ServiceSettings):
         return require_secret(
             self.admin_token, name="INFERENCE_ADMIN_TOKEN", dev_mode=self.dev_mode, dev_default=DEV_ADMIN_TOKEN
         )
+
+    def serving_tokens(self) -> tuple[str, ...]:
+        """The tokens /v1/* accepts besides the admin token, the current one first; empty: the surface is open.
+        Refuses, outside dev mode, a missing token (unless ``open_serving``) and short ones."""
+        previous = tuple(t.strip() for t in (self.serving_tokens_previous or "").split(",") if t.strip())
+        if self.open_serving and (self.serving_token or previous):
+            raise InsecureSettingsError("INFERENCE_OPEN_SERVING is set with a serving token: choose one")
+        if not self.serving_token:
+            if previous:
+                raise InsecureSettingsError("INFERENCE_SERVING_TOKENS_PREVIOUS is set without INFERENCE_SERVING_TOKEN")
+            if not (self.open_serving or self.dev_mode):
+                raise InsecureSettingsError(
+                    "INFERENCE_SERVING_TOKEN is not set (set it and give it to the gateway; or, where only trusted "
+                    "callers can reach this port, INFERENCE_OPEN_SERVING=true; or enable dev mode for local use)"
+                )
+            return ()
+        tokens = (self.serving_token, *previous)
+        if not self.dev_mode and any(len(token) < 16 for token in tokens):
+            raise InsecureSettingsError("a serving token (INFERENCE_SERVING_TOKEN[S_PREVIOUS]) is under 16 characters")
+        return tokens
 
     @property
     def uses_bundled_model(self) -> bool:

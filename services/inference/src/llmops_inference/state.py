@@ -21,4 +21,4 @@ class InferenceState:
     engine: VllmSupervisor
     adapters: AdapterManager
     metrics: InferenceMetrics
-    serving_token: str | None = None  # unset: the OpenAI surface is open
+    serving_tokens: tuple[str, ...] = ()  # what /v1/* accepts besides the admin token; empty: open

@@ -75,7 +75,8 @@ class Services:
         return response.json() if response.content else {}
 
     def _models(self) -> list[dict]:
-        return httpx.get(f"{self.urls['inference']}/v1/models", timeout=30, trust_env=False).json()["data"]
+        # The inference service's /v1 needs its serving token, or the admin token, which `llmops up` gives it too.
+        return self.call("inference", "GET", "/v1/models")["data"]
 
     def base_model(self) -> str:
         return next(m["id"] for m in self._models() if not m.get("parent"))

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmops_cli.defaults import inference_variant
 from llmops_cli.demo import report, timeline
 from llmops_cli.demo.items import Item, demo_items, documents, rate
 from llmops_cli.demo.platform import Services
@@ -77,7 +78,7 @@ class Demo:
         self.s.call("retriever", "POST", f"/v1/collections/{collection}/documents", json={"documents": docs})
         self.log(f"ingested {len(docs)} documents about invented facts into collection {collection}")
         base = self.s.base_model()
-        variant = {"name": "base", "upstream": f"{self.s.urls['inference']}/v1", "model": base}
+        variant = inference_variant("base", inference_url=self.s.urls["inference"], model=base)
         self.s.call("gateway", "PUT", f"/admin/routes/{self.route}", json={"variants": [variant], "sticky": True})
         self.key = self.s.call("gateway", "POST", "/admin/keys", json={"name": f"{self.route}-users"})["key"]
         examples = len(self.items) * self.plan.collect_rounds

@@ -30,7 +30,8 @@ class Experiment(Base):
     challenger_version: Mapped[str | None] = mapped_column(String(64))
     # After a promotion: what the champion alias and the champion variant were before, for a one-command rollback.
     previous_champion_version: Mapped[str | None] = mapped_column(String(64))
-    previous_champion: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # {"model", "upstream"}
+    # {"model", "upstream", "api_key_env"} (api_key_env recorded since routes name the inference serving token)
+    previous_champion: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     status: Mapped[str] = mapped_column(String(16))  # running | halted | promoted | rolled_back | kept | stopped
     steps: Mapped[list] = mapped_column(JSON)  # challenger shares, e.g. [0.05, 0.25, 0.5]
     step_index: Mapped[int] = mapped_column(Integer, default=0)

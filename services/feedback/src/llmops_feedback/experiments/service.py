@@ -246,7 +246,7 @@ async def _promotion(experiment: Experiment, registry: Registry, routes: Gateway
     except PlatformError as exc:
         raise unavailable(exc) from None
     champion = next((v for v in (spec or {}).get("variants", []) if v["name"] == experiment.champion), None)
-    was = {"model": champion["model"], "upstream": champion["upstream"]} if champion else None
+    was = {k: champion.get(k) for k in ("model", "upstream", "api_key_env")} if champion else None
     return {"share": 0.0, "previous_champion_version": previous, "previous_champion": was}
 
 
@@ -286,11 +286,15 @@ async def _apply(
     if decision.action == "promote" and alias:
         await registry.set_alias(*alias, experiment.challenger_version)
         if repoint:
-            challenger = await _variant(routes, experiment.route, experiment.challenger)
-            serves = {"model": served_name(*alias), "upstream": challenger["upstream"] if challenger else None}
+            challenger = await _variant(routes, experiment.route, experiment.challenger) or {}
+            # The champion variant serves the alias where the challenger was served, with the key sent there.
+            serves = {"model": served_name(*alias), "upstream": challenger.get("upstream")}
+            serves["api_key_env"] = challenger.get("api_key_env")
             # The champion variant moves to a name the inference service loads on its next registry sync: until
             # it lists the name, the route keeps its split (both arms answer) rather than send users to a 404.
-            if serves["upstream"] and not await routes.serves(serves["upstream"], serves["model"]):
+            if serves["upstream"] and not await routes.serves(
+                serves["upstream"], serves["model"], api_key_env=serves["api_key_env"]
+            ):
                 raise PlatformError(f"waiting for {serves['upstream']} to serve {serves['model']}")
     if decision.action == "revert" and alias:
         if experiment.previous_champion_version:
@@ -299,12 +303,15 @@ async def _apply(
     challenger_model = split_served_name(experiment.challenger_model or "")
     if decision.action == "rollback" and challenger_model and experiment.challenger_version:
         await registry.tag_version(challenger_model[0], experiment.challenger_version, REJECTED_TAG, "true")
+    champion_serves = {k: v for k, v in (serves or {}).items() if v}
+    if champion_serves.get("upstream") and "api_key_env" in serves:  # recorded since routes name the serving token
+        champion_serves["api_key_env"] = serves["api_key_env"]  # the key of that upstream, or none
     await routes.set_split(
         experiment.route,
         champion=experiment.champion,
         challenger=experiment.challenger,
         share=decision.share,
-        champion_serves={k: v for k, v in (serves or {}).items() if v},
+        champion_serves=champion_serves,
     )
 
 

@@ -164,12 +164,17 @@ async def _canary(session, policy: RetrainingPolicy, *, state: FeedbackState) ->
     variants = {v["name"]: v for v in spec["variants"]}
     if policy.champion not in variants:
         raise PlatformError(f"route {policy.route!r} has no variant {policy.champion!r} any more")
-    upstream = policy.upstream or variants[policy.champion]["upstream"]
+    champion = variants[policy.champion]
+    upstream = policy.upstream or champion["upstream"]
     challenger = {"name": policy.challenger, "upstream": upstream, "model": served, "weight": 0}
+    # The adapter is served beside the champion's model, by the inference service: the key the gateway sends it (the
+    # serving token) goes with it, also to ``policy.upstream`` (another replica set of that service).
+    if champion.get("api_key_env"):
+        challenger["api_key_env"] = champion["api_key_env"]
     if variants.get(policy.challenger, {}) | {"weight": 0} != challenger:
         spec["variants"] = [v for v in spec["variants"] if v["name"] != policy.challenger] + [challenger]
         await routes.put(policy.route, spec)
-    if not await routes.serves(upstream, served):
+    if not await routes.serves(upstream, served, api_key_env=challenger.get("api_key_env")):
         policy.status = f"job {policy.job_id} registered {served} version {version}; waiting for it to be served"
         return
     if not await gate.passed(session, policy, spec=spec, state=state):
