@@ -20,6 +20,7 @@ from llmops_gateway.keys.lockout import FailedAuthLimiter
 from llmops_gateway.keys.models import ApiKey
 from llmops_gateway.limits import Limits
 from llmops_gateway.money import NO_BUDGET, BudgetNanos
+from llmops_gateway.reloads import STALE_AFTER_S
 from llmops_gateway.teams import service as teams
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ class KeyAuthenticator:
     since the last refresh, in the background: requests with a key in use never wait for the database,
     and the database sees a query per interval and process, not per key (one query per key and half TTL
     was 10% of a worker's CPU with two busy keys, and grew with every key in use). An unknown or expired
-    entry is fetched on the request path; concurrent requests for an unknown one share one query, those for
-    an expired one use it meanwhile. With the store unreachable an expired entry keeps serving, another TTL at
-    a time.
+    entry is fetched on the request path; concurrent requests for it share one query (those for an expired
+    one wait for it ``reloads.STALE_AFTER_S`` at most, then use the entry they have). With the store
+    unreachable an expired entry keeps serving, another TTL at a time.
     """
 
     def __init__(
@@ -116,15 +117,16 @@ class KeyAuthenticator:
             raise _unauthorized("invalid API key", "invalid_api_key")
         key_hash = self._stored_hash(secret)
         entry = self._cache.get(key_hash)
-        stale = entry is not None and time.monotonic() - entry.fetched_at > self._ttl_s
-        # An expired entry whose query is already out is used meanwhile: a store that does not answer would hold
-        # every request of the key for its connect timeout.
-        if entry is None or (stale and key_hash not in self._refreshing):
+        if entry is None or time.monotonic() - entry.fetched_at > self._ttl_s:
             if lockout is not None:  # keys not cached here wait for SQL anyway: ask Redis about blocks elsewhere
                 await lockout.check("api", client, key_prefix)
             try:
-                # one caller leaving cancels nobody's query
-                entry = await asyncio.shield(self._refresh(key_hash, secret))
+                if entry is not None and key_hash in self._refreshing:
+                    # An expired entry whose query is already out waits for it a moment only (reloads.py).
+                    done, _ = await asyncio.wait({self._refreshing[key_hash]}, timeout=STALE_AFTER_S)
+                    entry = done.pop().result() if done else entry
+                else:  # one caller leaving cancels nobody's query
+                    entry = await asyncio.shield(self._refresh(key_hash, secret))
             except Exception as exc:
                 # Key store down: a key seen recently keeps working; an unknown one cannot be checked.
                 logger.warning("key store unreachable", extra={"error": repr(exc)})

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmops_common.errors import APIError, validation_error
 from llmops_common.sql import utcnow
+from llmops_gateway.reloads import take_turn
 from llmops_gateway.routing import revisions
 from llmops_gateway.routing.models import Route
 from llmops_gateway.routing.schemas import RoutePublic, RouteSpec
@@ -151,11 +152,13 @@ class RouteTable:
         self._loaded_at = float("-inf")
 
     async def _refresh_if_older_than(self, max_age_s: float, *, wait: bool = True) -> None:
-        """``wait=False``: while another request reloads, the table there is serves (a database that does not
-        answer holds a reload for its connect timeout: only the request that started it waits)."""
-        if time.monotonic() - self._loaded_at <= max_age_s or (not wait and self._lock.locked() and self._loaded):
+        """``wait=False``: another request's reload is waited for a moment only (``reloads.take_turn``); an
+        unknown name (``wait=True``) waits for its reload, there being nothing to serve it meanwhile."""
+        if time.monotonic() - self._loaded_at <= max_age_s:
             return
-        async with self._lock:  # one reload at a time; the others wait for it
+        if not await take_turn(self._lock, may_serve_stale=not wait and self._loaded):
+            return
+        try:  # one reload at a time
             if time.monotonic() - self._loaded_at <= max_age_s:
                 return
             try:
@@ -165,6 +168,8 @@ class RouteTable:
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("route store unreachable; serving the last routes", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()
+        finally:
+            self._lock.release()
 
 
 def _valid_routes(rows: list[Route]) -> dict[str, RouteSpec]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llmops_common.errors import APIError
 from llmops_common.sql import utcnow
 from llmops_gateway.money import per_mtok, per_token_nanos
+from llmops_gateway.reloads import take_turn
 from llmops_gateway.routing.schemas import RouteSpec
 from llmops_gateway.spend.models import Price
 from llmops_gateway.spend.schemas import GpuHourDerivation, PriceCreate, PricePublic
@@ -98,11 +99,11 @@ class PriceTable:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        # While another request reloads, the prices there are charge (a database that does not answer holds a
-        # reload for its connect timeout: only the request that started it waits).
-        if time.monotonic() - self._loaded_at <= self._ttl_s or (self._lock.locked() and self._loaded):
+        if time.monotonic() - self._loaded_at <= self._ttl_s:
             return
-        async with self._lock:
+        if not await take_turn(self._lock, may_serve_stale=self._loaded):
+            return  # another request's reload is held up: the prices there are charge meanwhile
+        try:
             if time.monotonic() - self._loaded_at <= self._ttl_s:
                 return
             try:
@@ -112,6 +113,8 @@ class PriceTable:
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("price store unreachable; charging the last prices", extra={"error": repr(exc)})
             self._loaded_at = time.monotonic()
+        finally:
+            self._lock.release()
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
