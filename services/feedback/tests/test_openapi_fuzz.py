@@ -95,9 +95,10 @@ def test_linked_operations_answer_within_their_document(fuzzed):
             prepare=_known_names,
             lenient=lenient,
             paths=paths,
-            max_examples=6,
+            links=links,
+            max_examples=5,
         )
-        for paths in LIFECYCLES
+        for paths, links in LIFECYCLES.items()
     }
     run = sum(runs.values(), StatefulRun())
     assert not run.failures, "\n\n".join(run.failures)

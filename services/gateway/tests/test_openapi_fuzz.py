@@ -88,11 +88,11 @@ LIFECYCLES = {
         "POST /admin/teams -> add_key",
     ),
     r"^/admin/identities": ("POST /admin/identities -> revoke",),
-    r"^/admin/routes": (
+    # Without the history (linked too): fewer links to choose from after a PUT, each followed more often.
+    r"^/admin/routes(/\{name\})?$": (
         "GET /admin/routes -> read_first",
         "GET /admin/routes/{name} -> write_back",
         "PUT /admin/routes/{name} -> read",
-        "PUT /admin/routes/{name} -> history",
         "PUT /admin/routes/{name} -> delete",
     ),
     r"^/admin/prices": (
@@ -132,9 +132,10 @@ def test_linked_operations_answer_within_their_document(fuzzed):
             lenient=lenient,
             kept_after_delete=kept_after_delete,
             paths=paths,
-            max_examples=8,
+            links=links,
+            max_examples=6,
         )
-        for paths in LIFECYCLES
+        for paths, links in LIFECYCLES.items()
     }
     run = sum(runs.values(), StatefulRun())
     assert not run.failures, "\n\n".join(run.failures)

@@ -85,8 +85,11 @@ def test_linked_operations_answer_within_their_document(make_retriever):
             case.body["embedding_model"] = MODEL
             for field in ("dimension", "chunk_size", "chunk_overlap"):
                 case.body.pop(field, None)
+        elif case.path.endswith("/documents") and isinstance(case.body, dict) and case.body.get("documents"):
+            case.body["documents"] = case.body["documents"][:2]  # each is embedded on CPU: a few are enough here
 
     def prepare_documents(case) -> None:
+        prepare(case)
         if case.path == "/v1/collections/{collection}/documents" and case.method.upper() == "POST":
             case.path_parameters["collection"] = COLLECTION
 
@@ -97,10 +100,11 @@ def test_linked_operations_answer_within_their_document(make_retriever):
             prepare=prepare if paths.endswith("?$") else prepare_documents,
             lenient=lenient,
             paths=paths,
-            max_examples=4,
+            links=links,
+            max_examples=3,
             steps=5,
         )
-        for paths in LIFECYCLES
+        for paths, links in LIFECYCLES.items()
     }
     run = sum(runs.values(), StatefulRun())
     assert not run.failures, "\n\n".join(run.failures)

@@ -70,7 +70,8 @@ def test_linked_operations_answer_within_their_document(trainer_api):
         lenient=lenient,
         # DELETE cancels a job: it stays, readable with its dataset, in state cancelled.
         kept_after_delete=lambda operation: operation.path.startswith("/jobs/{job_id}"),
-        max_examples=6,
+        links=LINKS,
+        max_examples=4,
     )
     assert not run.failures, "\n\n".join(run.failures)
     assert not run.unfollowed(*LINKS), run.summary()

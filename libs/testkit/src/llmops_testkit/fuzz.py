@@ -9,7 +9,7 @@ shrinking, whose run time has no bound); derandomized, so every run sends the sa
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import httpx
@@ -114,6 +114,7 @@ def fuzz_openapi_stateful(
     lenient: Callable[[object], bool] | None = None,
     paths: str | None = None,
     kept_after_delete: Callable[[object], bool] | None = None,
+    links: Collection[str] = (),
     max_examples: int = 10,
     steps: int = 6,
 ) -> StatefulRun:
@@ -123,10 +124,12 @@ def fuzz_openapi_stateful(
     ``headers``, ``prepare`` and ``lenient`` as for ``fuzz_openapi``; ``paths``: a regular expression, the operations
     whose paths match (one lifecycle or a few: a few short sequences then cover each of its links);
     ``kept_after_delete(operation)``: operations that still answer for a resource its DELETE removed, by design (a
-    revoked key stays readable), where a 2xx after the DELETE is no finding.
+    revoked key stays readable), where a 2xx after the DELETE is no finding; ``links``: the links (``"POST
+    /admin/keys -> read"``) the caller expects followed to a 2xx answer, whose link application schemathesis draws
+    at random: while one was not, the run goes on past ``max_examples`` (up to three times as many sequences).
 
-    Bounded: ``max_examples`` sequences of at most ``steps`` calls, schema-valid data only, no shrinking; seeded, so
-    every run draws the same. Hypothesis replays a prefix of an earlier sequence now and then, and against a live API
+    Bounded: ``max_examples`` sequences of at most ``steps`` calls, schema-valid data only, no shrinking; seeded (the
+    same draws, as far as the API answers the same). Hypothesis replays a prefix of an earlier sequence now and then, and against a live API
     (whose state the earlier one changed) the replay may draw differently: Hypothesis calls that flaky and stops.
     That ends the pass, not the run: the next pass (the next seed) goes on until ``max_examples`` sequences ran, as
     schemathesis's own runner does. Every failure is recorded when its call is checked, so none is lost to that."""
@@ -182,8 +185,11 @@ def fuzz_openapi_stateful(
             run.scenarios += 1
             super().teardown()
 
-    for pass_seed in range(max_examples):  # each pass runs one sequence at least
-        left = max_examples - run.scenarios
+    # max_examples sequences; more, up to 3 times as many, while a link of ``links`` was never followed to a 2xx.
+    limit = 3 * max_examples if links else max_examples
+    for pass_seed in range(limit):  # each pass runs one sequence at least
+        target = limit if run.scenarios >= max_examples and run.unfollowed(*links) else max_examples
+        left = target - run.scenarios
         if left <= 0 or run.failures:
             break
         bounded = settings(
