@@ -129,10 +129,11 @@ def fuzz_openapi_stateful(
     at random: while one was not, the run goes on past ``max_examples`` (up to three times as many sequences).
 
     Bounded: ``max_examples`` sequences of at most ``steps`` calls, schema-valid data only, no shrinking; seeded (the
-    same draws, as far as the API answers the same). Hypothesis replays a prefix of an earlier sequence now and then, and against a live API
-    (whose state the earlier one changed) the replay may draw differently: Hypothesis calls that flaky and stops.
-    That ends the pass, not the run: the next pass (the next seed) goes on until ``max_examples`` sequences ran, as
-    schemathesis's own runner does. Every failure is recorded when its call is checked, so none is lost to that."""
+    same draws, as far as the API answers the same). Hypothesis replays a prefix of an earlier sequence now and then,
+    and against a live API (whose state the earlier one changed) the replay may draw differently: Hypothesis calls
+    that flaky and stops. That ends the pass, not the run: the next pass (the next seed) goes on until enough
+    sequences ran, as schemathesis's own runner does. Every failure is recorded when its call is checked, so none is
+    lost to that."""
     config = SchemathesisConfig.from_dict(
         {"generation": {"mode": "positive"}, "phases": {"stateful": {"inference": {"algorithms": []}}}}
     )
