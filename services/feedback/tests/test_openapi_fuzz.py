@@ -32,7 +32,7 @@ def lenient(operation) -> bool:
     return operation.path == "/v1/quality" or (operation.method.upper(), operation.path) in LENIENT
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fuzzed(make_feedback, make_gateway, llmops_state_dir, _fake_upstreams, redis_url):
     """A service of its own (what the fuzzer ingests, rates and opens stays here) with a real gateway, whose route
     "chat" (variants a and b) experiments and retraining policies name, and evaluation on a Redis queue of its own

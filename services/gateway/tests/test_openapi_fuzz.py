@@ -56,7 +56,7 @@ class Fuzzed:
             case.body["model"] = self.route  # else nearly every generated body stops at 404 model_not_found
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fuzzed(make_gateway, make_feedback, llmops_state_dir, _fake_upstreams) -> Fuzzed:
     databases = {
         name: f"sqlite+aiosqlite:///{llmops_state_dir / f'fuzz-{name}-{uuid.uuid4().hex[:6]}.db'}"

@@ -4,12 +4,13 @@ deleted; a document ingested, read, changed, deleted): no 5xx, every response co
 the documented body. Bounded: a few examples per operation and a few short sequences (an ingest embeds on CPU), no
 shrinking (llmops_testkit.fuzz).
 
-A retriever of its own (Qdrant Edge): what the fuzzer creates and deletes stays there. Names the document cannot
+A retriever of the module's own (Qdrant Edge): what the fuzzer creates and deletes stays there. Names the document cannot
 know (an existing collection, a configured embedding model) are filled in by ``prepare``, so generated cases reach
 past the lookups; collections named by ``{name}`` stay generated, so create and delete cannot remove the one used.
 """
 
 import httpx
+import pytest
 
 from llmops_testkit.fuzz import StatefulRun, fuzz_openapi, fuzz_openapi_stateful, unresolved_references
 
@@ -34,11 +35,18 @@ def lenient(operation) -> bool:
     return (operation.method.upper(), operation.path) in LENIENT
 
 
-def test_every_operation_answers_within_its_document(make_retriever):
+@pytest.fixture(scope="module")
+def retriever_and_headers(make_retriever):
+    """The module's retriever, with the collection ``COLLECTION`` that operations on documents are pointed at."""
     retriever = make_retriever(store="edge")
     headers = {"authorization": f"Bearer {retriever.admin_token}"}
     created = httpx.post(f"{retriever.url}/v1/collections", json={"name": COLLECTION}, headers=headers, timeout=30)
     assert created.status_code == 201, created.text
+    return retriever, headers
+
+
+def test_every_operation_answers_within_its_document(retriever_and_headers):
+    retriever, headers = retriever_and_headers
 
     def prepare(case) -> None:
         if case.path_parameters and "collection" in case.path_parameters:
@@ -71,14 +79,11 @@ LIFECYCLES = {
 }
 
 
-def test_linked_operations_answer_within_their_document(make_retriever):
+def test_linked_operations_answer_within_their_document(retriever_and_headers):
     """New collections take the service's model and their sizes from it (the document cannot know which model is
     configured, nor its dimension and token limit), and documents start in a collection that exists, so sequences go
     past the first step."""
-    retriever = make_retriever(store="edge")
-    headers = {"authorization": f"Bearer {retriever.admin_token}"}
-    created = httpx.post(f"{retriever.url}/v1/collections", json={"name": COLLECTION}, headers=headers, timeout=30)
-    assert created.status_code == 201, created.text
+    retriever, headers = retriever_and_headers
 
     def prepare(case) -> None:
         if case.path == "/v1/collections" and isinstance(case.body, dict):
@@ -112,10 +117,9 @@ def test_linked_operations_answer_within_their_document(make_retriever):
     assert not unfollowed, run.summary()
 
 
-def test_metadata_beyond_64_bit_integers_is_a_422(make_retriever):
+def test_metadata_beyond_64_bit_integers_is_a_422(retriever_and_headers):
     """Was a 500 (orjson cannot encode the integer), found by the stateful run."""
-    retriever = make_retriever(store="edge")
-    headers = {"authorization": f"Bearer {retriever.admin_token}"}
+    retriever, headers = retriever_and_headers
     with httpx.Client(base_url=retriever.url, headers=headers, timeout=60) as client:
         assert client.post("/v1/collections", json={"name": "big-ints"}).status_code == 201
         docs = "/v1/collections/big-ints/documents"
