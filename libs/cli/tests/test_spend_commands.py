@@ -59,13 +59,13 @@ def test_teams_and_keys(gateway, team):
     with gateway.admin() as admin:
         key = admin.get(f"/admin/keys/{created['id']}").json()
     assert key["team"] is None and key["budget"] == {"daily": "1.5", "monthly": None}
-    llmops(gateway, "teams", "budget", team, "--budget-daily", "9")
-    assert json.loads(llmops(gateway, "teams", "show", team, "--json").stdout)["budget"]["daily"] == "9"
+    llmops(gateway, "teams", "budget", team, "--budget-daily", "1e1")  # sent as 10, the gateway's form (not 1E+1)
+    assert json.loads(llmops(gateway, "teams", "show", team, "--json").stdout)["budget"]["daily"] == "10"
 
 
 def test_unknown_team_is_one_clear_line(gateway):
     result = llmops(gateway, "keys", "create", "--name", "bot", "--team", "no-such-team", ok=False)
-    assert result.returncode == 1 and "404" in result.stderr and "no-such-team" in result.stderr
+    assert result.returncode == 1 and "409" in result.stderr and "no-such-team" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,10 +1,12 @@
 """The shared contracts: what both sides of each exchange rely on."""
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from llmops_common.contracts.adapters import served_name
 from llmops_common.contracts.datasets import ROLES, PreferenceLine, SFTLine
+from llmops_common.contracts.embeddings import EmbeddingRequest
 from llmops_common.contracts.requestlog import RequestLogBatch, RequestLogRecord
 from llmops_common.contracts.search import SearchResponse
 
@@ -77,3 +79,29 @@ def test_dataset_lines_keep_role_and_content_only():
 
 def test_adapters_are_served_as_model_at_alias():
     assert served_name("support-bot", "champion") == "support-bot@champion"
+
+
+@pytest.mark.parametrize(
+    "value,items",
+    [("a", ["a"]), (["a", "b"], ["a", "b"]), ([1, 2], [[1, 2]]), ([[1], [2, 3]], [[1], [2, 3]]), ([7.0], [[7]])],
+)
+def test_an_embedding_input_the_document_allows_is_read(value, items):
+    """[7.0] was refused (a strict int), yet JSON Schema's integer (and the fuzzer) counts 7.0 as one."""
+    assert EmbeddingRequest(model="m", input=value).items() == items
+
+
+@pytest.mark.parametrize(
+    "value,where",
+    [("", "input.text"), ([], "input.texts"), ([""], "input.texts.0"), ([-1], "input.tokens.0"), ([[1], []], None)],
+)
+def test_an_embedding_input_the_document_refuses_is_named(value, where):
+    with pytest.raises(ValidationError) as refused:
+        EmbeddingRequest(model="m", input=value)
+    loc = ".".join(str(part) for part in refused.value.errors()[0]["loc"])
+    assert loc == (where or "input.token_arrays.1")
+    schema = EmbeddingRequest.model_json_schema()["properties"]["input"]
+    assert not any(_valid(value, branch) for branch in schema["oneOf"])
+
+
+def _valid(value, schema) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(value)

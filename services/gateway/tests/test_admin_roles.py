@@ -259,13 +259,13 @@ def test_revoked_identity_is_refused_at_once(gw, upstreams):
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_admin_token"
 
 
-def test_bad_identities_are_422_or_404(gw, upstreams):
+def test_bad_identities_are_422_or_409(gw, upstreams):
     with httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {gw.admin_token}"}) as admin:
         for body, status in (
             ({"name": "x", "role": "team-admin"}, 422),  # a team-admin needs a team
             ({"name": "x", "role": "viewer", "team": "some-team"}, 422),
             ({"name": "x", "role": "root"}, 422),
-            ({"name": "x", "role": "team-admin", "team": "no-such-team"}, 404),
+            ({"name": "x", "role": "team-admin", "team": "no-such-team"}, 409),
         ):
             response = admin.post("/admin/identities", json=body)
             assert response.status_code == status, response.text

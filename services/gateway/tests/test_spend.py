@@ -59,11 +59,12 @@ def test_teams_own_keys(gw):
     assert key["team"] == team and moved["team"] is None
 
 
-def test_a_key_given_or_moved_to_an_unknown_team_is_404(gw):
+def test_a_key_given_or_moved_to_an_unknown_team_is_409(gw):
+    """409, not 404: on PATCH /admin/keys/{key_id} a 404 read as the key missing (the stateful fuzzing found it)."""
     with gw.admin() as admin:
-        assert_error(admin.post("/admin/keys", json={"name": "k", "team": "no-such-team"}), 404, "team_not_found")
+        assert_error(admin.post("/admin/keys", json={"name": "k", "team": "no-such-team"}), 409, "team_not_found")
         key_id, _ = gw.create_key()
-        assert_error(admin.patch(f"/admin/keys/{key_id}", json={"team": "no-such-team"}), 404, "team_not_found")
+        assert_error(admin.patch(f"/admin/keys/{key_id}", json={"team": "no-such-team"}), 409, "team_not_found")
         assert admin.get(f"/admin/keys/{key_id}").json()["team"] is None
 
 

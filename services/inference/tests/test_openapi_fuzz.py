@@ -10,7 +10,7 @@ model check to vLLM, and vLLM's refusals come back through the service's error r
 names an adapter loaded by another test, so the fuzzer cannot unload one.
 """
 
-from llmops_testkit.fuzz import fuzz_openapi
+from llmops_testkit.fuzz import fuzz_openapi, unresolved_references
 
 COMPLETIONS = ("/v1/chat/completions", "/v1/completions")
 
@@ -41,4 +41,5 @@ def test_every_operation_answers_within_its_document(inference_service):
         max_examples=10,
     )
     assert run >= 5
+    assert not unresolved_references(f"{inference_service.url}/openapi.json")
     assert not failures, "\n\n".join(failures)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmops_cli.client import AdminClient, GatewayUrl
+from llmops_cli.teams import decimal_text
 
 prices_app = typer.Typer(help="Set and list variants' prices (per million tokens).", no_args_is_help=True)
 console = Console()
@@ -95,13 +96,13 @@ def set_price(
     if gpu_hour is not None or tokens_per_s is not None:
         if gpu_hour is None or tokens_per_s is None or input_price is not None or output_price is not None:
             raise typer.BadParameter("give --gpu-hour with --tokens-per-s, or --input and --output")
-        body = {"gpu_hour_cost": str(gpu_hour), "tokens_per_s": str(tokens_per_s)}
+        body = {"gpu_hour_cost": decimal_text(gpu_hour), "tokens_per_s": decimal_text(tokens_per_s)}
     elif input_price is None or output_price is None:
         raise typer.BadParameter("give --input and --output (per million tokens), or --gpu-hour and --tokens-per-s")
     else:
-        body = {"input_per_mtok": str(input_price), "output_per_mtok": str(output_price)}
+        body = {"input_per_mtok": decimal_text(input_price), "output_per_mtok": decimal_text(output_price)}
     if cached_price is not None:
-        body["cached_input_per_mtok"] = str(cached_price)
+        body["cached_input_per_mtok"] = decimal_text(cached_price)
     price = AdminClient(gateway_url).put(f"/admin/prices/{quote(variant, safe='')}", body)
     console.print(
         f"Variant {escape(variant)}: input {price['input_per_mtok']}, output {price['output_per_mtok']} "

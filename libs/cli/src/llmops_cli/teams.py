@@ -23,10 +23,15 @@ BudgetMonthly = Annotated[
 ]
 
 
+def decimal_text(amount: Decimal) -> str:
+    """As the gateway takes amounts: plain digits (``1000``), never ``1E+3`` (what ``str`` gives for ``1e3``)."""
+    return format(amount, "f")
+
+
 def budget_body(daily: Decimal | None, monthly: Decimal | None) -> dict:
     return {
-        "daily": str(daily) if daily is not None else None,
-        "monthly": str(monthly) if monthly is not None else None,
+        "daily": decimal_text(daily) if daily is not None else None,
+        "monthly": decimal_text(monthly) if monthly is not None else None,
     }
 
 

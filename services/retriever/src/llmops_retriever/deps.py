@@ -43,8 +43,3 @@ async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
-
-
-def json_body_doc(model: type[BaseModel]) -> dict:
-    """OpenAPI for a body read by ``read_json`` (FastAPI cannot see it)."""
-    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}}

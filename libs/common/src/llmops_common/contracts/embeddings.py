@@ -4,37 +4,54 @@ Defined once for both sides. Unknown fields pass through (``extra="allow"``) so 
 upstream (vLLM with an embedding model) gets what the client sent.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictInt, StrictStr, Tag
 
 MAX_INPUTS = 2048  # OpenAI's own limit on one request's inputs
+
+
+# What ``input`` may be, the rules in the types so that the document states them: no empty text or token array, no
+# negative token id, at most MAX_INPUTS inputs. Strict types: "1" is not the token 1, nor 1 the text "1".
+Text = Annotated[StrictStr, Field(min_length=1)]
+# A token id may come as 7.0 (JSON does not tell 7 from 7.0, nor does JSON Schema's "integer").
+TokenId = Annotated[
+    StrictInt, Field(ge=0), BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+]
+Tokens = Annotated[list[TokenId], Field(min_length=1)]
+
+
+def _shape(value: object) -> str | None:
+    """Which kind of input a value is, so that an error names that kind's rule alone (``input.texts.0: ...``)."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list) and value:
+        first = value[0]
+        return "texts" if isinstance(first, str) else "token_arrays" if isinstance(first, list) else "tokens"
+    return "texts" if isinstance(value, list) else None
+
+
+Input = Annotated[
+    Annotated[Text, Tag("text")]
+    | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS), Tag("texts")]
+    | Annotated[Tokens, Tag("tokens")]
+    | Annotated[list[Tokens], Field(min_length=1, max_length=MAX_INPUTS), Tag("token_arrays")],
+    Discriminator(
+        _shape,
+        custom_error_type="invalid_input",
+        custom_error_message="input must be a text, texts, one token array or token arrays",
+    ),
+]
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
-    # A text, texts, one token array or token arrays. Strict types: "1" is not the token 1, nor 1 the text "1".
-    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
+    input: Input = Field(description="a text, texts, one token array or token arrays")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = Field(default=None, max_length=256)
-
-    @field_validator("input")
-    @classmethod
-    def _not_empty(cls, value):
-        items = [value] if isinstance(value, str) else value
-        if not items:
-            raise ValueError("input must not be empty")
-        if len(items) > MAX_INPUTS:
-            raise ValueError(f"at most {MAX_INPUTS} inputs per request")
-        for item in items:
-            if isinstance(item, str | list) and len(item) == 0:
-                raise ValueError("input must not contain empty strings or empty token arrays")
-            if isinstance(item, int) and item < 0 or isinstance(item, list) and min(item) < 0:
-                raise ValueError("token ids must not be negative")
-        return value
 
     def items(self) -> list[str] | list[list[int]]:
         """The inputs as a list of texts or a list of token arrays."""

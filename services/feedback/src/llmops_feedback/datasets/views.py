@@ -5,13 +5,18 @@ from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import text_answer
 from llmops_feedback.datasets import service
 from llmops_feedback.deps import AdminDep, StateDep
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
-@router.get("/{kind}", response_class=StreamingResponse)
+@router.get(
+    "/{kind}",
+    response_class=StreamingResponse,
+    responses=text_answer("application/x-ndjson", "the examples, one JSON object a line"),
+)
 async def export(
     kind: Literal["sft", "preference"],
     _: AdminDep,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_common.errors import APIError
+from llmops_common.openapi import given
 from llmops_common.sql import utcnow
 from llmops_feedback.evaluation import compare, comparisons, rubrics, sets
 from llmops_feedback.evaluation.models import Comparison
@@ -21,7 +22,12 @@ from llmops_feedback.state import FeedbackState
 
 
 class ComparisonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # eval_set or replay, exactly one: in the document too (queue checks it, answering invalid_comparison).
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"oneOf": [given(["eval_set"], absent=["replay"]), given(["replay"], absent=["eval_set"])]},
+    )
 
     champion_route: str = Field(min_length=1, max_length=128)
     challenger_route: str = Field(min_length=1, max_length=128)

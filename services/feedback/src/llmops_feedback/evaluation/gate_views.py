@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import RESPONSE_ID, link, links, text_answer
 from llmops_common.sql import utcnow
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.evaluation import comparisons, gate, sets
@@ -15,7 +16,19 @@ from llmops_feedback.evaluation.schemas import EvalItem, EvalSetIn, EvalSetPubli
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluation"], responses=ERROR_RESPONSES)
 
 
-@router.post("/sets", status_code=201)
+@router.post(
+    "/sets",
+    status_code=201,
+    openapi_extra=links(
+        201,
+        export=link(
+            "get",
+            "/v1/evaluations/sets/{name}/{version}.jsonl",
+            name="$response.body#/name",
+            version="$response.body#/version",
+        ),
+    ),
+)
 async def create_set(body: EvalSetIn, _: AdminDep, session: SessionDep) -> EvalSetPublic:
     """Stores a version of the set (the same items are the same version: stored once)."""
     if (body.items is None) == (body.from_feedback is None):
@@ -35,7 +48,11 @@ async def list_sets(_: AdminDep, session: SessionDep) -> list[EvalSetPublic]:
     return [EvalSetPublic.model_validate(s) for s in await sets.list_all(session)]
 
 
-@router.get("/sets/{name}/{version}.jsonl")
+@router.get(
+    "/sets/{name}/{version}.jsonl",
+    response_class=Response,
+    responses=text_answer("application/x-ndjson", "the set's items, one JSON object a line"),
+)
 async def export_set(name: str, version: str, _: AdminDep, session: SessionDep) -> Response:
     """The set as JSONL (``latest`` for the newest version); its sha256 begins with the version."""
     found = await sets.get(session, name=name, version=version)
@@ -44,7 +61,13 @@ async def export_set(name: str, version: str, _: AdminDep, session: SessionDep) 
     return Response(body, media_type="application/x-ndjson", headers=headers)
 
 
-@router.post("/comparisons", status_code=202)
+@router.post(
+    "/comparisons",
+    status_code=202,
+    openapi_extra=links(
+        202, read=link("get", "/v1/evaluations/comparisons/{comparison_id}", comparison_id=RESPONSE_ID)
+    ),
+)
 async def create_comparison(body: ComparisonIn, _: AdminDep, state: StateDep, session: SessionDep) -> dict:
     """Queues the offline gate: both routes answer every item, the judge compares, the verdict and the per-row table
     are stored here and logged to MLflow (and tagged on ``model``/``model_version``)."""

@@ -2,6 +2,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops_common.openapi import given
+
 # Ten years: a window reaching before year 1 was a 500 (timedelta overflow), found by schemathesis.
 MAX_WINDOW_S = 10 * 365 * 86_400.0
 
@@ -125,10 +127,16 @@ class FromFeedback(BaseModel):
 class EvalSetIn(BaseModel):
     """Items given, or built from feedback: exactly one of the two."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The rules in the document too; the view checks them, with codes of their own (invalid_eval_set, empty_eval_set).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [given(["items"], absent=["from_feedback"]), given(["from_feedback"], absent=["items"])]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    items: list[EvalItem] | None = Field(default=None, max_length=10_000)
+    items: list[EvalItem] | None = Field(default=None, max_length=10_000, json_schema_extra={"minItems": 1})
     from_feedback: FromFeedback | None = None
 
 

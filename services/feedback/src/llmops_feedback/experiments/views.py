@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import APIRouter
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import RESPONSE_ID, link, links
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.experiments import service
 from llmops_feedback.experiments.models import Experiment
@@ -25,7 +26,15 @@ from llmops_feedback.platform import Registry
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=links(
+        201,
+        read=link("get", "/v1/experiments/{experiment_id}", experiment_id=RESPONSE_ID),
+        decide=link("post", "/v1/experiments/{experiment_id}/{what}", experiment_id=RESPONSE_ID),
+    ),
+)
 async def create(data: ExperimentCreate, _: AdminDep, session: SessionDep, state: StateDep) -> ExperimentDetail:
     """Opens an experiment and sets the route's split to its first step."""
     experiment = await service.create(session, data=data, actor="admin", routes=state.routes, registry=state.registry)

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import link, links
 from llmops_feedback.deps import RatedAtDep, RaterDep, SessionDep, StateDep
 from llmops_feedback.ratings import service
 from llmops_feedback.ratings.schemas import RatingAccepted, RatingIn, RatingPublic
@@ -13,6 +14,9 @@ router = APIRouter(prefix="/v1/feedback", tags=["ratings"], responses=ERROR_RESP
     "",
     status_code=201,
     responses={202: {"model": RatingAccepted, "description": "a key's rating, waiting for its request's record"}},
+    openapi_extra=links(
+        201, read_rated=link("get", "/v1/requests/{request_id}", request_id="$response.body#/request_id")
+    ),
 )
 async def rate(
     data: RatingIn, caller: RaterDep, rated_at: RatedAtDep, session: SessionDep, state: StateDep

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query
 
 from llmops_common.contracts.requestlog import RequestLogBatch
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import link, links
 from llmops_feedback.deps import AdminDep, IngestDep, SessionDep, StateDep
 from llmops_feedback.ratings import pending
 from llmops_feedback.ratings.store import to_public
@@ -17,7 +18,17 @@ MAX_KEY_IDS = 500
 router = APIRouter(prefix="/v1/requests", tags=["request log"], responses=ERROR_RESPONSES)
 
 
-@router.post("")
+_FIRST = "$request.body#/records/0/request_id"
+
+
+@router.post(
+    "",
+    openapi_extra=links(
+        200,
+        read_first=link("get", "/v1/requests/{request_id}", request_id=_FIRST),
+        rate_first=link("post", "/v1/feedback", body={"request_id": _FIRST}),
+    ),
+)
 async def ingest(batch: RequestLogBatch, _: IngestDep, session: SessionDep, state: StateDep) -> IngestResult:
     """Stores request records; idempotent on ``request_id``, so the gateway may deliver a batch again. Ratings
     waiting for these records are attached (or discarded, if another key gave them)."""

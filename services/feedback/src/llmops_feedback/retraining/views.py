@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response
 
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import link, links
 from llmops_feedback.deps import AdminDep, SessionDep, StateDep
 from llmops_feedback.retraining import service
 from llmops_feedback.retraining.schemas import RetrainingIn, RetrainingList, RetrainingPublic, RetrainingSet
@@ -15,7 +16,13 @@ async def list_policies(_: AdminDep, session: SessionDep) -> RetrainingList:
     return RetrainingList(data=[RetrainingPublic.model_validate(p) for p in await service.list_(session)])
 
 
-@router.put("/{route}")
+_POLICY, _ROUTE = "/v1/retraining/{route}", "$request.path.route"
+
+
+@router.put(
+    "/{route}",
+    openapi_extra=links(200, read=link("get", _POLICY, route=_ROUTE), delete=link("delete", _POLICY, route=_ROUTE)),
+)
 async def put(route: str, data: RetrainingIn, _: AdminDep, session: SessionDep, state: StateDep) -> RetrainingPublic:
     """Creates or replaces the route's policy (which also lets a policy stopped by failed jobs try again)."""
     return RetrainingPublic.model_validate(await service.put(session, route=route, data=data, routes=state.routes))

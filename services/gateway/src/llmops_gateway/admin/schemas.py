@@ -1,7 +1,8 @@
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmops_gateway.teams.schemas import TEAM_NAME_PATTERN
 
@@ -12,20 +13,36 @@ class Role(StrEnum):
     viewer = "viewer"  # read only, everything
 
 
+IdentityName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class IdentityBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: IdentityName
     role: Role
     team: str | None = Field(default=None, pattern=TEAM_NAME_PATTERN, description="a team-admin's team")
 
 
-class IdentityCreate(IdentityBase):
-    @model_validator(mode="after")
-    def _team_for_team_admins(self) -> "IdentityCreate":
-        if (self.role is Role.team_admin) != (self.team is not None):
-            raise ValueError("a team-admin needs a team, and only a team-admin has one")
-        return self
+# What POST /admin/identities takes: one model per kind of identity, told apart by role, so that the document
+# states the rule the API keeps (a team-admin needs a team, and only a team-admin has one).
+class TeamAdminCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: IdentityName
+    role: Literal[Role.team_admin]
+    team: str = Field(pattern=TEAM_NAME_PATTERN, description="the team it administers")
+
+
+class PlatformIdentityCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: IdentityName
+    role: Literal[Role.admin, Role.viewer]
+    team: None = Field(default=None, description="only a team-admin has a team")
+
+
+IdentityCreate = Annotated[TeamAdminCreate | PlatformIdentityCreate, Field(discriminator="role")]
 
 
 class IdentityPublic(IdentityBase):

@@ -11,7 +11,7 @@ from llmops_gateway.admin.auth import TOKEN_PREFIX
 from llmops_gateway.admin.models import AdminIdentity
 from llmops_gateway.admin.schemas import IdentityCreate, IdentityPublic
 from llmops_gateway.keys.service import hash_key
-from llmops_gateway.teams.models import Team
+from llmops_gateway.teams import service as teams
 
 
 def to_public(identity: AdminIdentity) -> IdentityPublic:
@@ -27,8 +27,7 @@ def to_public(identity: AdminIdentity) -> IdentityPublic:
 
 
 async def create(session: AsyncSession, *, data: IdentityCreate, key_secret: str) -> tuple[AdminIdentity, str]:
-    if data.team is not None and await session.get(Team, data.team) is None:
-        raise APIError(404, f"team {data.team!r} not found", code="team_not_found")
+    await teams.require_named(session, name=data.team)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     identity = AdminIdentity(
         id="adm_" + secrets.token_hex(8),

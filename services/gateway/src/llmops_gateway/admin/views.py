@@ -3,11 +3,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import RESPONSE_ID, link, links
 from llmops_gateway.admin import audit, service
 from llmops_gateway.admin.models import AdminIdentity
 from llmops_gateway.admin.schemas import AuditList, AuditPublic, IdentityCreate, IdentityCreated, IdentityList
 from llmops_gateway.deps import AuthenticatorDep, IdentityDep, SessionDep, get_identity, require_admin
-from llmops_gateway.spend.views import parse_since
+from llmops_gateway.spend.views import SinceQuery, parse_since
 
 # Identities: admins only. The audit log: admins and viewers (a team-admin's reads stop at its team).
 router = APIRouter(
@@ -15,7 +16,12 @@ router = APIRouter(
 )
 
 
-@router.post("/admin/identities", status_code=201, dependencies=[Depends(require_admin)])
+@router.post(
+    "/admin/identities",
+    status_code=201,
+    dependencies=[Depends(require_admin)],
+    openapi_extra=links(201, revoke=link("delete", "/admin/identities/{identity_id}", identity_id=RESPONSE_ID)),
+)
 async def create_identity(
     data: IdentityCreate, session: SessionDep, authenticator: AuthenticatorDep, identity: IdentityDep
 ) -> IdentityCreated:
@@ -40,7 +46,7 @@ async def revoke_identity(identity_id: str, session: SessionDep, identity: Ident
 async def list_audit(
     session: SessionDep,
     identity: IdentityDep,
-    since: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[str | None, SinceQuery] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=200)] = None,

@@ -1,18 +1,24 @@
 """OpenAI's batch object, and what ``POST /v1/batches`` accepts."""
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops_gateway.batches.input import ENDPOINTS
 from llmops_gateway.batches.models import Batch
+
+WINDOWS = {"24h": timedelta(hours=24)}
 
 
 class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str = Field(min_length=1, max_length=64)
-    endpoint: str = Field(max_length=64)  # checked by the service: an unknown one is 400, as OpenAI answers
-    completion_window: str = Field(max_length=16)
+    # Checked by the service, which answers an unknown one with 400 and its own code, as OpenAI does; the document
+    # lists the values all the same.
+    endpoint: str = Field(max_length=64, json_schema_extra={"enum": list(ENDPOINTS)})
+    completion_window: str = Field(max_length=16, json_schema_extra={"enum": list(WINDOWS)})
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
 
 

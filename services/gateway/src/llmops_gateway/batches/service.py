@@ -5,7 +5,6 @@ needs no broker connection of its own.
 """
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,13 +14,12 @@ from llmops_common.sql import utcnow
 from llmops_gateway.batches import fit
 from llmops_gateway.batches import input as batch_input
 from llmops_gateway.batches.models import Batch, LineResult, Shard
-from llmops_gateway.batches.schemas import BatchCreate, BatchObject, BatchUsage, RequestCounts, to_public
+from llmops_gateway.batches.schemas import WINDOWS, BatchCreate, BatchObject, BatchUsage, RequestCounts, to_public
 from llmops_gateway.files import service as files
 from llmops_gateway.files.store import ObjectStore
 from llmops_gateway.keys.auth import AuthenticatedKey
 from llmops_gateway.spend.prices import PriceTable
 
-WINDOWS = {"24h": timedelta(hours=24)}
 ACTIVE = ("validating", "in_progress")  # what cancel stops
 
 

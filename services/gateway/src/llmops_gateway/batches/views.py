@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import RESPONSE_ID, link, links
 from llmops_gateway.batches import engine_lines, service
 from llmops_gateway.batches.engine_schemas import AdmitRequest, AdmitResponse, SettleRequest
 from llmops_gateway.batches.schemas import BatchCreate, BatchList, BatchObject
@@ -14,7 +15,14 @@ from llmops_gateway.files.views import FilesDep, KeyDep
 router = APIRouter(tags=["batches"], responses=ERROR_RESPONSES)
 
 
-@router.post("/v1/batches")
+@router.post(
+    "/v1/batches",
+    openapi_extra=links(
+        200,
+        read=link("get", "/v1/batches/{batch_id}", batch_id=RESPONSE_ID),
+        cancel=link("post", "/v1/batches/{batch_id}/cancel", batch_id=RESPONSE_ID),
+    ),
+)
 async def create_batch(
     data: BatchCreate,
     request: Request,

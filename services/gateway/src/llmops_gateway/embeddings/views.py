@@ -5,17 +5,17 @@ from fastapi.responses import Response
 
 from llmops_common.contracts.embeddings import EmbeddingRequest
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import json_body
 from llmops_common.requests import read_body
 from llmops_gateway.embeddings.pipeline import EmbeddingPipeline
 from llmops_gateway.proxy.pipeline import BatchLine
-from llmops_gateway.proxy.schemas import openapi_body
 
 router = APIRouter(tags=["openai"], responses=ERROR_RESPONSES)
 
 
 @router.post(
     "/v1/embeddings",
-    openapi_extra=openapi_body(EmbeddingRequest),
+    openapi_extra=json_body(EmbeddingRequest),
     responses={200: {"description": "The upstream's OpenAI embeddings list"}},
 )
 async def embeddings(request: Request) -> Response:

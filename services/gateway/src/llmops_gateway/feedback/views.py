@@ -6,15 +6,15 @@ from starlette.responses import Response
 
 from llmops_common.contracts.ratings import RatingAccepted, RatingIn
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import json_body
 from llmops_common.requests import read_body
 from llmops_gateway.deps import AuthenticatorDep, RatingsDep
 from llmops_gateway.feedback import service
-from llmops_gateway.proxy.schemas import openapi_body
 
 router = APIRouter(prefix="/v1", tags=["feedback"], responses=ERROR_RESPONSES)
 
 _MAX_RATING_BYTES = 256 * 1024  # a 32k-character correction in UTF-8, escaped, fits
-_BODY_DOC = openapi_body(RatingIn)  # the contract the body is validated with
+_BODY_DOC = json_body(RatingIn)  # the contract the body is validated with
 
 
 @router.post(

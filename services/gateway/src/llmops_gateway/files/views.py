@@ -7,9 +7,10 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import RESPONSE_ID, link, links, text_answer
 from llmops_gateway.deps import AuthenticatorDep, SessionDep, get_files
 from llmops_gateway.files import service
-from llmops_gateway.files.schemas import FileDeleted, FileList, FileObject, to_public
+from llmops_gateway.files.schemas import PURPOSES, FileDeleted, FileList, FileObject, to_public
 from llmops_gateway.files.store import ObjectStore
 from llmops_gateway.keys.auth import AuthenticatedKey
 
@@ -31,7 +32,8 @@ _UPLOAD_DOC = {
                 "schema": {
                     "type": "object",
                     "required": ["file", "purpose"],
-                    "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}},
+                    "additionalProperties": False,  # more than 4 fields is a 400 (a form's size is bounded)
+                    "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"enum": list(PURPOSES)}},
                 }
             }
         },
@@ -39,7 +41,17 @@ _UPLOAD_DOC = {
 }
 
 
-@router.post("/v1/files", openapi_extra=_UPLOAD_DOC)
+_FILE = "/v1/files/{file_id}"
+_UPLOAD_LINKS = links(
+    200,
+    read=link("get", _FILE, file_id=RESPONSE_ID),
+    content=link("get", f"{_FILE}/content", file_id=RESPONSE_ID),
+    delete=link("delete", _FILE, file_id=RESPONSE_ID),
+    run_as_batch=link("post", "/v1/batches", body={"input_file_id": RESPONSE_ID}),
+)
+
+
+@router.post("/v1/files", openapi_extra=_UPLOAD_DOC | _UPLOAD_LINKS)
 async def upload(request: Request, key: KeyDep, session: SessionDep, store: FilesDep) -> FileObject:
     """A batch input file (JSONL, ``purpose=batch``): checked line by line; over the size limit 413."""
     limit = request.app.state.files_limits
@@ -89,7 +101,11 @@ async def get_file(file_id: str, key: KeyDep, session: SessionDep) -> FileObject
     return to_public(await service.get(session, key_id=key.id, file_id=file_id))
 
 
-@router.get("/v1/files/{file_id}/content")
+@router.get(
+    "/v1/files/{file_id}/content",
+    response_class=Response,
+    responses=text_answer("application/jsonl", "the file as it was uploaded or written"),
+)
 async def file_content(file_id: str, key: KeyDep, session: SessionDep, store: FilesDep) -> Response:
     data = await service.content(session, store, key_id=key.id, file_id=file_id)
     return Response(data, media_type="application/jsonl")

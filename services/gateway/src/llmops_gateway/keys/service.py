@@ -13,7 +13,7 @@ from llmops_gateway.keys.models import ApiKey
 from llmops_gateway.keys.schemas import KeyCreate, KeyPublic, KeyUpdate
 from llmops_gateway.limits import Limits
 from llmops_gateway.money import Budget, BudgetNanos
-from llmops_gateway.teams.models import Team
+from llmops_gateway.teams import service as teams
 
 KEY_PREFIX = "sk-llmops-"
 _DISPLAY_CHARS = 6
@@ -51,14 +51,9 @@ def _set_budget(key: ApiKey, budget: Budget) -> None:
     key.budget_daily_nanos, key.budget_monthly_nanos = nanos.daily, nanos.monthly
 
 
-async def _require_team(session: AsyncSession, team: str | None) -> None:
-    if team is not None and await session.get(Team, team) is None:
-        raise APIError(404, f"team {team!r} not found", code="team_not_found")
-
-
 async def create(session: AsyncSession, *, data: KeyCreate, key_secret: str) -> tuple[ApiKey, str]:
     """Returns the stored key and its secret; the secret exists only in this return value."""
-    await _require_team(session, data.team)
+    await teams.require_named(session, name=data.team)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     expires_at = data.expires_at or (now + timedelta(seconds=data.expires_in_s) if data.expires_in_s else None)
@@ -145,7 +140,7 @@ async def stage_update(session: AsyncSession, *, key: ApiKey, data: KeyUpdate) -
     if "allowed_collections" in fields:
         key.allowed_collections = data.allowed_collections
     if "team" in fields:
-        await _require_team(session, data.team)
+        await teams.require_named(session, name=data.team)
         key.team = data.team
     if "tier" in fields:
         key.tier = data.tier

@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Depends
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import RESPONSE_ID, link, links
 from llmops_gateway.admin import audit
 from llmops_gateway.deps import AuthenticatorDep, IdentityDep, SessionDep, get_identity
 from llmops_gateway.keys import service
@@ -13,7 +14,19 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201)
+_KEY = "/admin/keys/{key_id}"
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=links(
+        201,
+        read=link("get", _KEY, key_id=RESPONSE_ID),
+        update=link("patch", _KEY, key_id=RESPONSE_ID),
+        revoke=link("delete", _KEY, key_id=RESPONSE_ID),
+    ),
+)
 async def create_key(
     data: KeyCreate, session: SessionDep, authenticator: AuthenticatorDep, identity: IdentityDep
 ) -> KeyCreated:

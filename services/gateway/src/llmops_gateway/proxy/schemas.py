@@ -36,22 +36,3 @@ TokenId = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 class CompletionRequest(CompletionRequestBase):
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
-
-
-def openapi_body(model: type[BaseModel]) -> dict:
-    """A request body documented in OpenAPI from the model the gateway validates it with (the views read the raw
-    body themselves, so every field the model does not name still passes through to the upstream)."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return inline(definitions[ref.removeprefix("#/$defs/")])
-            return {name: inline(value) for name, value in node.items()}
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}

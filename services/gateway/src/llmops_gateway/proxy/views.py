@@ -19,12 +19,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from llmops_common.errors import ERROR_RESPONSES, APIError, error_response, internal_error_response
+from llmops_common.openapi import json_body
 from llmops_common.requests import read_body
 from llmops_common.responses import OrjsonResponse
 from llmops_common.streaming import ClientDisconnected, cancelled_on_disconnect
 from llmops_gateway.deps import AuthenticatorDep, RoutesDep
 from llmops_gateway.proxy.pipeline import BatchLine, CompletionPipeline
-from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest, openapi_body
+from llmops_gateway.proxy.schemas import ChatCompletionRequest, CompletionRequest
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _operation(kind: str, model) -> dict:
         "summary": f"OpenAI {what}",
         "description": f"OpenAI {what}, routed to the model's variants; `rag` (an extension) adds retrieved context.",
         "operationId": f"{kind}_completions",
-        **openapi_body(model),
+        **json_body(model),
         "responses": {
             "200": {
                 "description": "The upstream's answer (JSON), or with `stream: true` server-sent events ending in a usage chunk"

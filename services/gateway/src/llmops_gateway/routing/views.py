@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import link, links
 from llmops_gateway.admin import audit
 from llmops_gateway.deps import IdentityDep, PromptsDep, RoutesDep, SessionDep, get_identity
 from llmops_gateway.routing import revisions, service
@@ -24,8 +25,20 @@ router = APIRouter(
 
 RouteName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
+_ROUTE, _NAME = "/admin/routes/{name}", "$request.path.name"
+# A route read back and written again as it was: the same spec must be accepted (the round trip).
+_WRITE_BACK = {field: f"$response.body#/{field}" for field in RouteSpec.model_fields}
 
-@router.put("/{name}")
+
+@router.put(
+    "/{name}",
+    openapi_extra=links(
+        200,
+        read=link("get", _ROUTE, name=_NAME),
+        history=link("get", f"{_ROUTE}/revisions", name=_NAME),
+        delete=link("delete", _ROUTE, name=_NAME),
+    ),
+)
 async def put_route(
     name: RouteName,
     spec: RouteSpec,
@@ -45,12 +58,14 @@ async def put_route(
     return service.to_public(route)
 
 
-@router.get("")
+@router.get("", openapi_extra=links(200, read_first=link("get", _ROUTE, name="$response.body#/data/0/name")))
 async def list_routes(session: SessionDep) -> RouteList:
     return RouteList(data=[service.to_public(r) for r in await service.list_all(session)])
 
 
-@router.get("/{name}")
+@router.get(
+    "/{name}", openapi_extra=links(200, write_back=link("put", _ROUTE, name=_NAME, body=_WRITE_BACK, whole_body=True))
+)
 async def get_route(name: RouteName, session: SessionDep) -> RoutePublic:
     return service.to_public(await service.get(session, name=name))
 
@@ -63,7 +78,15 @@ async def delete_route(name: RouteName, session: SessionDep, routes: RoutesDep, 
     routes.invalidate()
 
 
-@router.get("/{name}/revisions")
+@router.get(
+    "/{name}/revisions",
+    openapi_extra=links(
+        200,
+        revert_to_latest=link(
+            "post", f"{_ROUTE}/revert", name=_NAME, body={"revision": "$response.body#/data/0/revision"}
+        ),
+    ),
+)
 async def list_revisions(name: RouteName, session: SessionDep) -> RevisionList:
     """Every change of the route, newest first (a deleted route keeps its history)."""
     rows = await revisions.list_for(session, route=name)

@@ -3,6 +3,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmops_common.openapi import given
 from llmops_gateway.money import (
     MAX_PRICE_PER_MTOK,
     Amount,
@@ -31,7 +32,17 @@ class PriceCreate(BaseModel):
     input and output then cost ``gpu_hour_cost / (tokens_per_s * 3600)`` per token, rounded up to 1/1000 per
     million tokens)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The two ways, in the schema too (the model validator below checks them). Not in it: the cap on what
+    # gpu_hour_cost / tokens_per_s derives, a ratio of two fields that JSON Schema cannot bound.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                given(["input_per_mtok", "output_per_mtok"], absent=["gpu_hour_cost", "tokens_per_s"]),
+                given(["gpu_hour_cost", "tokens_per_s"], absent=["input_per_mtok", "output_per_mtok"]),
+            ]
+        },
+    )
 
     input_per_mtok: PricePerMTok | None = None
     output_per_mtok: PricePerMTok | None = None

@@ -44,6 +44,13 @@ async def create(session: AsyncSession, *, data: TeamCreate) -> Team:
     return team
 
 
+async def require_named(session: AsyncSession, *, name: str | None) -> None:
+    """The team a key or an identity names must exist: else 409 (create it, then send again). Not 404, which on
+    ``PATCH /admin/keys/{key_id}`` reads as the key missing (schemathesis's stateful run called that out)."""
+    if name is not None and await session.get(Team, name) is None:
+        raise APIError(409, f"team {name!r} not found; create it first", code="team_not_found", param="team")
+
+
 async def list_all(session: AsyncSession) -> list[Team]:
     return list((await session.scalars(select(Team).order_by(Team.name))).all())
 

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import link, links
 from llmops_gateway.admin import audit
 from llmops_gateway.deps import AuthenticatorDep, IdentityDep, SessionDep, get_identity
 from llmops_gateway.teams import service
@@ -17,7 +18,19 @@ router = APIRouter(
 TeamName = Annotated[str, Path(pattern=TEAM_NAME_PATTERN)]
 
 
-@router.post("", status_code=201)
+_TEAM, _NAME = "/admin/teams/{name}", "$response.body#/name"
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=links(
+        201,
+        read=link("get", _TEAM, name=_NAME),
+        update=link("patch", _TEAM, name=_NAME),
+        add_key=link("post", "/admin/keys", body={"team": _NAME}),
+    ),
+)
 async def create_team(data: TeamCreate, session: SessionDep, identity: IdentityDep) -> TeamPublic:
     identity.require_admin()
     await audit.stage(session, identity, "teams.create", Team, None)

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from llmops_common.errors import ERROR_RESPONSES
+from llmops_common.openapi import link, links
 from llmops_retriever.collections import service
 from llmops_retriever.collections.schemas import CollectionCreate, CollectionList, CollectionPublic
 from llmops_retriever.deps import AdminDep, ReaderDep, StateDep
@@ -11,7 +12,20 @@ router = APIRouter(
 )  # every error in the documented body
 
 
-@router.post("", status_code=201)
+_NAME = "$response.body#/name"
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=links(
+        201,
+        describe=link("get", "/v1/collections/{name}", name=_NAME),
+        delete=link("delete", "/v1/collections/{name}", name=_NAME),
+        add_documents=link("post", "/v1/collections/{collection}/documents", collection=_NAME),
+        search=link("post", "/v1/collections/{collection}/search", collection=_NAME),
+    ),
+)
 async def create(data: CollectionCreate, _: AdminDep, state: StateDep) -> CollectionPublic:
     return service.to_public(await service.create(state, data=data))
 

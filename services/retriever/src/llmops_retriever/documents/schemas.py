@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DOCUMENT_ID_PATTERN = r"^[^/\x00-\x1f\x7f]{1,256}$"
 METADATA_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # what a filter key can name
 MAX_METADATA_BYTES = 16 * 1024  # copied into every chunk's payload
+METADATA_KEYS = {"propertyNames": {"pattern": METADATA_KEY_PATTERN}}  # in the document; check_metadata checks them
 MAX_TEXT_CHARS = 4_000_000
 
 
@@ -17,7 +18,11 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     for key in metadata:
         if not re.match(METADATA_KEY_PATTERN, key):
             raise ValueError(f"metadata key {key!r} must match {METADATA_KEY_PATTERN} (so filters can name it)")
-    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    try:
+        encoded = orjson.dumps(metadata)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which no payload holds (it was a 500)
+        raise ValueError("metadata integers must fit in 64 bits") from None
+    if len(encoded) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata over {MAX_METADATA_BYTES} bytes as JSON")
     return metadata
 
@@ -30,8 +35,9 @@ class DocumentIn(BaseModel):
         pattern=DOCUMENT_ID_PATTERN,
         description="ingesting the same id again replaces the document; default: a hash of the text",
     )
-    text: str = Field(max_length=MAX_TEXT_CHARS)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    # Some text besides whitespace and NULs, which normalising removes (the service answers 422 empty_document).
+    text: str = Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": r"[^\s\x00]"})
+    metadata: dict[str, Any] = Field(default_factory=dict, json_schema_extra=METADATA_KEYS)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -75,4 +81,4 @@ class MetadataPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(json_schema_extra=METADATA_KEYS)

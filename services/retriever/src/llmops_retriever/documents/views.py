@@ -6,9 +6,10 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from llmops_common.errors import ERROR_RESPONSES, APIError
+from llmops_common.openapi import json_body, link, links
 from llmops_common.requests import read_body
 from llmops_retriever.collections.service import get_spec
-from llmops_retriever.deps import AdminDep, ReaderDep, StateDep, json_body_doc, read_json
+from llmops_retriever.deps import AdminDep, ReaderDep, StateDep, read_json
 from llmops_retriever.documents import service
 from llmops_retriever.documents.extract import extract_text, file_kind
 from llmops_retriever.documents.schemas import (
@@ -25,7 +26,17 @@ router = APIRouter(
 )  # every error in the documented body
 
 
-@router.post("/documents", openapi_extra=json_body_doc(DocumentBatch))
+_DOCUMENT = "/v1/collections/{collection}/documents/{document_id}"
+_FIRST = {"collection": "$request.path.collection", "document_id": "$response.body#/documents/0/id"}
+_INGEST_LINKS = links(
+    200,
+    read_first=link("get", _DOCUMENT, **_FIRST),
+    update_first=link("patch", _DOCUMENT, **_FIRST),
+    delete_first=link("delete", _DOCUMENT, **_FIRST),
+)
+
+
+@router.post("/documents", openapi_extra=json_body(DocumentBatch) | _INGEST_LINKS)
 async def ingest_documents(collection: str, request: Request, _: AdminDep, state: StateDep) -> IngestResult:
     """Chunks, embeds and stores documents. A document id seen before is replaced (its old chunks go)."""
     batch = await read_json(request, DocumentBatch, max_bytes=state.settings.max_body_bytes)

@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmops_common.openapi import given
+
 # MLflow accepts more, but a registered model is served as ``<name>@<alias>``: keep names URL- and path-safe.
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ALIAS = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+RESERVED_ALIAS = r"^(?:[lL][aA][tT][eE][sS][tT]|[vV][0-9]+)$"  # MLflow's: "latest" and version-like aliases (v1, v2)
 MODULE = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
 
@@ -28,6 +31,11 @@ class FeedbackSource(Strict):
 class DatasetSource(Strict):
     """Exactly one of: ``feedback`` (an export query) or ``jsonl`` (the JSONL text itself, chat format).
     A file can also be sent as multipart to ``POST /jobs/upload``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [given(["feedback"], absent=["jsonl"]), given(["jsonl"], absent=["feedback"])]},
+    )
 
     feedback: FeedbackSource | None = None
     jsonl: str | None = Field(default=None, description="chat-format JSONL, one example per line")
@@ -61,6 +69,16 @@ class LoraSpec(Strict):
 class TrainingSpec(Strict):
     """Give ``epochs`` or ``max_steps`` (neither: one epoch)."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["epochs", "max_steps"],
+                "properties": {"epochs": {"type": "number"}, "max_steps": {"type": "number"}},
+            }
+        },
+    )
+
     epochs: float | None = Field(default=None, gt=0, le=100)
     max_steps: int | None = Field(default=None, ge=1, le=1_000_000)
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
@@ -84,13 +102,17 @@ class TrainingSpec(Strict):
 
 class RegistryTarget(Strict):
     model_name: str = Field(pattern=MODEL_NAME, description="the registered model; served as <model_name>@<alias>")
-    alias: str | None = Field(default="challenger", pattern=ALIAS, description="null: register without an alias")
+    alias: str | None = Field(
+        default="challenger",
+        pattern=ALIAS,
+        description="null: register without an alias",
+        json_schema_extra={"not": {"type": "string", "pattern": RESERVED_ALIAS}},
+    )
 
     @field_validator("alias")
     @classmethod
     def _not_reserved(cls, alias: str | None) -> str | None:
-        # MLflow reserves "latest" and version-like aliases (v1, v2, ...).
-        if alias is not None and (alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit())):
+        if alias is not None and re.match(RESERVED_ALIAS, alias):
             raise ValueError(f"{alias!r} is reserved by MLflow")
         return alias
 

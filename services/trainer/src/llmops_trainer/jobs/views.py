@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from llmops_common.contracts.models import BUNDLED_MODEL_NAME
 from llmops_common.errors import ERROR_RESPONSES, APIError, validation_error
+from llmops_common.openapi import RESPONSE_ID, link, links, text_answer
 from llmops_trainer.datasets import feedback, validate
 from llmops_trainer.datasets import service as datasets
 from llmops_trainer.deps import AdminDep, SessionDep, StateDep
@@ -50,7 +51,17 @@ async def _submit(
     return service.to_public(job)
 
 
-@router.post("", status_code=201)
+_JOB = "/jobs/{job_id}"
+# A job submitted either way leads to reading it, its dataset, and cancelling it.
+_JOB_LINKS = links(
+    201,
+    read=link("get", _JOB, job_id=RESPONSE_ID),
+    dataset=link("get", f"{_JOB}/dataset", job_id=RESPONSE_ID),
+    cancel=link("delete", _JOB, job_id=RESPONSE_ID),
+)
+
+
+@router.post("", status_code=201, openapi_extra=_JOB_LINKS)
 async def create(data: JobCreate, _: AdminDep, state: StateDep, session: SessionDep) -> JobPublic:
     """Validates the dataset (422 naming the bad lines), stores it and queues the job.
 
@@ -79,7 +90,7 @@ async def create(data: JobCreate, _: AdminDep, state: StateDep, session: Session
     return await _submit(state, session, spec=spec, raw=raw, source=source, strict=False)
 
 
-@router.post("/upload", status_code=201)
+@router.post("/upload", status_code=201, openapi_extra=_JOB_LINKS)
 async def upload(
     file: Annotated[UploadFile, File(description="chat-format JSONL")],
     spec: Annotated[str, Form(description="the job as JSON, without 'dataset'")],
@@ -114,7 +125,11 @@ async def get(job_id: str, _: AdminDep, session: SessionDep) -> JobPublic:
     return service.to_public(await service.get(session, job_id=job_id))
 
 
-@router.get("/{job_id}/dataset")
+@router.get(
+    "/{job_id}/dataset",
+    response_class=Response,
+    responses=text_answer("application/x-ndjson", "the canonical JSONL the job trains on"),
+)
 async def dataset(job_id: str, _: AdminDep, session: SessionDep) -> Response:
     """What the job trains on, exactly: the canonical JSONL (scrubbed, deduplicated, sorted) whose sha256 it names."""
     job = await service.get(session, job_id=job_id)
