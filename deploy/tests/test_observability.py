@@ -348,8 +348,18 @@ def drive_traffic(platform) -> None:
             assert 429 in statuses, statuses
             rate(client, platform.feedback, liked, "up")
             rate(client, platform.feedback, disliked, "down")
-            for user in ("ana", "bo", "cy", "dee"):  # sticky per user: both arms get some
-                rate(client, platform.feedback, chat(client, split, "Say hi.", user=user), "up")
+            # Sticky per user: users until both arms have a rated answer (the evidence panels need both).
+            arms = set()
+            for user in (f"user-{round_}-{i}" for i in range(40)):
+                response = client.post(
+                    "/v1/chat/completions", json=chat_body(split, "Say hi.", max_tokens=8, user=user)
+                )
+                assert response.status_code == 200, response.text
+                rate(client, platform.feedback, response.headers["x-request-id"], "up")
+                arms.add(response.headers["x-llmops-variant"])
+                if arms == {"base", "tuned"}:
+                    break
+            assert arms == {"base", "tuned"}, arms
             time.sleep(3)
 
         platform.quota_redis.stop()
