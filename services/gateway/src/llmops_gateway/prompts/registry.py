@@ -7,7 +7,7 @@ serving (a registry outage must not take answers down); a reference whose alias 
 template can no longer be filled, is refused with 503 ``prompt_unavailable`` and counted
 (``llmops_gateway_prompt_errors``), never sent with a hole in it.
 
-MLflow's client is blocking: its calls run in a thread, with its retries off and a short timeout (its defaults
+MLflow's client is blocking: its calls run in a thread, with one immediate retry and a short timeout (its defaults
 retry for minutes, which would hold a route save, or the first request of a route, that long).
 """
 
@@ -179,8 +179,11 @@ class PromptRegistry:
 
     def _mlflow(self):
         if self._client is None:
-            # Fail fast: the caller keeps serving what it has, and retries on its next period.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            # Fail fast: the caller keeps serving what it has, and retries on its next period. One immediate retry:
+            # a pooled connection MLflow closed (a restart, an outage just over) must not fail a route's save.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
             from mlflow import MlflowClient  # imported on first use: a gateway without prompts never loads it
 
