@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from llmops_testkit.feedback import evaluation_env
-from llmops_testkit.fuzz import StatefulRun, fuzz_openapi, fuzz_openapi_stateful, unresolved_references
+from llmops_testkit.fuzz import assert_lifecycles, fuzz_openapi, unresolved_references
 from llmops_testkit.gateway import variant
 
 # Rules the document does not state: since before until (until defaults to now), between two parameters; an
@@ -88,22 +88,14 @@ def _known_names(case) -> None:
 
 
 def test_linked_operations_answer_within_their_document(fuzzed):
-    runs = {
-        paths: fuzz_openapi_stateful(
-            f"{fuzzed.url}/openapi.json",
-            headers=lambda case: {"authorization": f"Bearer {fuzzed.admin_token}"},
-            prepare=_known_names,
-            lenient=lenient,
-            paths=paths,
-            links=links,
-            max_examples=5,
-        )
-        for paths, links in LIFECYCLES.items()
-    }
-    run = sum(runs.values(), StatefulRun())
-    assert not run.failures, "\n\n".join(run.failures)
-    unfollowed = [name for paths, links in LIFECYCLES.items() for name in runs[paths].unfollowed(*links)]
-    assert not unfollowed, run.summary()
+    assert_lifecycles(
+        f"{fuzzed.url}/openapi.json",
+        LIFECYCLES,
+        headers=lambda case: {"authorization": f"Bearer {fuzzed.admin_token}"},
+        prepare=_known_names,
+        lenient=lenient,
+        max_examples=5,
+    )
 
 
 def test_a_route_name_is_escaped_on_its_way_to_the_gateway(make_feedback, make_gateway, llmops_state_dir):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from llmops_testkit.batch import chat_line, jsonl
-from llmops_testkit.fuzz import StatefulRun, fuzz_openapi, fuzz_openapi_stateful, unresolved_references
+from llmops_testkit.fuzz import assert_lifecycles, fuzz_openapi, unresolved_references
 from llmops_testkit.gateway import Gateway, chat_body, variant
 from llmops_testkit.spend import set_price
 
@@ -124,23 +124,15 @@ def test_linked_operations_answer_within_their_document(fuzzed):
             case.body["file"] = jsonl([chat_line("a", fuzzed.route), chat_line("b", fuzzed.route)])
 
     url = f"{fuzzed.gateway.url}/openapi.json"
-    runs = {
-        paths: fuzz_openapi_stateful(
-            url,
-            headers=fuzzed.headers,
-            prepare=prepare,
-            lenient=lenient,
-            kept_after_delete=kept_after_delete,
-            paths=paths,
-            links=links,
-            max_examples=6,
-        )
-        for paths, links in LIFECYCLES.items()
-    }
-    run = sum(runs.values(), StatefulRun())
-    assert not run.failures, "\n\n".join(run.failures)
-    unfollowed = [name for paths, links in LIFECYCLES.items() for name in runs[paths].unfollowed(*links)]
-    assert not unfollowed, run.summary()
+    assert_lifecycles(
+        url,
+        LIFECYCLES,
+        headers=fuzzed.headers,
+        prepare=prepare,
+        lenient=lenient,
+        kept_after_delete=kept_after_delete,
+        max_examples=6,
+    )
 
 
 @pytest.mark.parametrize(

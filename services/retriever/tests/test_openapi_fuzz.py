@@ -12,7 +12,7 @@ past the lookups; collections named by ``{name}`` stay generated, so create and 
 import httpx
 import pytest
 
-from llmops_testkit.fuzz import StatefulRun, fuzz_openapi, fuzz_openapi_stateful, unresolved_references
+from llmops_testkit.fuzz import assert_lifecycles, fuzz_openapi, unresolved_references
 
 COLLECTION, MODEL = "fuzz", "all-MiniLM-L6-v2"
 
@@ -98,23 +98,15 @@ def test_linked_operations_answer_within_their_document(retriever_and_headers):
         if case.path == "/v1/collections/{collection}/documents" and case.method.upper() == "POST":
             case.path_parameters["collection"] = COLLECTION
 
-    runs = {
-        paths: fuzz_openapi_stateful(
-            f"{retriever.url}/openapi.json",
-            headers=lambda case: headers,
-            prepare=prepare if paths.endswith("?$") else prepare_documents,
-            lenient=lenient,
-            paths=paths,
-            links=links,
-            max_examples=3,
-            steps=5,
-        )
-        for paths, links in LIFECYCLES.items()
-    }
-    run = sum(runs.values(), StatefulRun())
-    assert not run.failures, "\n\n".join(run.failures)
-    unfollowed = [name for paths, links in LIFECYCLES.items() for name in runs[paths].unfollowed(*links)]
-    assert not unfollowed, run.summary()
+    assert_lifecycles(
+        f"{retriever.url}/openapi.json",
+        LIFECYCLES,
+        headers=lambda case: headers,
+        prepare_for=lambda paths: prepare if paths.endswith("?$") else prepare_documents,
+        lenient=lenient,
+        max_examples=3,
+        steps=5,
+    )
 
 
 def test_metadata_beyond_64_bit_integers_is_a_422(retriever_and_headers):

@@ -210,6 +210,26 @@ def fuzz_openapi_stateful(
     return run
 
 
+def assert_lifecycles(
+    url: str,
+    lifecycles: dict[str, Collection[str]],
+    *,
+    prepare_for: Callable[[str], Callable[[object], None] | None] | None = None,
+    **options,
+) -> StatefulRun:
+    """``fuzz_openapi_stateful`` once per lifecycle (``{paths: links}``), then asserts no failure and every link
+    followed to a 2xx. ``prepare_for(paths)``: a lifecycle's own ``prepare``; ``options``: the rest, for all."""
+    runs = {}
+    for paths, links in lifecycles.items():
+        prepare = options.get("prepare") if prepare_for is None else prepare_for(paths)
+        runs[paths] = fuzz_openapi_stateful(url, **(options | {"prepare": prepare}), paths=paths, links=links)
+    run = sum(runs.values(), StatefulRun())
+    assert not run.failures, "\n\n".join(run.failures)
+    unfollowed = [name for paths, links in lifecycles.items() for name in runs[paths].unfollowed(*links)]
+    assert not unfollowed, run.summary()
+    return run
+
+
 def _link_name(transition_id: str) -> str:
     """``POST /admin/keys -> [201] read -> GET /admin/keys/{key_id}`` as ``POST /admin/keys -> read``."""
     source, _, rest = transition_id.partition(" -> [")
