@@ -13,7 +13,8 @@ is rotated without the gateway's (the window SECURITY.md describes): its deliver
 Scanned for every secret in play, in every form: each process's log, each ``/metrics`` page, every span exported
 (attributes, events, status, resource), every HTTP answer the test received (headers and body), every row of every
 SQLite store (the gateway's holds key hashes, nothing else may), Redis under the platform's prefixes, and every file
-the services wrote (spool, files, logs). The scanner is tested first, on planted secrets.
+the services wrote (spool, files, logs). The scanner is tested on planted secrets in
+``test_leak_scanner.py``.
 """
 
 import base64
@@ -24,61 +25,23 @@ import secrets
 import time
 import uuid
 from dataclasses import replace
-from urllib.parse import quote
 
 import httpx
-import orjson
 import pytest
 from openai import OpenAI
 
+from llmops_gateway.keys.service import DISPLAY_PREFIX_CHARS
 from llmops_testkit.batch import BatchWorker, batch_env, chat_line, jsonl, wait_for
 from llmops_testkit.console import CONSOLE_PAGES, sign_in
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.inference import InferenceService, fake_vllm_env, inference_env
 from llmops_testkit.leaks import Capture, HttpRecorder, Secret, file_captures, redis_capture, scan, sqlite_rows
-from llmops_testkit.otlp import OtlpReceiver, Span
 from llmops_testkit.processes import free_port
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.trainer import Trainer, trainer_env
 
-KEY_SHOWN = 16  # sk-llmops- and 6 characters: what key lists show
+KEY_SHOWN = DISPLAY_PREFIX_CHARS  # sk-llmops- and 6 characters: what key lists show
 SERVICES = ("llmops-gateway", "llmops-feedback", "llmops-retriever", "llmops-trainer", "llmops-inference")
-
-
-def test_the_scan_finds_a_planted_secret_in_every_kind_of_capture_and_form():
-    key = Secret("key", "sk-llmops-" + secrets.token_urlsafe(32), shown=KEY_SHOWN)
-    password = Secret("password", f"correct horse/battery+staple={secrets.token_hex(4)}!")
-    value = key.value
-    basic = base64.b64encode(f"client:{value}".encode()).decode()
-    span = Span("svc", "POST /x", "server", "0" * 32, "1" * 16, None, events=[{"name": "exception", "attributes": {
-        "exception.message": f"refused: Authorization: Basic {basic}"}}])  # fmt: skip
-    planted = [
-        Capture("log", "raw", orjson.dumps({"msg": "auth failed", "authorization": f"Bearer {value}"}).decode()),
-        Capture("metrics", "cut", f'llmops_auth_failures_total{{key="{value[:30]}"}} 1.0'),  # 14 past the prefix
-        Capture("span", "base64 in an event", repr(span)),
-        Capture("http", "url-encoded", f'{{"error": {{"message": "no such user {quote(password.value)}"}}}}'),
-        Capture("stored", "hex", f"request_log: ('r1', '{value.encode().hex()}')"),
-        Capture("spool", "base64url", base64.urlsafe_b64encode(f"x{password.value}".encode()).decode()),
-        Capture("redis", "raw, with spaces", f"b'session': b'{password.value}'"),
-    ]
-    found = scan(planted, [key, password])
-    assert [(f.kind, f.where, f.secret) for f in found] == [
-        ("log", "raw", "key"),
-        ("metrics", "cut", "key"),
-        ("span", "base64 in an event", "key"),
-        ("http", "url-encoded", "password"),
-        ("stored", "hex", "key"),
-        ("spool", "base64url", "password"),
-        ("redis", "raw, with spaces", "password"),
-    ]
-    assert [f.form for f in found][:3] == ["value", "value", "base64@1"]
-    assert value not in repr(found) and password.value not in repr(found)  # a report does not leak it again
-    # The displayed prefix is no leak, nor a secret where it is meant to be (the answer that creates a key).
-    fine = [
-        Capture("http", "list", f'{{"prefix": "{value[:KEY_SHOWN]}"}}'),
-        Capture("http", "new", value, frozenset({"key"})),
-    ]
-    assert scan(fine, [key, password]) == []
 
 
 # --- the platform, its traffic, what it left behind ---
@@ -89,14 +52,7 @@ def key_hash(value: str, key_secret: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    receiver = OtlpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir):
+def stack(make_gateway, make_feedback, otlp_receiver, redis_url, llmops_state_dir):
     """Every service, their secrets (``tokens``), and ``stop()`` (the services exit, flushing their spans)."""
     root = llmops_state_dir / f"leaks-{uuid.uuid4().hex[:6]}"
     names = ("trainer admin", "inference admin", "inference serving", "batch", "retriever admin", "retriever read")
@@ -108,27 +64,27 @@ def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir):
         # The slow starters first, each in its own process while the next one starts.
         retriever = Retriever(state_dir=root / "retriever", env=retriever_env(
             store="edge", state_dir=root / "retriever", admin_token=tokens["retriever admin"],
-            read_token=tokens["retriever read"], **receiver.env(),
+            read_token=tokens["retriever read"], **otlp_receiver.env(),
         ))  # fmt: skip
         retriever.process.launch()
         started.append(retriever)
         trainer = Trainer(state_dir=root / "trainer", env=trainer_env(
             sql_url=f"sqlite+aiosqlite:///{root / 'trainer.db'}", redis_url=redis_url,
             mlflow_uri="http://127.0.0.1:9", state_dir=root / "trainer", admin_token=tokens["trainer admin"],
-            **receiver.env(),
+            **otlp_receiver.env(),
         ))  # fmt: skip
         trainer.launch(workers=0)  # the job API alone: nothing trains
         started.append(trainer)
         inference = InferenceService(state_dir=root / "inference", env=inference_env(
             state_dir=root / "inference", admin_token=tokens["inference admin"],
             INFERENCE_SERVING_TOKEN=tokens["inference serving"], INFERENCE_VLLM_API_KEY=tokens["vLLM API key"],
-            **fake_vllm_env(root / "fake-vllm"), **receiver.env(),
+            **fake_vllm_env(root / "fake-vllm"), **otlp_receiver.env(),
         ))  # fmt: skip
         started.append(inference.start(timeout_s=120))
         feedback = make_feedback(
             sql_url=f"sqlite+aiosqlite:///{root / 'feedback.db'}",
             FEEDBACK_INFERENCE_SERVING_TOKEN=tokens["inference serving"],  # held as `llmops up` gives it
-            **receiver.env(),
+            **otlp_receiver.env(),
         )
         started.append(feedback)
         retriever.process.wait(timeout_s=180)
@@ -138,7 +94,7 @@ def stack(make_gateway, make_feedback, receiver, redis_url, llmops_state_dir):
             **feedback.gateway_env(),
             **retriever.gateway_env(),
             **batch_env("", GATEWAY_BATCH_TOKEN=tokens["batch"], GATEWAY_BATCH_QUEUE=f"leaks-{uuid.uuid4().hex[:8]}"),
-            **receiver.env(),
+            **otlp_receiver.env(),
             GATEWAY_KEY_SECRETS_PREVIOUS=tokens["previous key-hashing secret"],
             GATEWAY_FILES_URL=str(root / "files"),
             GATEWAY_FEEDBACK_ADMIN_TOKEN=feedback.admin_token,
@@ -357,7 +313,7 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def captured(stack, receiver, redis_url, _fake_upstreams):
+def captured(stack, otlp_receiver, redis_url, _fake_upstreams):
     """(secrets, captures by kind) after the traffic, with every service stopped (its spans flushed, its log whole)."""
     root, services, tokens, stop = stack
     recorder = HttpRecorder()
@@ -374,10 +330,10 @@ def captured(stack, receiver, redis_url, _fake_upstreams):
     redis = [redis_capture(redis_url, prefix) for prefix in (
         gateway.env["GATEWAY_REDIS_KEY_PREFIX"], services["trainer"].env["TRAINER_REDIS_KEY_PREFIX"],
         gateway.env["GATEWAY_BATCH_QUEUE"])]  # fmt: skip
-    receiver.wait_for(lambda spans: {s.service for s in spans} >= set(SERVICES), timeout_s=20)
+    otlp_receiver.wait_for(lambda spans: {s.service for s in spans} >= set(SERVICES), timeout_s=20)
     stop()
     assert worker.process.poll() is not None
-    spans = [Capture("span", f"{s.service} {s.name}", repr(s)) for s in receiver.snapshot()]
+    spans = [Capture("span", f"{s.service} {s.name}", repr(s)) for s in otlp_receiver.snapshot()]
 
     def kind_of(path) -> str:
         return "log" if path.suffix == ".log" else "spool" if "spool" in path.parts else "file"

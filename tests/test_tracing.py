@@ -18,37 +18,30 @@ import pytest
 
 from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
-from llmops_testkit.otlp import OtlpReceiver
 from llmops_testkit.trainer import Trainer, trainer_env
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    receiver = OtlpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
-def retriever(make_retriever, receiver):
+def retriever(make_retriever, otlp_receiver):
     """A retriever on Qdrant Edge exporting its spans to the receiver, with one small collection."""
-    retriever = make_retriever(store="edge", **receiver.env())
+    retriever = make_retriever(store="edge", **otlp_receiver.env())
     retriever.create_collection("harbour")
     retriever.ingest("harbour", [{"id": "almanac", "text": "The harbour master of Velmora is Odalys Brenn."}])
     return retriever
 
 
 @pytest.fixture(scope="module")
-def traced(make_gateway, make_feedback, llmops_state_dir, receiver, retriever, _fake_upstreams):
+def traced(make_gateway, make_feedback, llmops_state_dir, otlp_receiver, retriever, _fake_upstreams):
     """A gateway, its retriever and a feedback service (SQLite both) exporting their spans to the receiver."""
     feedback = make_feedback(
-        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-fb-{uuid.uuid4().hex[:6]}.db'}", **receiver.env()
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-fb-{uuid.uuid4().hex[:6]}.db'}",
+        **otlp_receiver.env(),
     )
     gateway = make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-gw-{uuid.uuid4().hex[:6]}.db'}",
         **feedback.gateway_env(),
         **retriever.gateway_env(),
-        **receiver.env(),
+        **otlp_receiver.env(),
     )
     return gateway, feedback
 
@@ -80,7 +73,7 @@ def stored_record(feedback, request_id: str, timeout_s: float = 10.0) -> dict:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, key, upstreams, receiver, stream):
+def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, key, upstreams, otlp_receiver, stream):
     gateway, feedback = traced
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"], model="alpha-model")])
     header, trace_id, client_span = client_traceparent()
@@ -90,7 +83,7 @@ def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, k
     assert response.status_code == 200, response.text
     request_id = response.headers["x-request-id"]
 
-    spans = receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
+    spans = otlp_receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
     (server,) = spans_named(spans, "llmops-gateway", "POST /v1/chat/completions", trace_id)
     (completion,) = spans_named(spans, "llmops-gateway", f"chat {route}", trace_id)
     # parent and child: the client's span -> the gateway's request -> the call to the model
@@ -121,7 +114,7 @@ def test_one_trace_from_the_client_through_the_gateway_to_the_upstream(traced, k
     assert stored_record(feedback, request_id)["trace_id"] == trace_id
 
 
-def test_a_rag_request_is_one_trace_through_the_gateway_and_the_retriever(traced, key, upstreams, receiver):
+def test_a_rag_request_is_one_trace_through_the_gateway_and_the_retriever(traced, key, upstreams, otlp_receiver):
     gateway, _ = traced
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"collection": "harbour", "top_k": 2})
     header, trace_id, client_span = client_traceparent()
@@ -142,7 +135,7 @@ def test_a_rag_request_is_one_trace_through_the_gateway_and_the_retriever(traced
     ]
     # Every span awaited, not only the last ones: each process exports in batches of its own, and on a loaded
     # machine an export can be retried after the next one has arrived (seen once in a full run).
-    spans = receiver.wait_for(
+    spans = otlp_receiver.wait_for(
         lambda s: all(spans_named(s, service, name, trace_id) for service, name in expected), timeout_s=30
     )
     (server,) = spans_named(spans, "llmops-gateway", "POST /v1/chat/completions", trace_id)
@@ -170,7 +163,7 @@ def test_a_rag_request_is_one_trace_through_the_gateway_and_the_retriever(traced
     assert at_retriever.attributes["llmops.request_id"] == server.attributes["llmops.request_id"]
 
 
-def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it(traced, key, upstreams, receiver):
+def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it(traced, key, upstreams, otlp_receiver):
     gateway, feedback = traced
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
     with gateway.client(key) as client:
@@ -181,7 +174,7 @@ def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it
             "/v1/feedback", json={"request_id": request_id, "rating": "up"}, headers={"traceparent": header}
         )
     assert rated.status_code == 201, rated.text
-    spans = receiver.wait_for(
+    spans = otlp_receiver.wait_for(
         lambda s: all(
             spans_named(s, service, "POST /v1/feedback", trace_id) for service in ("llmops-gateway", "llmops-feedback")
         )
@@ -190,7 +183,7 @@ def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it
     (at_feedback,) = spans_named(spans, "llmops-feedback", "POST /v1/feedback", trace_id)
     assert at_feedback.parent_span_id == at_gateway.span_id  # gateway -> feedback, over aiohttp
     # The request log's delivery is a trace of its own, the feedback service's ingest its child.
-    delivered = receiver.wait_for(lambda s: any(x.name == "POST /v1/requests" for x in s))
+    delivered = otlp_receiver.wait_for(lambda s: any(x.name == "POST /v1/requests" for x in s))
     delivery = {s.span_id: s for s in delivered if s.name == "deliver request log"}
     ingest = next(s for s in delivered if s.name == "POST /v1/requests")
     assert ingest.parent_span_id in delivery and delivery[ingest.parent_span_id].kind == "producer"
@@ -207,13 +200,13 @@ def test_a_rating_joins_the_trace_at_the_feedback_service_and_log_lines_carry_it
         time.sleep(0.1)
     entry = json.loads(lines[0])
     assert entry["trace_id"] == trace_id and len(entry["span_id"]) == 16 and entry["request_id"]
-    errors = receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
+    errors = otlp_receiver.wait_for(lambda s: spans_named(s, "llmops-gateway", f"chat {route}", trace_id))
     (failed,) = spans_named(errors, "llmops-gateway", f"chat {route}", trace_id)
     assert failed.status_code == 2 and failed.attributes["error.type"] == "502"
 
 
 @pytest.fixture(scope="module")
-def retraining(traced, make_feedback, receiver, redis_url, llmops_state_dir):
+def retraining(traced, make_feedback, otlp_receiver, redis_url, llmops_state_dir):
     """A feedback service whose retraining controller submits to a trainer API (no worker: jobs stay queued) that
     reads its dataset back from it; both export their spans to the receiver."""
     gateway, _ = traced
@@ -225,7 +218,7 @@ def retraining(traced, make_feedback, receiver, redis_url, llmops_state_dir):
         FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
         FEEDBACK_TRAINER_URL=f"http://127.0.0.1:{trainer_port}",
         FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
-        **receiver.env(),
+        **otlp_receiver.env(),
     )
     state_dir = llmops_state_dir / f"traced-trainer-{run}"
     env = trainer_env(
@@ -236,14 +229,16 @@ def retraining(traced, make_feedback, receiver, redis_url, llmops_state_dir):
         admin_token=feedback.admin_token,
         TRAINER_FEEDBACK_URL=feedback.url,
         TRAINER_FEEDBACK_TOKEN=feedback.admin_token,
-        **receiver.env(),
+        **otlp_receiver.env(),
     )
     trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port).start(workers=0)
     yield feedback, trainer
     trainer.stop()
 
 
-def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(traced, retraining, upstreams, receiver):
+def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(
+    traced, retraining, upstreams, otlp_receiver
+):
     gateway, _ = traced
     feedback, trainer = retraining
     route = gateway.put_route(variants=[variant("base", upstreams["alpha"], model="base-model")])
@@ -290,7 +285,7 @@ def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(trace
         }
         return found if all(found.values()) else {}
 
-    found = chain(receiver.wait_for(lambda s: chain(s)))
+    found = chain(otlp_receiver.wait_for(lambda s: chain(s)))
     (submit,), (jobs,), (export,) = found["submit"], found["jobs"], found["export"]
     # feedback's controller -> the trainer's job API (httpx) -> the feedback service's SFT export (aiohttp)
     assert submit.service == "llmops-feedback" and submit.attributes["llmops.examples"] == 1
@@ -298,12 +293,12 @@ def test_a_retraining_submission_carries_its_trace_to_the_trainer_and_back(trace
     assert export.parent_span_id == jobs.span_id
 
 
-def test_probes_and_scrapes_make_no_spans(traced, receiver):
+def test_probes_and_scrapes_make_no_spans(traced, otlp_receiver):
     gateway, _ = traced
     for path in ("/healthz", "/readyz", "/metrics"):
         httpx.get(gateway.url + path)
     httpx.get(gateway.url + "/v1/models")  # traced: the marker that the probes before it were seen (or not)
-    spans = receiver.wait_for(lambda s: any(x.name == "GET /v1/models" for x in s))
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "GET /v1/models" for x in s))
     assert not [s for s in spans if s.attributes.get("url.path") in ("/healthz", "/readyz", "/metrics")]
 
 
@@ -346,7 +341,7 @@ def test_with_tracing_off_nothing_is_installed(tmp_path):
     }
 
 
-def test_no_key_secret_reaches_a_span_or_an_error_body(traced, key, upstreams, receiver):
+def test_no_key_secret_reaches_a_span_or_an_error_body(traced, key, upstreams, otlp_receiver):
     gateway, _ = traced
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
     wrong = key[:-4] + "abcd"
@@ -355,6 +350,6 @@ def test_no_key_secret_reaches_a_span_or_an_error_body(traced, key, upstreams, r
     assert refused.status_code == 401 and wrong not in refused.text
     with gateway.client(key) as client:
         request_id = client.post("/v1/chat/completions", json=chat_body(route)).headers["x-request-id"]
-    spans = receiver.wait_for(lambda s: any(x.attributes.get("llmops.request_id") == request_id for x in s))
+    spans = otlp_receiver.wait_for(lambda s: any(x.attributes.get("llmops.request_id") == request_id for x in s))
     exported = repr([(s.name, s.attributes) for s in spans])
     assert key not in exported and wrong not in exported and key[len("sk-llmops-") :][:12] not in exported

@@ -19,6 +19,7 @@ from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
 from llmops_testkit.mlflow_server import MlflowServer
+from llmops_testkit.otlp import OtlpReceiver
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.retriever import new_tokens as new_retriever_tokens
 from llmops_testkit.tcp_proxy import TcpProxy
@@ -205,6 +206,14 @@ def make_session_gateway(llmops_state_dir, redis_url):
 def gateway(make_session_gateway, sql_url) -> Gateway:
     """The shared gateway of a test session, once per SQL backend."""
     return make_session_gateway(sql_url=sql_url)
+
+
+@pytest.fixture(scope="module")
+def otlp_receiver():
+    """A real OTLP/HTTP receiver on loopback; ``otlp_receiver.env()`` points a service's exporter at it."""
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")
