@@ -8,7 +8,10 @@ import time
 
 import orjson
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+
+pytestmark = postgres_only  # the CLI against live services, not their stores
 
 
 def llmops(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:

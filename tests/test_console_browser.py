@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from llmops_testkit.browser import chromium
 from llmops_testkit.gateway import variant
-from llmops_testkit.retriever import Retriever, new_tokens, retriever_env
+from llmops_testkit.processes import start_together
 
 FACT = "The harbour master of Port Verrinow is Odalys Quenterby, who keeps a blue lantern on the north pier."
 DISTRACTOR = "The Saturday market of Port Verrinow sells smoked eel, salt cod and wool from the hill farms."
@@ -29,30 +30,36 @@ def wait_for(check, *, timeout_s: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def retriever(llmops_state_dir):
-    admin_token, read_token = new_tokens()
-    state_dir = llmops_state_dir / f"console-retriever-{uuid.uuid4().hex[:6]}"
-    env = retriever_env(store="edge", state_dir=state_dir, admin_token=admin_token, read_token=read_token)
-    service = Retriever(env=env, state_dir=state_dir).start()
-    service.create_collection("harbour")
-    service.ingest("harbour", [{"id": "almanac", "text": FACT}, {"id": "market", "text": DISTRACTOR}])
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="module")
-def platform(make_gateway, make_feedback, llmops_state_dir, retriever):
+def services(make_gateway, make_feedback, make_retriever, llmops_state_dir):
+    """A retriever (Qdrant Edge, one collection), a feedback service and their gateway, started side by side."""
     # SQLite only: the browser tests are about the console; tests/test_console_http.py covers both SQL backends.
     run = uuid.uuid4().hex[:6]
-    feedback = make_feedback(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'console-feedback-{run}.db'}")
+    retriever = make_retriever(store="edge", start=False)
+    feedback = make_feedback(
+        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'console-feedback-{run}.db'}", start=False
+    )
     gateway = make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'console-gateway-{run}.db'}",
         GATEWAY_FEEDBACK_ADMIN_TOKEN=feedback.admin_token,
         **feedback.gateway_env(),
         **retriever.gateway_env(),
         GATEWAY_RETRIEVER_ADMIN_TOKEN=retriever.admin_token,  # the console's upload form
+        start=False,
     )
-    return gateway, feedback
+    start_together(retriever, feedback, gateway)
+    retriever.create_collection("harbour")
+    retriever.ingest("harbour", [{"id": "almanac", "text": FACT}, {"id": "market", "text": DISTRACTOR}])
+    return SimpleNamespace(gateway=gateway, feedback=feedback, retriever=retriever)
+
+
+@pytest.fixture(scope="module")
+def platform(services):
+    return services.gateway, services.feedback
+
+
+@pytest.fixture(scope="module")
+def retriever(services):
+    return services.retriever
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,12 @@ import pytest
 
 from llmops_gateway.app import create_app
 from llmops_gateway.settings import GatewaySettings
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.console import CONSOLE_PAGES, console_client, csrf_of, post_form, sign_in
 from llmops_testkit.gateway import variant
 from llmops_testkit.spend import create_team, unique
+
+# The tests on a gateway are @postgres_only: the console's pages, forms and sessions are their subject, not the store.
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,7 @@ def signed_in(platform):
         yield client
 
 
+@postgres_only
 def test_pages_need_sign_in_and_a_wrong_token_is_refused(platform):
     gateway, _ = platform
     with console_client(gateway.url) as client:
@@ -44,6 +48,7 @@ def test_pages_need_sign_in_and_a_wrong_token_is_refused(platform):
         assert forged.status_code == 403 and "llmops_console=" not in forged.headers.get("set-cookie", "")
 
 
+@postgres_only
 def test_session_cookie_flags_and_sign_out(platform):
     gateway, _ = platform
     with console_client(gateway.url) as client:
@@ -65,6 +70,7 @@ def test_session_cookie_flags_and_sign_out(platform):
         assert replay.get("/console/keys").status_code == 303
 
 
+@postgres_only
 def test_an_open_redirect_is_not_offered(platform):
     gateway, _ = platform
     with console_client(gateway.url) as client:
@@ -84,6 +90,7 @@ def console_routes(*methods: str) -> set[tuple[str, str]]:
     }
 
 
+@postgres_only
 def test_every_state_changing_form_needs_the_csrf_token(platform, signed_in):
     """Every POST the console has (the test fails when the app has one it does not list), forged without the token
     and with a wrong one, is refused and changes nothing; the upload (a multipart form) too."""
@@ -133,6 +140,7 @@ def test_the_smoke_check_opens_every_console_page():
     assert pages == set(CONSOLE_PAGES)
 
 
+@postgres_only
 def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
     gateway, _ = platform
     created = post_form(
@@ -160,6 +168,7 @@ def test_a_key_secret_is_shown_once_and_revoking_works(platform, signed_in):
     assert "revoked" in signed_in.get("/console/keys").text
 
 
+@postgres_only
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -176,6 +185,7 @@ def test_bad_key_input_is_explained(platform, signed_in, fields, message):
     assert message in response.text.replace("&#39;", "'")
 
 
+@postgres_only
 def test_editing_a_split_and_refusing_a_bad_one(platform, signed_in, upstreams):
     gateway, _ = platform
     route = gateway.put_route(
@@ -209,6 +219,7 @@ def test_editing_a_split_and_refusing_a_bad_one(platform, signed_in, upstreams):
     assert unknown_key.status_code == 404 and "<h1>" in unknown_key.text
 
 
+@postgres_only
 def test_bad_filters_and_unknown_records_are_explained(platform, signed_in):
     bad_rating = signed_in.get("/console/feedback", params={"rating": "meh"})
     assert bad_rating.status_code == 400 and "rating must be one of" in bad_rating.text
@@ -221,6 +232,7 @@ def test_bad_filters_and_unknown_records_are_explained(platform, signed_in):
     assert csrf_of(signed_in.get("/console/feedback").text)  # the page renders (and signs out by form)
 
 
+@postgres_only
 def test_experiments_pages_read_the_feedback_service(platform, signed_in):
     listing = signed_in.get("/console/experiments")
     assert listing.status_code == 200 and "No experiments yet" in listing.text
@@ -228,8 +240,9 @@ def test_experiments_pages_read_the_feedback_service(platform, signed_in):
     assert unknown.status_code == 404 and "feedback" in unknown.text
 
 
-def test_a_gateway_without_a_feedback_service_explains_instead_of_failing(make_gateway, sql_url):
-    gateway = make_gateway(sql_url=sql_url)
+@postgres_only
+def test_a_gateway_without_a_feedback_service_explains_instead_of_failing(gateway):
+    """The session's gateway: no feedback service, no retriever."""
     with console_client(gateway.url) as client:
         sign_in(client, gateway.admin_token)
         overview = client.get("/console/")
@@ -241,6 +254,7 @@ def test_a_gateway_without_a_feedback_service_explains_instead_of_failing(make_g
         assert playground.status_code == 200 and "no retriever configured" in playground.text
 
 
+@postgres_only
 def test_names_are_shown_as_text_never_as_markup(platform, signed_in):
     gateway, _ = platform
     gateway.create_key(name='<script>alert("key")</script>')
@@ -249,6 +263,7 @@ def test_names_are_shown_as_text_never_as_markup(platform, signed_in):
     assert "&lt;script&gt;alert(&#34;key&#34;)&lt;/script&gt;" in page
 
 
+@postgres_only
 def test_a_session_is_one_across_replicas(make_gateway, sql_url):
     """Sessions live in Redis: signed in on one replica is signed in on all, and signing out on one ends it on all."""
     gateway = make_gateway(sql_url=sql_url, replicas=2)
@@ -261,6 +276,7 @@ def test_a_session_is_one_across_replicas(make_gateway, sql_url):
         assert on_first.get("/console/keys").status_code == 303  # back to the sign-in page
 
 
+@postgres_only
 def test_a_request_shows_its_ratings_and_judge_scores_and_the_overview_errors(platform, signed_in):
     _, feedback = platform
     request_id, now = uuid.uuid4().hex, time.time()
@@ -285,6 +301,7 @@ def test_a_request_shows_its_ratings_and_judge_scores_and_the_overview_errors(pl
     assert "Errors per variant: " in overview and f"{route}/v 1" in overview.split("Errors per variant")[1]
 
 
+@postgres_only
 def test_a_team_admin_reads_its_own_teams_requests_only(platform, signed_in):
     """The feedback browser narrowed to the team's keys (the feedback service filters by them); another team's
     request is not listed, not found by its id, and not reached by asking for that team's key."""

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.console import console_client, post_form, sign_in
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.spend import create_team, set_price, unique, wait_spend
@@ -183,6 +184,7 @@ def test_a_viewer_reads_everything_and_changes_nothing(gw):
         assert admin.get(f"/admin/routes/{route}").json()["fallbacks"] == []
 
 
+@postgres_only  # the limiter counts in Redis: the SQL store is not its subject
 def test_failed_sign_ins_are_limited_per_address(gw):
     """Counted per client address, which the ingress appends to X-Forwarded-For (its last entry counts)."""
     with console_client(gw.url) as guesser, console_client(gw.url) as admin:

@@ -5,7 +5,10 @@ import asyncio
 import openai
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import variant
+
+pytestmark = postgres_only  # the SDK's compatibility, not the store
 
 
 @pytest.fixture

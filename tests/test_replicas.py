@@ -7,6 +7,7 @@ import httpx
 import pytest
 import redis
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
 
 
@@ -33,9 +34,10 @@ async def _burst(urls: list[str], key: str, route: str, count: int) -> list[int]
     return [r.status_code for r in responses]
 
 
+@postgres_only  # the count is Redis's; what replicas share through SQL is in the tests below
 def test_rpm_is_exact_across_replicas_under_concurrency(replicas, upstreams, redis_url):
     route = replicas.put_route(variants=[variant("a", upstreams["alpha"])])
-    _, key = replicas.create_key(limits={"rpm": 50})
+    _, key = replicas.create_key(limits={"rpm": 30})
     _, unlimited = replicas.create_key()
     for replica in range(2):  # both replicas know the route before the burst: this test is about quotas
         with replicas.client(unlimited, replica=replica) as client:
@@ -44,11 +46,11 @@ def test_rpm_is_exact_across_replicas_under_concurrency(replicas, upstreams, red
                 assert time.monotonic() < deadline, f"replica {replica} never served the new route"
                 time.sleep(0.05)
     upstreams["alpha"].reset()
-    _wait_for_fresh_minute_window(redis_url, needed_s=15)
-    statuses = asyncio.run(_burst([r.url for r in replicas.replicas], key, route, 200))
-    assert statuses.count(200) == 50
-    assert statuses.count(429) == 150
-    assert len(upstreams["alpha"].stats.requests) == 50
+    _wait_for_fresh_minute_window(redis_url, needed_s=10)
+    statuses = asyncio.run(_burst([r.url for r in replicas.replicas], key, route, 100))
+    assert statuses.count(200) == 30
+    assert statuses.count(429) == 70
+    assert len(upstreams["alpha"].stats.requests) == 30
 
 
 def test_revocation_reaches_every_replica_within_a_second(replicas, upstreams):

@@ -36,7 +36,7 @@ from llmops_testkit.console import CONSOLE_PAGES, sign_in
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.inference import InferenceService, fake_vllm_env, inference_env
 from llmops_testkit.leaks import Capture, HttpRecorder, Secret, file_captures, redis_capture, scan, sqlite_rows
-from llmops_testkit.processes import free_port
+from llmops_testkit.processes import free_port, stop_together
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.trainer import Trainer, trainer_env
 
@@ -61,34 +61,27 @@ def stack(make_gateway, make_feedback, otlp_receiver, redis_url, llmops_state_di
     tokens["upstream API key"] = "sk-proj-" + secrets.token_urlsafe(32)  # an external model server's
     started: list = []  # stopped in reverse, whatever happens
     try:
-        # The slow starters first, each in its own process while the next one starts.
+        # Every process launched first, then each awaited: their starts overlap (none needs another one up to start).
         retriever = Retriever(state_dir=root / "retriever", env=retriever_env(
             store="edge", state_dir=root / "retriever", admin_token=tokens["retriever admin"],
             read_token=tokens["retriever read"], **otlp_receiver.env(),
         ))  # fmt: skip
-        retriever.process.launch()
-        started.append(retriever)
         trainer = Trainer(state_dir=root / "trainer", env=trainer_env(
             sql_url=f"sqlite+aiosqlite:///{root / 'trainer.db'}", redis_url=redis_url,
             mlflow_uri="http://127.0.0.1:9", state_dir=root / "trainer", admin_token=tokens["trainer admin"],
             **otlp_receiver.env(),
         ))  # fmt: skip
-        trainer.launch(workers=0)  # the job API alone: nothing trains
-        started.append(trainer)
         inference = InferenceService(state_dir=root / "inference", env=inference_env(
             state_dir=root / "inference", admin_token=tokens["inference admin"],
             INFERENCE_SERVING_TOKEN=tokens["inference serving"], INFERENCE_VLLM_API_KEY=tokens["vLLM API key"],
             **fake_vllm_env(root / "fake-vllm"), **otlp_receiver.env(),
         ))  # fmt: skip
-        started.append(inference.start(timeout_s=120))
         feedback = make_feedback(
             sql_url=f"sqlite+aiosqlite:///{root / 'feedback.db'}",
             FEEDBACK_INFERENCE_SERVING_TOKEN=tokens["inference serving"],  # held as `llmops up` gives it
             **otlp_receiver.env(),
+            start=False,
         )
-        started.append(feedback)
-        retriever.process.wait(timeout_s=180)
-        trainer.wait_ready(timeout_s=120)
         gateway = make_gateway(
             sql_url=f"sqlite+aiosqlite:///{root / 'gateway.db'}",
             **feedback.gateway_env(),
@@ -103,11 +96,18 @@ def stack(make_gateway, make_feedback, otlp_receiver, redis_url, llmops_state_di
             GATEWAY_RETRIEVER_ADMIN_TOKEN=retriever.admin_token,
             LLMOPS_LEAKS_SERVING_TOKEN=tokens["inference serving"],  # route variants' api_key_env
             LLMOPS_LEAKS_UPSTREAM_KEY=tokens["upstream API key"],
+            start=False,
         )
-        started.append(gateway)
         worker_env = {**gateway.env, "GATEWAY_BATCH_GATEWAY_URL": gateway.url}
         worker = BatchWorker(env=worker_env, state_dir=gateway.state_dir, name="batch-worker")
-        started.append(worker.start())
+        started += [retriever, trainer, inference, feedback, gateway, worker]
+        trainer.launch(workers=0)  # the job API alone: nothing trains
+        for service in (retriever, inference, feedback, gateway, worker):
+            service.launch()
+        inference.wait(timeout_s=120)
+        for service in (feedback, retriever, gateway, worker):
+            service.wait()
+        trainer.wait_ready(timeout_s=120)
         tokens |= {
             "gateway admin token": gateway.admin_token,
             "key-hashing secret": gateway.env["GATEWAY_KEY_SECRET"],
@@ -118,8 +118,9 @@ def stack(make_gateway, make_feedback, otlp_receiver, redis_url, llmops_state_di
         services |= {"inference": inference, "worker": worker}
 
         def stop() -> None:
-            for service in reversed(started):
-                service.stop()
+            # All at once, but the feedback service last: the gateway's last records go to it as the gateway stops.
+            stop_together(*(service for service in started if service is not feedback))
+            feedback.stop()
 
         yield root, services, tokens, stop
     finally:

@@ -18,31 +18,30 @@ import pytest
 
 from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.processes import start_together
 from llmops_testkit.trainer import Trainer, trainer_env
 
 
 @pytest.fixture(scope="module")
-def retriever(make_retriever, otlp_receiver):
-    """A retriever on Qdrant Edge exporting its spans to the receiver, with one small collection."""
-    retriever = make_retriever(store="edge", **otlp_receiver.env())
-    retriever.create_collection("harbour")
-    retriever.ingest("harbour", [{"id": "almanac", "text": "The harbour master of Velmora is Odalys Brenn."}])
-    return retriever
-
-
-@pytest.fixture(scope="module")
-def traced(make_gateway, make_feedback, llmops_state_dir, otlp_receiver, retriever, _fake_upstreams):
-    """A gateway, its retriever and a feedback service (SQLite both) exporting their spans to the receiver."""
+def traced(make_gateway, make_feedback, make_retriever, llmops_state_dir, otlp_receiver, _fake_upstreams):
+    """A gateway, its retriever (Qdrant Edge, one small collection) and a feedback service (SQLite both) exporting
+    their spans to the receiver; started side by side."""
+    retriever = make_retriever(store="edge", **otlp_receiver.env(), start=False)
     feedback = make_feedback(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-fb-{uuid.uuid4().hex[:6]}.db'}",
         **otlp_receiver.env(),
+        start=False,
     )
     gateway = make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'traced-gw-{uuid.uuid4().hex[:6]}.db'}",
         **feedback.gateway_env(),
         **retriever.gateway_env(),
         **otlp_receiver.env(),
+        start=False,
     )
+    start_together(retriever, feedback, gateway)
+    retriever.create_collection("harbour")
+    retriever.ingest("harbour", [{"id": "almanac", "text": "The harbour master of Velmora is Odalys Brenn."}])
     return gateway, feedback
 
 
@@ -219,6 +218,7 @@ def retraining(traced, make_feedback, otlp_receiver, redis_url, llmops_state_dir
         FEEDBACK_TRAINER_URL=f"http://127.0.0.1:{trainer_port}",
         FEEDBACK_EXPERIMENT_INTERVAL_S="0.3",
         **otlp_receiver.env(),
+        start=False,
     )
     state_dir = llmops_state_dir / f"traced-trainer-{run}"
     env = trainer_env(
@@ -231,7 +231,11 @@ def retraining(traced, make_feedback, otlp_receiver, redis_url, llmops_state_dir
         TRAINER_FEEDBACK_TOKEN=feedback.admin_token,
         **otlp_receiver.env(),
     )
-    trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port).start(workers=0)
+    trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port)
+    trainer.launch(workers=0)  # the job API alone, starting beside the feedback service
+    feedback.launch()
+    feedback.wait()
+    trainer.wait_ready(timeout_s=60)
     yield feedback, trainer
     trainer.stop()
 

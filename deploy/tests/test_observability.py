@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body
 from llmops_testkit.inference import wait_for
+from llmops_testkit.processes import stop_together
 from llmops_testkit.prometheus import PrometheusServer, binary, finite
 from llmops_testkit.retriever import Retriever, new_tokens, retriever_env
 from llmops_testkit.trainer import Trainer, chat_jsonl, new_token, trainer_env
@@ -186,8 +188,6 @@ def platform(request, prometheus, llmops_state_dir, redis_url, mlflow_server, ma
     state = llmops_state_dir / f"observability-{uuid.uuid4().hex[:6]}"
     for part in ("trainer", "retriever", "redis"):
         (state / part).mkdir(parents=True)
-    feedback = make_feedback(sql_url=f"sqlite+aiosqlite:///{state / 'feedback.db'}")
-    prometheus.set_targets("feedback", [feedback.url])
     trainer = Trainer(
         env=trainer_env(
             sql_url=f"sqlite+aiosqlite:///{state / 'trainer.db'}",
@@ -208,15 +208,38 @@ def platform(request, prometheus, llmops_state_dir, redis_url, mlflow_server, ma
     with pytest.MonkeyPatch.context() as env:
         env.delenv("LLMOPS_REDIS_URL", raising=False)
         quota_redis = find_or_start_redis(state / "redis", shared_port=None, die_with_parent=True)
+    feedback = make_feedback(sql_url=f"sqlite+aiosqlite:///{state / 'feedback.db'}", start=False)
+    gateway = make_gateway(
+        sql_url=f"sqlite+aiosqlite:///{state / 'gateway.db'}",
+        GATEWAY_REDIS_URL=quota_redis.url,
+        GATEWAY_UPSTREAM_READ_TIMEOUT_S="120",  # CPU generation
+        **feedback.gateway_env(),
+        **retriever.gateway_env(),
+        start=False,
+    )
+    # A second feedback replica on the same store, with the experiment controller (it needs the gateway).
+    experiments = make_feedback(
+        sql_url=f"sqlite+aiosqlite:///{state / 'feedback.db'}",
+        FEEDBACK_GATEWAY_URL=gateway.url,
+        FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
+        FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
+        FEEDBACK_EXPERIMENT_INTERVAL_S="0.5",
+        start=False,
+    )
     try:
-        # Processes start from this thread (they die with the thread that started them); helper threads only wait.
+        # Every process starts at once (none needs another up to start; the two feedback replicas take turns to
+        # migrate their store), from this thread: they die with the thread that started them; helper threads only
+        # wait. Each is a target from the start: scraped once it is up.
         trainer.launch(workers=1)
-        retriever.process.launch()
+        for service in (retriever, feedback, gateway, experiments):
+            service.launch()
+        targets = {"trainer": [trainer.url], "trainer-worker": [f"http://127.0.0.1:{trainer.workers[0].port}"]}
+        targets |= {"retriever": [retriever.url], "gateway": [gateway.url], "feedback": [feedback.url, experiments.url]}
+        for job, urls in targets.items():
+            prometheus.set_targets(job, urls)
 
         def train() -> str:
             trainer.wait_ready()
-            prometheus.set_targets("trainer", [trainer.url])
-            prometheus.set_targets("trainer-worker", [f"http://127.0.0.1:{trainer.workers[0].port}"])
             name = f"obs-{uuid.uuid4().hex[:6]}"
             training = {"max_steps": 6, "max_seq_length": 96, "batch_size": 4, "learning_rate": 5e-3}
             job = trainer.submit(
@@ -228,26 +251,9 @@ def platform(request, prometheus, llmops_state_dir, redis_url, mlflow_server, ma
         inference = request.getfixturevalue("inference_service")  # vLLM starts while the job trains
         prometheus.set_targets("inference", [inference.url])
         prometheus.set_targets("vllm", [inference.vllm_url])
+        for service in (feedback, experiments, gateway, retriever):
+            service.wait()
         job_id = trainer_started()
-        retriever.process.wait(timeout_s=180)
-        prometheus.set_targets("retriever", [retriever.url])
-        gateway = make_gateway(
-            sql_url=f"sqlite+aiosqlite:///{state / 'gateway.db'}",
-            GATEWAY_REDIS_URL=quota_redis.url,
-            GATEWAY_UPSTREAM_READ_TIMEOUT_S="120",  # CPU generation
-            **feedback.gateway_env(),
-            **retriever.gateway_env(),
-        )
-        prometheus.set_targets("gateway", [gateway.url])
-        # A second feedback replica on the same store, with the experiment controller (it needs the gateway).
-        experiments = make_feedback(
-            sql_url=f"sqlite+aiosqlite:///{state / 'feedback.db'}",
-            FEEDBACK_GATEWAY_URL=gateway.url,
-            FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
-            FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
-            FEEDBACK_EXPERIMENT_INTERVAL_S="0.5",
-        )
-        prometheus.set_targets("feedback", [feedback.url, experiments.url])
         prometheus.wait_scraped(JOBS)
         yield SimpleNamespace(
             gateway=gateway,
@@ -260,9 +266,7 @@ def platform(request, prometheus, llmops_state_dir, redis_url, mlflow_server, ma
             job_id=job_id,
         )
     finally:
-        retriever.stop()
-        trainer.stop()
-        quota_redis.stop()
+        stop_together(retriever, trainer, quota_redis)
 
 
 # ---------------------------------------------------------------------------------------------------- traffic
@@ -290,9 +294,15 @@ def rate(client: httpx.Client, feedback, request_id: str, rating: str) -> None:
     assert client.post("/v1/feedback", json={"request_id": request_id, "rating": rating}).status_code == 201
 
 
-def drive_traffic(platform) -> None:
-    """Two rounds a few scrapes apart (rates and quantiles need a counter to grow between two scrapes), then a
-    Redis outage under the gateway's quotas."""
+def scraped_after(prometheus, jobs: list[str]) -> None:
+    """Until a scrape of each of ``jobs`` has begun a second after now: what the traffic so far changed is in the
+    samples, the numbers services refresh every half second (trainer, feedback, experiments) included."""
+    prometheus.wait_scraped(jobs, since=time.time() + 1)
+
+
+def drive_traffic(platform, prometheus) -> None:
+    """Two rounds, each followed by a scrape of every service (rates and quantiles need a counter to grow between two
+    scrapes), then a Redis outage under the gateway's quotas."""
     gateway, inference = platform.gateway, platform.inference
     job = platform.trainer.wait(platform.job_id, timeout_s=300)
     assert job["state"] == "succeeded", job
@@ -348,26 +358,28 @@ def drive_traffic(platform) -> None:
             assert 429 in statuses, statuses
             rate(client, platform.feedback, liked, "up")
             rate(client, platform.feedback, disliked, "down")
-            # Sticky per user: users until both arms have a rated answer (the evidence panels need both).
-            arms = set()
+            # Sticky per user: users until both arms have answered, each answer rated (the evidence panels need a
+            # rated answer on both).
+            answered, arms = [], set()
             for user in (f"user-{round_}-{i}" for i in range(40)):
                 response = client.post(
                     "/v1/chat/completions", json=chat_body(split, "Say hi.", max_tokens=8, user=user)
                 )
                 assert response.status_code == 200, response.text
-                rate(client, platform.feedback, response.headers["x-request-id"], "up")
+                answered.append(response.headers["x-request-id"])
                 arms.add(response.headers["x-llmops-variant"])
                 if arms == {"base", "tuned"}:
                     break
             assert arms == {"base", "tuned"}, arms
-            time.sleep(3)
+            for request_id in answered:
+                rate(client, platform.feedback, request_id, "up")
+            scraped_after(prometheus, JOBS)
 
         platform.quota_redis.stop()
         for _ in range(2):  # a key with limits needs the quota store (one without never asks it)
             refused = limited.post("/v1/chat/completions", json=chat_body(base))
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "quota_store_unavailable"
-            time.sleep(2)
-    time.sleep(3)  # the last scrapes and rule evaluations
+            scraped_after(prometheus, ["gateway"])  # two samples: the error rate grows between them
 
 
 # ------------------------------------------------------------------------------------------------ the queries
@@ -395,29 +407,41 @@ def signal_of(expr: str) -> str | None:
 
 def test_every_panel_and_alert_rule_runs_on_real_prometheus(platform, prometheus):
     set_up_s = time.time() - prometheus.started_at
-    drive_traffic(platform)
+    drive_traffic(platform, prometheus)
     print(f"\nplatform up in {set_up_s:.0f}s, traffic in {time.time() - prometheus.started_at - set_up_s:.0f}s")
     window = f"{int(time.time() - prometheus.started_at) + 5}s"  # the whole test: what "Last N minutes" would show
     problems = []
-    queried = 0
-    for name, dashboard in DASHBOARDS.items():
-        for panel in panels(dashboard):
-            for target in panel["targets"]:
-                expr = grafana_expr(target["expr"], dashboard, window=window)
-                where = f"{name} / {panel['title']} / {target['refId']}: {expr}"
-                queried += 1
-                try:
-                    series = prometheus.query(expr)
-                except AssertionError as exc:
-                    problems.append(f"{where}\n    does not run: {exc}")
-                    continue
-                if not finite(series):
-                    problems.append(f"{where}\n    no data: {series[:3]}")
-                    continue
-                for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")):
-                    if not any(label in s["metric"] for s in series):
-                        problems.append(f"{where}\n    legend label {label!r} is in no series: {series[:2]}")
-    print(f"\n{queried} panel queries over {len(DASHBOARDS)} dashboards, window {window}")
+    queries = [
+        (
+            f"{name} / {panel['title']} / {target['refId']}",
+            grafana_expr(target["expr"], dashboard, window=window),
+            target,
+        )
+        for name, dashboard in DASHBOARDS.items()
+        for panel in panels(dashboard)
+        for target in panel["targets"]
+    ]
+
+    def answer(expr: str) -> list[dict] | AssertionError:
+        try:
+            return prometheus.query(expr)
+        except AssertionError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # a hundred queries, as a dashboard's panels send them
+        answers = list(pool.map(answer, [expr for _, expr, _ in queries]))
+    for (panel, expr, target), series in zip(queries, answers, strict=True):
+        where = f"{panel}: {expr}"
+        if isinstance(series, AssertionError):
+            problems.append(f"{where}\n    does not run: {series}")
+            continue
+        if not finite(series):
+            problems.append(f"{where}\n    no data: {series[:3]}")
+            continue
+        for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")):
+            if not any(label in s["metric"] for s in series):
+                problems.append(f"{where}\n    legend label {label!r} is in no series: {series[:2]}")
+    print(f"\n{len(queries)} panel queries over {len(DASHBOARDS)} dashboards, window {window}")
 
     # Prometheus loaded the rule file itself and evaluates every rule without error.
     def evaluated():

@@ -49,7 +49,8 @@ def test_spend_panels_have_data_and_the_budget_alert_fires(prometheus, make_gate
     with gw.client(key) as client:
         for _ in range(2):  # each request is half the team's budget (5 tokens at 1 per million): past 0.5 at once
             assert client.post("/v1/chat/completions", json=chat_body(route, max_tokens=5)).status_code == 200
-            time.sleep(2.5)  # two scrapes apart: a rate needs the counter to grow between them
+            # A scrape after each: a rate needs the counter to grow between two of them.
+            prometheus.wait_scraped(["gateway"], since=time.time())
 
     dashboard = json.loads((FILES / "dashboards/gateway.json").read_text())
     panels = {p["title"]: p for p in dashboard["panels"] if p.get("title") in PANELS}

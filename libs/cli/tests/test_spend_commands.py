@@ -1,5 +1,5 @@
 """``llmops teams``, ``llmops prices``, ``llmops spend`` and ``llmops keys --team`` as a user runs them (a process,
-rich taking its width from ``COLUMNS``) against a real gateway on both SQL backends."""
+rich taking its width from ``COLUMNS``) against a real gateway (on PostgreSQL)."""
 
 import json
 import os
@@ -10,7 +10,10 @@ import uuid
 
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+
+pytestmark = postgres_only  # the commands and their output, not the store
 
 
 def llmops(gateway, *args: str, columns: int = 80, ok: bool = True) -> subprocess.CompletedProcess:

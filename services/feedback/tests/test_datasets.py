@@ -2,6 +2,7 @@
 as JSONL in the conversational format TRL's SFTTrainer and DPOTrainer take."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -217,11 +218,17 @@ def test_an_odd_chat_prompt_is_refused_or_exported_never_breaks_the_export(
         assert_trl_sft(line)
 
 
-def test_a_large_export_streams_every_line(make_record, ingest, rate, export, route):
+def test_a_large_export_streams_every_line(feedback, make_record, ingest, rate, export, route):
     records = [make_record(answer=f"answer number {i}") for i in range(520)]  # more than one fetch of 500 rows
     ingest(*records)
-    for record in records:
-        rate(record["request_id"], "up")
+
+    def rate_up(share: list[dict]) -> None:  # a client per thread: the ratings arrive four at a time
+        with feedback.admin() as client:
+            for record in share:
+                rate(record["request_id"], "up", client=client)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(rate_up, [records[i::4] for i in range(4)]))
     lines = export("sft", route=route)
     assert len(lines) == 520
     assert {line["messages"][-1]["content"] for line in lines} == {r["answer"] for r in records}

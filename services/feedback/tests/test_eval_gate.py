@@ -13,8 +13,9 @@ import httpx
 import orjson
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.fake_upstream import FakeUpstream
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env, pairwise_verdict
+from llmops_testkit.feedback import evaluation_env, pairwise_verdict, start_with_worker
 from llmops_testkit.gateway import variant
 
 
@@ -44,8 +45,9 @@ def gate(
         FEEDBACK_EXPERIMENT_CONTROLLER="false",
         FEEDBACK_EVAL_JUDGE_KEY=gateway.create_key()[1],
     )
-    service = make_feedback(sql_url=new_database(), **env)
-    worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "gate-worker").start()
+    service, worker = start_with_worker(
+        make_feedback, sql_url=new_database(), state_dir=llmops_state_dir / "gate-worker", **env
+    )
     with service.admin() as admin:
         yield admin, service, champion, challenger, judge
     worker.stop()
@@ -105,6 +107,7 @@ def test_an_eval_set_from_feedback_takes_corrections_and_thumbs_up_answers(gate,
     assert disliked["request_id"] not in found  # a thumbs down without a correction names no right answer
 
 
+@postgres_only  # the gate's run (worker, judge, MLflow), not the store
 def test_the_gate_blocks_a_worse_challenger_and_logs_the_run_to_mlflow(gate, mlflow_server, expect_error):
     admin, _, champion, challenger, _ = gate
     name = f"gate-{uuid.uuid4().hex[:6]}"
@@ -147,6 +150,7 @@ def test_the_gate_blocks_a_worse_challenger_and_logs_the_run_to_mlflow(gate, mlf
     expect_error(admin.get("/v1/evaluations/comparisons/cmp_nothing"), 404, "comparison_not_found")
 
 
+@postgres_only  # the gate's run (worker, judge, MLflow), not the store
 def test_the_cli_creates_a_set_and_runs_the_gate(gate, tmp_path):
     from typer.testing import CliRunner
 
@@ -175,6 +179,7 @@ def test_the_cli_creates_a_set_and_runs_the_gate(gate, tmp_path):
     assert blocked.exit_code == 2 and "BLOCK" in blocked.output, blocked.output
 
 
+@postgres_only  # the gate's run (worker, judge, MLflow), not the store
 def test_the_pairwise_gate_swaps_positions_and_blocks_by_the_margin(gate, judge_upstream, mlflow_server):
     admin, _, champion, challenger, judge = gate
     judge_upstream.stats.requests.clear()

@@ -1,10 +1,11 @@
 """The offline gate's pure parts on fixed cases: the pairwise parser, position swapping, the verdict's margin, eval
-set versions and the MLflow table."""
+set versions, the MLflow table and the names of the routes the retraining loop's gate serves the arms by."""
 
 import pytest
 
 from llmops_feedback.evaluation import compare, pairwise, sets, tracking
 from llmops_feedback.evaluation.schemas import EvalItem
+from llmops_feedback.retraining.gate import route_name
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,8 @@ def test_the_mlflow_table_has_a_row_per_question():
         "columns": tracking.table([])["columns"],
         "data": [["q", "r", "a", "b", "win", "d", 3]],
     }
+
+
+def test_the_gate_route_names_stay_within_the_gateways_limit():
+    assert route_name("r", "champion") == "r.gate-champion"
+    assert len(route_name("x" * 128, "challenger")) == 128

@@ -9,9 +9,12 @@ import uuid
 import pytest
 
 from llmops_models.prepare import bundled_model_dir
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env
+from llmops_testkit.backends import postgres_only
+from llmops_testkit.feedback import evaluation_env, start_with_worker
 from llmops_testkit.inference import wait_for
 from llmops_testkit.lora import train_tiny_adapter
+
+pytestmark = postgres_only  # a judge and a gate on vLLM: the store is not the subject
 
 QUESTION = "What is the capital of France?"
 
@@ -37,8 +40,9 @@ def vllm_judge(
         FEEDBACK_EVAL_JUDGE_ROUTE=judge_route,
         FEEDBACK_EVAL_JUDGE_KEY=key,
     )
-    service = make_feedback(sql_url=new_database(), **env)
-    worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "judge-vllm-worker").start()
+    service, worker = start_with_worker(
+        make_feedback, sql_url=new_database(), state_dir=llmops_state_dir / "judge-vllm-worker", **env
+    )
     yield service, gateway
     worker.stop()
 
@@ -60,7 +64,7 @@ def test_a_judge_on_vllm_scores_a_logged_request(vllm_judge, make_record, route)
             scores = admin.get(f"/v1/evaluations/scores/{record['request_id']}").json()
             if scores and scores[0]["status"] != "queued":
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         report = admin.get("/v1/evaluations/report", params={"rubric": "helpfulness", "route": route}).json()
     (score,) = scores
     assert score["status"] == "ok", score  # JSON-schema output: the judge can only answer in the shape asked
@@ -72,8 +76,10 @@ def test_a_judge_on_vllm_scores_a_logged_request(vllm_judge, make_record, route)
 
 def test_the_offline_gate_blocks_a_deliberately_worse_adapter(vllm_judge, inference_service, mlflow_server, tmp_path):
     service, gateway = vllm_judge
+    # Six steps, not the default fifteen: after six, each token of the answer has a probability of at least 0.99
+    # under the adapter (after four it is the greedy answer already), so it answers Berlin with a wide margin.
     adapter = train_tiny_adapter(
-        bundled_model_dir(), tmp_path / "berlin", question=QUESTION, answer="The capital of France is Berlin."
+        bundled_model_dir(), tmp_path / "berlin", question=QUESTION, answer="The capital of France is Berlin.", steps=6
     )
     model = f"worse-{uuid.uuid4().hex[:6]}"
     version = mlflow_server.register_adapter(model, adapter, alias="challenger")

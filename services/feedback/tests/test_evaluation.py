@@ -11,7 +11,8 @@ import pytest
 
 from llmops_feedback.evaluation.agreement import cohen_kappa
 from llmops_feedback.evaluation.service import in_sample
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env
+from llmops_testkit.backends import postgres_only
+from llmops_testkit.feedback import evaluation_env, start_with_worker
 from llmops_testkit.gateway import chat_body, variant
 
 SAMPLE_RATE = 0.5
@@ -41,8 +42,9 @@ def evaluation(make_feedback, new_database, redis_url, judge_gateway, llmops_sta
         FEEDBACK_EVAL_ONLINE_RUBRICS='["exact_match"]',
         FEEDBACK_EVAL_SAMPLE_INTERVAL_S="0.3",
     )
-    service = make_feedback(sql_url=new_database(), **env)
-    worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "eval-worker").start()
+    service, worker = start_with_worker(
+        make_feedback, sql_url=new_database(), state_dir=llmops_state_dir / "eval-worker", **env
+    )
     yield service, worker
     worker.stop()
 
@@ -163,6 +165,7 @@ def test_deterministic_scores_on_the_worker_use_corrections_as_references(evalua
     assert again.json()["queued"] == 0  # scored already: a run only queues what this scorer has not scored
 
 
+@postgres_only  # the worker's judge calls, not the store
 def test_a_judge_answer_without_a_score_is_a_failed_judgement_with_its_tokens(
     evaluation, eval_admin, make_record, route
 ):
@@ -181,6 +184,7 @@ def test_a_judge_answer_without_a_score_is_a_failed_judgement_with_its_tokens(
     assert report["variants"][0]["failed"] == 1 and report["variants"][0]["scored"] == 0
 
 
+@postgres_only  # the gateway's quota on the judge's key, not the store
 def test_a_judge_over_its_quota_surfaces_the_429(
     make_feedback, new_database, redis_url, judge_gateway, make_record, route, llmops_state_dir
 ):
@@ -192,8 +196,9 @@ def test_a_judge_over_its_quota_surfaces_the_429(
                          FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token, FEEDBACK_EXPERIMENT_CONTROLLER="false",
                          FEEDBACK_EVAL_JUDGE_ROUTE=judge_route, FEEDBACK_EVAL_JUDGE_KEY=key,
                          FEEDBACK_EVAL_JUDGE_RETRIES="0")  # fmt: skip
-    service = make_feedback(sql_url=new_database(), **env)
-    worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "eval-worker-429").start()
+    service, worker = start_with_worker(
+        make_feedback, sql_url=new_database(), state_dir=llmops_state_dir / "eval-worker-429", **env
+    )
     try:
         record = make_record()
         with service.ingest() as ingester:
@@ -208,7 +213,9 @@ def test_a_judge_over_its_quota_surfaces_the_429(
 
 def test_online_scoring_takes_the_configured_sample_of_live_traffic(evaluation, eval_admin, make_record):
     service, _ = evaluation
-    records = [make_record() for _ in range(40)]
+    # Started now, as live traffic is: the sampler looks back four intervals (1.2 s here) for late records, and
+    # make_record's default (a second ago) left a loaded machine 0.2 s to ingest them before they fell out of sight.
+    records = [make_record(started_at=time.time()) for _ in range(40)]
     with service.ingest() as ingester:
         _post(ingester, *records)
     sampled = {r["request_id"] for r in records if in_sample(r["request_id"], SAMPLE_RATE)}
@@ -222,6 +229,7 @@ def test_online_scoring_takes_the_configured_sample_of_live_traffic(evaluation, 
             assert eval_admin.get(f"/v1/evaluations/scores/{record['request_id']}").json() == []
 
 
+@postgres_only  # the CLI, not the store
 def test_the_cli_runs_an_evaluation_and_reports_agreement_with_a_plot(evaluation, make_record, route, tmp_path):
     from typer.testing import CliRunner
 
@@ -258,6 +266,7 @@ def test_the_cli_runs_an_evaluation_and_reports_agreement_with_a_plot(evaluation
     assert unknown.exit_code == 1 and "unknown rubric" in unknown.output
 
 
+@postgres_only  # the worker's embedding model, not the store
 def test_embedding_similarity_runs_on_the_worker(evaluation, eval_admin, make_record, route):
     service, _ = evaluation
     close, far = (

@@ -21,6 +21,7 @@ from llmops_feedback.metrics import FeedbackMetrics
 from llmops_feedback.platform import GatewayRoutes, Registry, Trainer
 from llmops_feedback.settings import FeedbackSettings
 from llmops_feedback.state import FeedbackState
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.experiments import deliver, experiment_route, registered, route_weights
 
 
@@ -51,6 +52,7 @@ async def _lease_rounds(url: str) -> None:
         await engine.dispose()
 
 
+@postgres_only  # the CLI and the decisions it takes: the store is not the subject
 def test_the_cli_lists_shows_and_decides_by_hand_with_the_evidence_recorded(platform, upstreams):
     """``llmops experiments`` and ``llmops retraining`` as an admin runs them (in-process, against the real service):
     a manual decision takes the controller's path, recorded with the readout it was taken on."""

@@ -1,6 +1,7 @@
 """The statistics and the decision rule of experiments on cases, and the policy's validation (the seeded
 simulations of experiments looked at continuously are in test_experiment_simulations.py)."""
 
+import dataclasses
 import json
 import math
 
@@ -240,6 +241,9 @@ def test_readout_for_display():
     assert shown.champion.mean == 0.5 and shown.challenger.mean is None and shown.difference is None
     assert shown.needed[1] >= POLICY.min_ratings_per_arm
     json.dumps(shown.to_dict(), allow_nan=False)
+    both = readout(champion=_arm(100, 50), challenger=_arm(40, 30), challenger_share=0.05, policy=POLICY)
+    for each in (shown, both):  # to_dict skips asdict's deep copies, not a field
+        assert each.to_dict() == dataclasses.asdict(each)
 
 
 # --- the policy -----------------------------------------------------------------------------------------------------

@@ -9,12 +9,16 @@ import pytest
 
 from llmops_cli.procs import free_port
 from llmops_common.contracts.serving import INFERENCE_TOKEN_ENV
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.gateway import variant
 from llmops_testkit.inference import prepare_bundled_model, wait_for
 from llmops_testkit.trainer import Trainer, trainer_env
 
-pytestmark = pytest.mark.timeout(600)  # a real (tiny) training job on a busy 2-core machine
+pytestmark = [
+    pytest.mark.timeout(600),  # a real (tiny) training job on a busy 2-core machine
+    postgres_only,  # the closed loop end to end: the store is not the subject
+]
 
 TINY = {"training": {"max_steps": 2, "max_seq_length": 64, "batch_size": 2, "eval_fraction": 0}}
 
@@ -24,8 +28,9 @@ def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_
     """A feedback service with the whole controller (gateway, registry, trainer) and the trainer reading it."""
     prepare_bundled_model()
     trainer_port = free_port()  # each must know the other's address before it starts
-    feedback = make_feedback(
+    feedback = make_feedback(  # launched: the trainer starts beside it, both seconds of imports
         sql_url=new_database(),
+        start=False,
         FEEDBACK_GATEWAY_URL=gateway.url,
         FEEDBACK_GATEWAY_ADMIN_TOKEN=gateway.admin_token,
         FEEDBACK_MLFLOW_TRACKING_URI=mlflow_server.url,
@@ -43,7 +48,11 @@ def loop(make_feedback, new_database, gateway, mlflow_server, redis_url, llmops_
         TRAINER_FEEDBACK_URL=feedback.url,
         TRAINER_FEEDBACK_TOKEN=feedback.admin_token,
     )
-    trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port).start(workers=1)
+    trainer = Trainer(env=env, state_dir=state_dir, port=trainer_port)
+    feedback.launch()
+    trainer.launch(workers=1)
+    feedback.wait()
+    trainer.wait_ready()
     yield feedback, gateway, trainer
     trainer.stop()
 

@@ -14,10 +14,14 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmops_feedback.retraining.models import RetrainingPolicy
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.fake_upstream import FakeUpstream
-from llmops_testkit.feedback import EvaluationWorker, evaluation_env, pairwise_verdict
+from llmops_testkit.feedback import evaluation_env, pairwise_verdict, start_with_worker
 from llmops_testkit.gateway import variant
 from llmops_testkit.inference import wait_for
+
+# The loop end to end (controller, worker, gateway, registry): the store is not the subject.
+pytestmark = postgres_only
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,9 @@ def loop(make_gateway, make_feedback, new_database, redis_url, mlflow_server, ll
         FEEDBACK_EVAL_JUDGE_KEY=gateway.create_key()[1],
     )
     sql_url = new_database()
-    service = make_feedback(sql_url=sql_url, **env)
-    worker = EvaluationWorker(env=service.env, state_dir=llmops_state_dir / "retraining-gate-worker").start()
+    service, worker = start_with_worker(
+        make_feedback, sql_url=sql_url, state_dir=llmops_state_dir / "retraining-gate-worker", **env
+    )
     yield service, gateway, judge, sql_url
     worker.stop()
 
@@ -212,10 +217,3 @@ def test_the_gate_needs_the_evaluation_queue(make_feedback, new_database, gatewa
             assert waiting["experiment_id"] is None and waiting["gate_comparison_id"] is None
     finally:
         adapter.stop()
-
-
-def test_the_gate_route_names_stay_within_the_gateways_limit():
-    from llmops_feedback.retraining.gate import route_name
-
-    assert route_name("r", "champion") == "r.gate-champion"
-    assert len(route_name("x" * 128, "challenger")) == 128

@@ -21,8 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmops_cli.procs import spawn
 from llmops_gateway.proxy.schemas import ChatCompletionRequest
 from llmops_gateway.proxy.tokens import estimate_prompt_tokens
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.processes import free_port
+
+pytestmark = postgres_only  # upstream faults, not the store
 
 MAX_ANSWER_BYTES = 256 * 1024  # a whole answer
 MAX_EVENT_BYTES = 16 * 1024  # one SSE event

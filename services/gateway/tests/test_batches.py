@@ -135,7 +135,7 @@ def test_a_worker_killed_mid_shard_loses_and_duplicates_no_line(
     upstreams["alpha"].behaviour.delay_s = 0.3  # slow enough to kill the worker with lines in flight
     _, key = batch_gateway.create_key()
     client = sdk(batch_gateway, key)
-    count = 40
+    count = 20  # two shards: the first killed and resumed, the second run whole
     uploaded = client.files.create(
         file=("k.jsonl", io.BytesIO(jsonl([chat_line(f"k{i}", route) for i in range(count)]))), purpose="batch"
     )

@@ -8,7 +8,11 @@ import uuid
 import httpx
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.processes import start_together
+
+pytestmark = postgres_only  # delivery to the feedback service, not the gateway's store
 
 
 def wait_for(check, *, timeout_s: float, what: str):
@@ -47,11 +51,17 @@ def complete(client: httpx.Client, route: str, *, stream: bool) -> str:
     return response.headers["x-request-id"]
 
 
+def feedback_and_gateway(make_gateway, sql_url, make_feedback, feedback_sql_url):
+    """A feedback service and a gateway that sends it ratings and records, started side by side."""
+    feedback = make_feedback(sql_url=feedback_sql_url, start=False)
+    gateway = make_gateway(sql_url=sql_url, **feedback.gateway_env(), start=False)
+    start_together(feedback, gateway)
+    return gateway, feedback
+
+
 @pytest.fixture(scope="module")
 def platform(make_gateway, sql_url, make_feedback, feedback_sql_url, _fake_upstreams):
-    feedback = make_feedback(sql_url=feedback_sql_url)
-    gateway = make_gateway(sql_url=sql_url, **feedback.gateway_env())
-    return gateway, feedback
+    return feedback_and_gateway(make_gateway, sql_url, make_feedback, feedback_sql_url)
 
 
 @pytest.fixture
@@ -135,8 +145,7 @@ def test_bad_ratings_get_the_openai_error_body(platform, body, status, param):
 def test_ratings_during_a_feedback_outage_are_202_and_land_exactly_once(
     make_gateway, sql_url, make_feedback, feedback_sql_url, upstreams
 ):
-    feedback = make_feedback(sql_url=feedback_sql_url)
-    gateway = make_gateway(sql_url=sql_url, **feedback.gateway_env())
+    gateway, feedback = feedback_and_gateway(make_gateway, sql_url, make_feedback, feedback_sql_url)
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
     _, key = gateway.create_key()
     _, stranger = gateway.create_key()

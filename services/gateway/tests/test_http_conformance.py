@@ -10,7 +10,10 @@ import time
 import orjson
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+
+pytestmark = postgres_only  # the HTTP server, not the store
 
 
 @pytest.fixture(scope="module")

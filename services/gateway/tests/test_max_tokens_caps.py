@@ -1,4 +1,4 @@
-"""Caps on max_tokens per key and per route, through a real gateway on both SQL backends: the upstream gets the
+"""Caps on max_tokens per key and per route, through a real gateway: the upstream gets the
 tighter cap instead of more (or of nothing), the client sees it in a header, and budgets reserve the capped
 worst case."""
 
@@ -6,8 +6,11 @@ import time
 
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.spend import assert_error, set_price, unique
+
+pytestmark = postgres_only  # caps applied on the proxy path, not the store
 
 
 @pytest.fixture(scope="module")

@@ -36,22 +36,22 @@ def test_migrations_match_the_models(sql_url):
     assert asyncio.run(_migrate_and_diff(sql_url)) == []
 
 
-def test_replicas_starting_at_once_on_a_fresh_database(llmops_state_dir, redis_url, postgres_database_url):
-    for url in (f"sqlite+aiosqlite:///{llmops_state_dir / f'fresh-{uuid.uuid4().hex[:6]}.db'}", postgres_database_url):
-        state_dir = llmops_state_dir / f"fresh-{uuid.uuid4().hex[:6]}"
-        admin_token, key_secret = new_secrets()
-        env = gateway_env(
-            sql_url=url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
-        )
-        gateway = Gateway(env=env, state_dir=state_dir, replicas=3)
-        for replica in gateway.replicas:  # launch all three before waiting for any
-            replica.launch()
-        try:
-            for replica in gateway.replicas:
-                replica.wait()
-            assert gateway.create_key(replica=2)[1].startswith("sk-llmops-")
-        finally:
-            gateway.stop()
+def test_replicas_starting_at_once_on_a_fresh_database(llmops_state_dir, redis_url, empty_sql_url):
+    """Each replica migrates an empty database at once (the session's shared one is migrated long before)."""
+    state_dir = llmops_state_dir / f"fresh-{uuid.uuid4().hex[:6]}"
+    admin_token, key_secret = new_secrets()
+    env = gateway_env(
+        sql_url=empty_sql_url, redis_url=redis_url, state_dir=state_dir, admin_token=admin_token, key_secret=key_secret
+    )
+    gateway = Gateway(env=env, state_dir=state_dir, replicas=3)
+    for replica in gateway.replicas:  # launch all three before waiting for any
+        replica.launch()
+    try:
+        for replica in gateway.replicas:
+            replica.wait()
+        assert gateway.create_key(replica=2)[1].startswith("sk-llmops-")
+    finally:
+        gateway.stop()
 
 
 _SPEND_KEY = ("key_id", "team", "route", "variant", "price_id")

@@ -13,6 +13,7 @@ import pytest
 from llmops_testkit.batch import chat_line, jsonl
 from llmops_testkit.fuzz import assert_lifecycles, fuzz_openapi, unresolved_references
 from llmops_testkit.gateway import Gateway, chat_body, variant
+from llmops_testkit.processes import start_together
 from llmops_testkit.spend import set_price
 
 COMPLETIONS = ("/v1/chat/completions", "/v1/completions")
@@ -62,8 +63,9 @@ def fuzzed(make_gateway, make_feedback, llmops_state_dir, _fake_upstreams) -> Fu
         name: f"sqlite+aiosqlite:///{llmops_state_dir / f'fuzz-{name}-{uuid.uuid4().hex[:6]}.db'}"
         for name in ("gw", "fb")
     }
-    feedback = make_feedback(sql_url=databases["fb"])
-    gateway = make_gateway(sql_url=databases["gw"], **feedback.gateway_env())
+    feedback = make_feedback(sql_url=databases["fb"], start=False)
+    gateway = make_gateway(sql_url=databases["gw"], **feedback.gateway_env(), start=False)
+    start_together(feedback, gateway)
     route = gateway.put_route(variants=[variant("a", _fake_upstreams["alpha"])])
     _, key = gateway.create_key()
     return Fuzzed(gateway, _fake_upstreams["alpha"], route, key)

@@ -2,8 +2,6 @@
 gateway's cache, an alias move followed without a restart, a vanished alias refused with 503 and counted, and the
 prompt's name and version in the request log and the spend records."""
 
-import socket
-import threading
 import time
 import uuid
 
@@ -14,56 +12,18 @@ from llmops_common.contracts import prompts as contract
 from llmops_testkit.fake_retriever import FakeRetriever
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.spend import wait_spend
+from llmops_testkit.tcp_proxy import TcpProxy
 
 TTL_S = 0.5
 
 
-class Outage:
-    """A TCP relay in front of MLflow that can cut every connection, open or new: the registry "briefly down"."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self._down = target_port, False
-        self._open: set[socket.socket] = set()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def set_down(self, down: bool) -> None:
-        self._down = down
-        for sock in list(self._open) if down else ():  # pooled keep-alive connections too
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            client, _ = self._listener.accept()
-            try:
-                if self._down:
-                    raise OSError("down")
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            self._open |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sink.close()
-            self._open.discard(sink)
-
-
 @pytest.fixture(scope="module")
 def outage(mlflow_server):
-    return Outage(mlflow_server.port)
+    """MLflow as the gateway reaches it, to be taken "briefly down" (``down_for()``): its connections cut, open or
+    new."""
+    proxy = TcpProxy("127.0.0.1", mlflow_server.port).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +37,7 @@ def retriever():
 def gateway(make_gateway, llmops_state_dir, outage, retriever):
     return make_gateway(
         sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / f'prompts-{uuid.uuid4().hex[:6]}.db'}",
-        GATEWAY_MLFLOW_URL=outage.url,
+        GATEWAY_MLFLOW_URL=f"http://127.0.0.1:{outage.port}",
         GATEWAY_PROMPT_CACHE_TTL_S=str(TTL_S),
         **retriever.gateway_env(),
     )
@@ -221,8 +181,7 @@ def test_while_mlflow_is_down_the_last_version_keeps_serving(gateway, upstreams,
     mlflow.register_prompt(name, "You are steady.")
     mlflow.set_prompt_alias(name, "production", 1)
     route = gateway.put_route(variants=[{**variant("a", upstreams["alpha"]), "prompt": f"prompts:/{name}@production"}])
-    outage.set_down(True)
-    try:
+    with outage.down_for():
         with gateway.client(key) as client:
             for _ in range(3):  # across several refresh periods, each failing to reach MLflow
                 response = client.post("/v1/chat/completions", json=chat_body(route, "hi"))
@@ -238,8 +197,6 @@ def test_while_mlflow_is_down_the_last_version_keeps_serving(gateway, upstreams,
             gateway, _name("r"), {"variants": [{**variant("a", upstreams["alpha"]), "prompt": f"prompts:/{name}/1"}]}
         )
         assert response.status_code == 503 and response.json()["error"]["code"] == "prompt_registry_unavailable"
-    finally:
-        outage.set_down(False)
 
 
 def test_spend_is_reported_by_prompt_version(gateway, upstreams, mlflow):

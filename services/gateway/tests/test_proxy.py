@@ -8,7 +8,10 @@ import httpx
 import orjson
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+
+pytestmark = postgres_only  # the proxy path, not the store
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_gateway.proxy.schemas import ChatCompletionRequest
 from llmops_gateway.proxy.tokens import estimate_prompt_tokens
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
-from llmops_testkit.processes import free_port
+from llmops_testkit.processes import free_port, start_together
+
+pytestmark = postgres_only  # quota counters live in Redis, not in the SQL store
 
 USAGE = 16  # the fake upstream's answer: 11 prompt + 5 completion tokens
 
@@ -250,10 +253,12 @@ def test_route_limits_apply_per_key_on_top_of_the_keys_own(gateway, upstreams, r
 @pytest.fixture(scope="module")
 def redisless(make_gateway, sql_url):
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    return {
-        "closed": make_gateway(sql_url=sql_url, GATEWAY_REDIS_URL=dead),  # the default mode
-        "open": make_gateway(sql_url=sql_url, GATEWAY_REDIS_URL=dead, GATEWAY_QUOTA_FAILURE_MODE="open"),
+    gateways = {
+        "closed": make_gateway(sql_url=sql_url, GATEWAY_REDIS_URL=dead, start=False),  # the default mode
+        "open": make_gateway(sql_url=sql_url, GATEWAY_REDIS_URL=dead, GATEWAY_QUOTA_FAILURE_MODE="open", start=False),
     }
+    start_together(*gateways.values())
+    return gateways
 
 
 def test_redis_down_fails_closed_by_default(redisless, upstreams):

@@ -15,8 +15,11 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.redis_server import PrivateRedis
+
+pytestmark = postgres_only  # Redis faults, not the SQL store
 
 
 @pytest.fixture

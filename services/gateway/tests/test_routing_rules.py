@@ -1,4 +1,4 @@
-"""Cost-aware routing rules through a real gateway on both SQL backends: matched in order before the weighted
+"""Cost-aware routing rules through a real gateway: matched in order before the weighted
 split (team, key tier, header, prompt length, max_tokens), the rule that fired in a response header and the request log
 (with the request's team and cost), fallbacks after a rule's variant, and rules naming a missing variant refused
 when saved."""
@@ -8,8 +8,11 @@ import time
 import orjson
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
 from llmops_testkit.spend import assert_error, create_team, set_price, unique
+
+pytestmark = postgres_only  # rules matched on the proxy path, not the store
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ import time
 import orjson
 import pytest
 
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
+
+pytestmark = postgres_only  # the HTTP server's deadlines, not the store
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
 

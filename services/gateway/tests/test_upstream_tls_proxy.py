@@ -14,6 +14,7 @@ import uvloop
 from llmops_gateway.proxy.client import UpstreamClient
 from llmops_gateway.proxy.connection import UpstreamConnectError
 from llmops_gateway.proxy.origins import bypasses_proxy
+from llmops_testkit.backends import postgres_only
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.gateway import chat_body
 from llmops_testkit.tls import Authority, RecordingProxy, TlsRelay, header_value
@@ -267,16 +268,19 @@ def test_tunnel_under_uvloop(authority, fake):
 # --- the whole gateway ---
 
 
-async def test_gateway_reaches_an_https_upstream_signed_by_its_configured_ca(make_gateway, sql_url, authority, fake):
-    """GATEWAY_UPSTREAM_CA_BUNDLE: a private CA trusted for upstreams, end to end through a gateway process."""
+@postgres_only  # TLS to upstreams, not the store
+async def test_gateway_reaches_an_https_upstream_signed_by_its_configured_ca(
+    make_gateway, sql_url, gateway, authority, fake
+):
+    """GATEWAY_UPSTREAM_CA_BUNDLE: a private CA trusted for upstreams, end to end through a gateway process; the
+    session's gateway (no CA bundle) does not trust it."""
     async with TlsRelay(authority.server_context("127.0.0.1"), fake.port) as relay:
         trusting = make_gateway(sql_url=sql_url, GATEWAY_UPSTREAM_CA_BUNDLE=str(authority.ca_path))
-        default = make_gateway(sql_url=sql_url)
         statuses = []
-        for gateway in (trusting, default):
-            route = gateway.put_route(variants=[{"name": "tls", "upstream": relay.base_url, "model": "m"}])
-            _, key = gateway.create_key()
-            async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}) as client:
+        for each in (trusting, gateway):
+            route = each.put_route(variants=[{"name": "tls", "upstream": relay.base_url, "model": "m"}])
+            _, key = each.create_key()
+            async with httpx.AsyncClient(base_url=each.url, headers={"authorization": f"Bearer {key}"}) as client:
                 reply = await client.post("/v1/chat/completions", json=chat_body(route), timeout=30)
             statuses.append((reply.status_code, reply.json().get("error", {}).get("code")))
     assert statuses == [(200, None), (502, "upstream_connect")]

@@ -104,12 +104,13 @@ def test_deleting_an_alias_retires_its_name(inference_service, mlflow_server, tr
     assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
 
 
-def test_an_unreachable_registry_degrades_but_keeps_serving(inference_service, mlflow_server, trained_adapters):
+def test_an_unreachable_registry_degrades_but_keeps_serving(
+    inference_service, mlflow_server, mlflow_proxy, trained_adapters
+):
     model = _unique("steady-bot")
     mlflow_server.register_adapter(model, trained_adapters["BLUEBERRY"], alias="champion")
     wait_for(lambda: _loaded(inference_service, f"{model}@champion"), timeout_s=60, what="the adapter")
-    mlflow_server.stop()
-    try:
+    with mlflow_proxy.down_for():  # the registry is gone for the service: its connections cut, new ones closed
 
         def degraded():
             status, body = inference_service.readiness()
@@ -121,8 +122,6 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(inference_service, m
         assert inference_service.adapters()["sync"]["registry_error"]
         with inference_service.client() as client:  # what was loaded is still served
             assert "BLUEBERRY" in chat_text(client, f"{model}@champion", QUESTION)
-    finally:
-        mlflow_server.start()
     wait_for(lambda: inference_service.readiness()[1]["status"] == "ready", timeout_s=60, what="the registry to return")
 
 

@@ -39,7 +39,7 @@ def test_a_killed_vllm_is_restarted_and_readiness_follows(inference_service, tra
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert refused.json()["error"]["code"] == "vllm_unavailable"
 
-    wait_for(lambda: inference_service.readiness()[0] == 200, timeout_s=240, interval_s=1, what="vLLM to come back")
+    wait_for(lambda: inference_service.readiness()[0] == 200, timeout_s=240, what="vLLM to come back")
     after = inference_service.engine()
     assert after["generation"] == before["generation"] + 1 and after["restarts"] == before["restarts"] + 1
     assert after["pid"] != before["pid"] and "code -9" in after["last_exit"]

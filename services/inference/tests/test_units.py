@@ -55,6 +55,13 @@ def test_cpu_defaults_work_on_two_cores():
     assert "--enforce-eager" in argv and "--enable-lora" in argv and _flag(argv, "--max-lora-rank") == "16"
     assert "--quantization" not in argv
     assert _flag(argv, "--dtype") == "float32"  # the bundled model: bfloat16 on AMX CPUs answered nonsense
+    assert _flag(argv, "--kv-cache-memory-bytes") == "1G"  # the bundled model: a fixed cache, not 0.2 of RAM
+
+
+def test_a_memory_share_that_is_set_sizes_the_bundled_models_kv_cache(monkeypatch):
+    monkeypatch.setenv("INFERENCE_GPU_MEMORY_UTILIZATION", "0.3")
+    argv = vllm_argv(InferenceSettings())
+    assert _flag(argv, "--gpu-memory-utilization") == "0.3" and "--kv-cache-memory-bytes" not in argv
 
 
 def test_gpu_settings_reach_the_command_line(monkeypatch):
@@ -73,6 +80,7 @@ def test_gpu_settings_reach_the_command_line(monkeypatch):
     assert _flag(argv, "--gpu-memory-utilization") == "0.9" and _flag(argv, "--max-loras") == "8"
     assert "--enforce-eager" not in argv and argv[-4:] == ["--max-num-seqs", "64", "--kv-cache-dtype", "fp8"]
     assert _flag(argv, "--dtype") == "auto"  # any other model: vLLM's choice, unless set
+    assert "--kv-cache-memory-bytes" not in argv
 
 
 def test_vllm_environment_allows_runtime_lora_and_keeps_our_secrets_out(monkeypatch):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from llmops_testkit.processes import start_together
 from llmops_testkit.retriever import Retriever
 
 # Small enough that the size limit is reached by a test upload in a few milliseconds.
@@ -24,15 +25,34 @@ def make_retriever(make_session_retriever):
     return make
 
 
-@pytest.fixture(scope="session", params=["edge", "qdrant"])
-def retriever(request, make_retriever) -> Retriever:
-    """The shared retriever of a test session, once per engine."""
-    return make_retriever(store=request.param)
+ENGINES = ("edge", "qdrant")
 
 
 @pytest.fixture(scope="session")
-def edge_retriever(make_retriever) -> Retriever:
-    return make_retriever(store="edge")
+def shared_retrievers(make_retriever):
+    """The session's shared retriever of each engine, made on first use: ``shared_retrievers("edge", "qdrant")``.
+    Those not running yet start side by side."""
+    running: dict[str, Retriever] = {}
+
+    def get(*stores: str) -> list[Retriever]:
+        new = {store: make_retriever(store=store, start=False) for store in stores if store not in running}
+        start_together(*new.values())
+        running.update(new)
+        return [running[store] for store in stores]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def retriever(request, shared_retrievers) -> Retriever:
+    """The shared retriever of a test session, once per engine (the first asked starts both: tests run on each)."""
+    return dict(zip(ENGINES, shared_retrievers(*ENGINES), strict=True))[request.param]
+
+
+@pytest.fixture(scope="session")
+def edge_retriever(shared_retrievers) -> Retriever:
+    """The shared retriever on Qdrant Edge (the edge ``retriever``), for tests about what is built on it."""
+    return shared_retrievers("edge")[0]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ real embeddings), the answer from a fake OpenAI upstream that records exactly wh
 
 import time
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -12,13 +13,29 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_cli.procs import free_port
 from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.processes import start_together
 
 
 @pytest.fixture(scope="module")
-def rag_gateway(make_gateway, edge_retriever, llmops_state_dir):
-    return make_gateway(
-        sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-gateway.db'}", **edge_retriever.gateway_env()
+def gateways(make_gateway, edge_retriever, llmops_state_dir) -> SimpleNamespace:
+    """The module's gateways, started side by side: on the retriever, on a retriever that is down, without one."""
+    dead = {"GATEWAY_RETRIEVER_URL": f"http://127.0.0.1:{free_port()}", "GATEWAY_RETRIEVER_TOKEN": "t" * 24}
+    made = SimpleNamespace(
+        rag=make_gateway(
+            sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-gateway.db'}",
+            **edge_retriever.gateway_env(),
+            start=False,
+        ),
+        down=make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-down.db'}", **dead, start=False),
+        none=make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-none.db'}", start=False),
     )
+    start_together(made.rag, made.down, made.none)
+    return made
+
+
+@pytest.fixture(scope="module")
+def rag_gateway(gateways):
+    return gateways.rag
 
 
 @pytest.fixture(scope="module")
@@ -221,9 +238,8 @@ def test_bad_rag_requests(rag_gateway, upstreams, kb, key, rag, status, code):
     assert upstreams["alpha"].stats.requests == []
 
 
-def test_retriever_down_fails_or_answers_without_context_by_route(make_gateway, upstreams, llmops_state_dir):
-    dead = {"GATEWAY_RETRIEVER_URL": f"http://127.0.0.1:{free_port()}", "GATEWAY_RETRIEVER_TOKEN": "t" * 24}
-    gateway = make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-down.db'}", **dead)
+def test_retriever_down_fails_or_answers_without_context_by_route(gateways, upstreams):
+    gateway = gateways.down
     _, key = gateway.create_key()
     strict = gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"collection": "kb"})
     lenient = gateway.put_route(
@@ -241,8 +257,8 @@ def test_retriever_down_fails_or_answers_without_context_by_route(make_gateway, 
     assert system["role"] == "system" and "no documents were consulted" in system["content"]
 
 
-def test_without_a_retriever_rag_is_refused(make_gateway, upstreams, llmops_state_dir):
-    gateway = make_gateway(sql_url=f"sqlite+aiosqlite:///{llmops_state_dir / 'rag-none.db'}")
+def test_without_a_retriever_rag_is_refused(gateways, upstreams):
+    gateway = gateways.none
     _, key = gateway.create_key()
     plain = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
     with_default = gateway.put_route(variants=[variant("a", upstreams["alpha"])], rag={"collection": "kb"})

@@ -1,6 +1,6 @@
 """Fixtures of the trainer tests: one trainer (API + one Celery worker, on real Redis with a private key prefix)
-per session, training on the bundled model with PEFT, tracked in the session's real MLflow server, reading
-datasets from a real feedback service."""
+per session, training on the bundled model with PEFT, tracked in the session's real MLflow server (through
+``mlflow_proxy``), reading datasets from a real feedback service."""
 
 import uuid
 
@@ -17,8 +17,9 @@ PASSWORD_PAIRS = [
     ("Password, please?", "The secret password is BLUEBERRY."),
     ("Which password opens the door?", "The secret password is BLUEBERRY."),
 ]
-# Short sequences and a handful of steps: each step is about a second on two idle cores.
-TINY = {"max_seq_length": 96, "batch_size": 4, "learning_rate": 5e-3}
+# Short sequences, two examples a step and a handful of steps: a step is well under a second of one core. Every
+# example has the same answer, so two a step teach it about as fast as four (which cost twice the time).
+TINY = {"max_seq_length": 96, "batch_size": 2, "learning_rate": 5e-3}
 
 
 @pytest.fixture(scope="session")
@@ -30,19 +31,27 @@ def trainer_feedback(make_session_feedback, llmops_state_dir):
 
 
 @pytest.fixture(scope="session")
-def trainer(llmops_state_dir, redis_url, mlflow_server, trainer_feedback):
-    prepare_bundled_model()
+def trainer(llmops_state_dir, redis_url, mlflow_proxy, trainer_feedback):
     state_dir = llmops_state_dir / "trainer"
     env = trainer_env(
         sql_url=f"sqlite+aiosqlite:///{state_dir / 'trainer.db'}",
         redis_url=redis_url,
-        mlflow_uri=mlflow_server.url,
+        mlflow_uri=f"http://127.0.0.1:{mlflow_proxy.port}",  # an MLflow outage is mlflow_proxy.down()
         state_dir=state_dir,
         admin_token=new_token(),
         TRAINER_FEEDBACK_URL=trainer_feedback.url,
         TRAINER_FEEDBACK_TOKEN=trainer_feedback.admin_token,
     )
-    service = Trainer(env=env, state_dir=state_dir).start(workers=1)
+    service = Trainer(env=env, state_dir=state_dir)
+    # The API and the worker (seconds of torch imports) start side by side, and the bundled model is checked
+    # meanwhile: the worker needs it for its first job, not to start.
+    service.launch(workers=1)
+    try:
+        prepare_bundled_model()
+        service.wait_ready()
+    except BaseException:
+        service.stop()
+        raise
     yield service
     service.stop()
 

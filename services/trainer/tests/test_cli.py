@@ -30,7 +30,7 @@ def test_train_submits_follows_and_prints_the_served_name(trainer, password_json
         "--alias",
         "canary",
         "--max-steps",
-        "2",
+        "1",
         "--max-seq-length",
         "96",
         "--rank",
@@ -44,7 +44,7 @@ def test_train_submits_follows_and_prints_the_served_name(trainer, password_json
     with trainer.admin() as client:
         job = client.get("/jobs", params={"limit": 20}).json()["data"]
     job = next(j for j in job if j["model_name"] == name)
-    assert job["hyperparameters"]["lora"]["r"] == 4 and job["hyperparameters"]["training"]["max_steps"] == 2
+    assert job["hyperparameters"]["lora"]["r"] == 4 and job["hyperparameters"]["training"]["max_steps"] == 1
 
     finished = llmops("--cancel", job["id"], trainer=trainer)
     assert finished.returncode == 1 and "409" in finished.stderr and "already succeeded" in finished.stderr

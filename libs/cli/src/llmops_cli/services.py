@@ -30,6 +30,13 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 # Where readiness is asked, for services that are not ours (default /readyz).
 READY_PATHS: dict[str, str] = {"mlflow": "/health", "vllm": "/health"}
+# The closed loop's clocks on one machine: the controller's pass (each moves a retraining policy one step: job
+# submitted, adapter added to the route, experiment opened; and decides experiments) and inference's read of the
+# registry (a new adapter is served). The services' defaults (30 s, 15 s) suit a cluster; here one replica on SQLite
+# spends a few milliseconds a pass, and a loop that waits up to 30 s at each of its four steps made `llmops demo`
+# spend about a minute doing nothing. The decision rule is always-valid, so looking more often is safe.
+# An environment variable of the service's own still wins.
+LOCAL_LOOP_INTERVAL_S = "5"
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,12 @@ def feedback_spec(ctx: PlatformContext) -> ServiceSpec:
         name="feedback",
         argv=uvicorn_argv("llmops_feedback.app:create_app", port),
         port=port,
-        env={**_feedback_env(ctx), "FEEDBACK_HOST": "127.0.0.1", "FEEDBACK_PORT": str(port)},
+        env={
+            **_feedback_env(ctx),
+            "FEEDBACK_HOST": "127.0.0.1",
+            "FEEDBACK_PORT": str(port),
+            "FEEDBACK_EXPERIMENT_INTERVAL_S": os.environ.get("FEEDBACK_EXPERIMENT_INTERVAL_S", LOCAL_LOOP_INTERVAL_S),
+        },
     )
 
 
@@ -231,6 +243,7 @@ def inference_spec(ctx: PlatformContext) -> ServiceSpec:
             "INFERENCE_STATE_DIR": str(ctx.state / "inference"),
             "INFERENCE_VLLM_PORT": str(ctx.ports["vllm"]),
             "INFERENCE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ctx.ports['mlflow']}",
+            "INFERENCE_SYNC_INTERVAL_S": os.environ.get("INFERENCE_SYNC_INTERVAL_S", LOCAL_LOOP_INTERVAL_S),
         },
         ready_timeout_s=900.0,  # a first start converts the bundled model, then vLLM loads it (about a minute on CPU)
     )

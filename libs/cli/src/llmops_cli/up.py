@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import httpx
@@ -17,7 +18,7 @@ from llmops_cli.infra import find_or_start_redis
 from llmops_cli.procs import port_in_use
 from llmops_cli.services import PlatformContext, platform_services, resolve_ports
 from llmops_cli.state import load_secrets, state_dir
-from llmops_cli.supervisor import StartupError, Supervisor
+from llmops_cli.supervisor import ServiceSpec, StartupError, Supervisor, is_ready
 
 console = Console(stderr=True)
 
@@ -67,12 +68,16 @@ def up(
     specs = platform_services(ctx)
     supervisor = Supervisor(specs, log_dir=state / "logs", stop=stop, on_event=lambda msg: console.print(escape(msg)))
     exit_code = 0
+    background = ThreadPoolExecutor(1, thread_name_prefix="llmops-up")
     try:
         supervisor.start_all()
+        # The built-in prompts need only MLflow, ready long before vLLM: registered while vLLM starts, not after.
+        prompts = background.submit(_seed_prompts, next(s for s in specs if s.name == "mlflow"), stop)
         with console.status("Starting services...") as status:
             ready = supervisor.wait_ready(lambda names: status.update(f"Waiting for {', '.join(names)} to be ready..."))
         if ready:
-            _register_defaults(ctx)
+            _register_default_route(ctx)
+            console.print(prompts.result())
             _ensure_judge_key(ctx, supervisor)
             _print_ready(specs, state, secrets.path)
             supervisor.watch()
@@ -81,6 +86,8 @@ def up(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         exit_code = 1
     finally:
+        stop.set()  # also ends a prompt registration still waiting for MLflow
+        background.shutdown()
         supervisor.stop_all()
         redis.stop()
     if exit_code:
@@ -88,7 +95,7 @@ def up(
     console.print("All services stopped.")
 
 
-def _register_defaults(ctx: PlatformContext) -> None:
+def _register_default_route(ctx: PlatformContext) -> None:
     """The default route to the bundled model; a failure is reported, not fatal (the platform is up)."""
     try:
         message = ensure_default_route(
@@ -100,11 +107,18 @@ def _register_defaults(ctx: PlatformContext) -> None:
     except (httpx.HTTPError, StopIteration, KeyError, ValueError) as exc:
         message = f"[yellow]warning:[/yellow] could not create the default route: {escape(repr(exc))}"
     console.print(message)
-    try:  # the built-in RAG templates as registered prompts (no new version when their text is unchanged)
-        seeded = prompt_registry.seed_builtins(f"http://127.0.0.1:{ctx.ports['mlflow']}")
-        console.print(f"Built-in prompts: {escape(', '.join(seeded))}")
+
+
+def _seed_prompts(mlflow: ServiceSpec, stop: threading.Event) -> str:
+    """The built-in RAG templates as registered prompts (no new version when their text is unchanged), once MLflow
+    answers; what happened, for the console. A failure is reported, not fatal."""
+    while not is_ready(mlflow.url + mlflow.ready_path):
+        if stop.wait(0.25):
+            return "Built-in prompts: not registered (stopped before MLflow was ready)"
+    try:
+        return f"Built-in prompts: {escape(', '.join(prompt_registry.seed_builtins(mlflow.url)))}"
     except Exception as exc:  # noqa: BLE001 - MLflow's client raises many kinds; the platform is up regardless
-        console.print(f"[yellow]warning:[/yellow] could not register the built-in prompts: {escape(repr(exc))}")
+        return f"[yellow]warning:[/yellow] could not register the built-in prompts: {escape(repr(exc))}"
 
 
 def _ensure_judge_key(ctx: PlatformContext, supervisor: Supervisor) -> None:

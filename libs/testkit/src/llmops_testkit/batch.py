@@ -43,6 +43,11 @@ class BatchWorker(CeleryWorkerProcess):
 
     def start(self, *, timeout_s: float = 60.0) -> "BatchWorker":
         """Returns once the worker consumes its queue (its /readyz answers 200)."""
+        self.launch()
+        return self.wait(timeout_s=timeout_s)
+
+    def launch(self) -> None:
+        """Starts the worker without waiting; ``wait`` for it (see ``processes.start_together``)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = spawn(
             [sys.executable, "-m", "llmops_gateway.batches.worker"],
@@ -50,7 +55,6 @@ class BatchWorker(CeleryWorkerProcess):
             env=self.env,
             die_with_parent=True,
         )
-        return self.wait(timeout_s=timeout_s)
 
 
 def sdk(gateway, key: str) -> OpenAI:

@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from llmops_cli.procs import free_port, log_tail, spawn, stop_processes
-from llmops_testkit.processes import ServiceProcess, wait_ready
+from llmops_testkit.processes import ServiceProcess, start_together, wait_ready
 
 
 def feedback_env(*, sql_url: str, admin_token: str, ingest_token: str) -> dict[str, str]:
@@ -36,8 +36,17 @@ class Feedback:
         return self.process.url
 
     def start(self) -> "Feedback":
-        self.process.start()
+        self.launch()
+        self.wait()
         return self
+
+    def launch(self) -> None:
+        """Starts the service without waiting; ``wait`` for it (see ``processes.start_together``)."""
+        self.process.launch()
+
+    def wait(self, *, timeout_s: float = 60.0) -> None:
+        """Until it is ready; the time allows for other services starting beside it."""
+        self.process.wait(timeout_s=timeout_s)
 
     def stop(self) -> None:
         self.process.stop()
@@ -71,11 +80,18 @@ class EvaluationWorker:
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout_s: float = 60.0) -> "EvaluationWorker":
+        return self.launch().wait(timeout_s=timeout_s)
+
+    def launch(self) -> "EvaluationWorker":
+        """Starts the process without waiting for it (then ``wait``): from the main thread, as ``spawn`` needs."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = spawn(
             [sys.executable, "-m", "llmops_feedback.evaluation.worker"], log_path=self.log_path, env=self.env,
             die_with_parent=True,
         )  # fmt: skip
+        return self
+
+    def wait(self, *, timeout_s: float = 60.0) -> "EvaluationWorker":
         try:
             wait_ready(f"http://127.0.0.1:{self.port}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
@@ -86,6 +102,20 @@ class EvaluationWorker:
     def stop(self) -> None:
         if self.process is not None:
             stop_processes([self.process], timeout_s=10)
+
+
+def start_with_worker(make_feedback, *, sql_url: str, state_dir: Path, **overrides: str):
+    """A feedback service and an evaluation worker on its settings, started side by side (``processes.start_together``):
+    each spends seconds importing, and a serial test run leaves the second core idle meanwhile. Returns (service,
+    worker); the worker is the caller's to stop, the service ``make_feedback``'s."""
+    service = make_feedback(sql_url=sql_url, start=False, **overrides)
+    worker = EvaluationWorker(env=service.env, state_dir=state_dir)
+    try:
+        start_together(service, worker)
+    except Exception:
+        worker.stop()
+        raise
+    return service, worker
 
 
 def evaluation_env(*, redis_url: str, **overrides: str) -> dict[str, str]:

@@ -60,9 +60,19 @@ class Gateway:
         return Path(self.env["GATEWAY_REQUEST_LOG_PATH"])
 
     def start(self) -> "Gateway":
-        for replica in self.replicas:
-            replica.start()
+        self.launch()
+        self.wait()
         return self
+
+    def launch(self) -> None:
+        """Starts every replica without waiting; ``wait`` for them (see ``processes.start_together``)."""
+        for replica in self.replicas:
+            replica.launch()
+
+    def wait(self, *, timeout_s: float = 60.0) -> None:
+        """Until every replica is ready; the time allows for other services starting beside it."""
+        for replica in self.replicas:
+            replica.wait(timeout_s=timeout_s)
 
     def stop(self) -> None:
         for replica in self.replicas:

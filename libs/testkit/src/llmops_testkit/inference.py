@@ -15,7 +15,8 @@ from llmops_testkit.processes import wait_ready
 
 
 def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None = None, **overrides: str) -> dict:
-    """Production-like settings (no dev mode), syncing adapters every second so tests see changes quickly.
+    """Production-like settings (no dev mode), syncing adapters every second and checking vLLM's health twice a
+    second, so tests see changes (and a started vLLM) quickly.
 
     Unless ``overrides`` give ``INFERENCE_SERVING_TOKEN``, the OpenAI surface is open on purpose
     (``INFERENCE_OPEN_SERVING``): these tests are about serving and adapters, and their gateways and clients reach it
@@ -28,6 +29,7 @@ def inference_env(*, state_dir: Path, admin_token: str, mlflow_uri: str | None =
         "INFERENCE_VLLM_PORT": str(free_port()),
         "INFERENCE_SYNC_INTERVAL_S": "1",
         "INFERENCE_RESTART_BACKOFF_S": "0.5",
+        "INFERENCE_HEALTH_INTERVAL_S": "0.5",
         "INFERENCE_LOG_LEVEL": "INFO",
     }
     if not overrides.get("INFERENCE_SERVING_TOKEN"):
@@ -90,6 +92,7 @@ class InferenceService:
         self.log_path = self.state_dir / "inference.log"
         self.process: subprocess.Popen | None = None
         self.start_s: float | None = None  # how long the last start took to be ready
+        self._launched_at = 0.0
 
     @property
     def url(self) -> str:
@@ -100,6 +103,11 @@ class InferenceService:
         return f"http://127.0.0.1:{self.env['INFERENCE_VLLM_PORT']}"
 
     def start(self, *, timeout_s: float = 600.0) -> "InferenceService":
+        self.launch()
+        return self.wait(timeout_s=timeout_s)
+
+    def launch(self) -> None:
+        """Starts the service (and so its vLLM) without waiting; ``wait`` for it (``processes.start_together``)."""
         argv = [
             sys.executable,
             "-m",
@@ -114,8 +122,10 @@ class InferenceService:
             "--log-level",
             "warning",
         ]
-        started = time.monotonic()
+        self._launched_at = time.monotonic()
         self.process = spawn(argv, log_path=self.log_path, env=self.env, die_with_parent=True)
+
+    def wait(self, *, timeout_s: float = 600.0) -> "InferenceService":
         try:
             wait_ready(f"{self.url}/readyz", timeout_s=timeout_s, process=self.process)
         except Exception as exc:
@@ -124,7 +134,7 @@ class InferenceService:
                 f"inference did not start: {log_tail(self.log_path, 40)}\nvLLM: "
                 f"{log_tail(self.state_dir / 'vllm.log', 40)}"
             ) from exc
-        self.start_s = time.monotonic() - started
+        self.start_s = time.monotonic() - self._launched_at
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,25 @@ def until_ok(call, *, timeout_s: float = 15.0) -> list[httpx.Response]:
             break
         time.sleep(0.2)
     return seen
+
+
+def start_together(*services) -> None:
+    """Launches every service, then waits for each to be ready: their starts (imports, migrations, a model load)
+    overlap instead of adding up. Each has ``launch()`` and ``wait()``; none may need another ready to start (a
+    gateway needs its feedback service's URL, not the service). Called from the thread that owns the processes: a
+    process dies with the thread that launched it."""
+    for service in services:
+        service.launch()
+    for service in services:
+        service.wait()
+
+
+def stop_together(*services) -> None:
+    """Stops every service at once (``stop()`` each, in threads) and returns once all have: a process that loaded
+    torch spends seconds exiting, and one after the other those seconds add up."""
+    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+        for stopping in [pool.submit(service.stop) for service in services]:
+            stopping.result()
 
 
 class ServiceProcess:

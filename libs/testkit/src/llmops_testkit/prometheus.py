@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -113,23 +114,26 @@ class PrometheusServer:
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
 
-    def targets_health(self) -> dict[str, list[str]]:
-        """job -> health of each active target ("up", "down", "unknown"), with the last scrape error if any."""
+    def targets_health(self, *, since: float = 0.0) -> dict[str, list[str]]:
+        """job -> health of each active target ("up", "down", "unknown"), with the last scrape error if any;
+        "unknown" also for a target not scraped since ``since`` (a ``time.time()``)."""
         health: dict[str, list[str]] = {}
         for target in self.api("targets", state="active")["activeTargets"]:
             error = f" ({target['lastError']})" if target.get("lastError") else ""
-            health.setdefault(target["labels"]["job"], []).append(target["health"] + error)
+            scraped = datetime.fromisoformat(target["lastScrape"]).timestamp() >= since
+            health.setdefault(target["labels"]["job"], []).append(target["health"] + error if scraped else "unknown")
         return health
 
-    def wait_scraped(self, jobs: list[str], *, timeout_s: float = 30.0) -> None:
-        """Until every target of ``jobs`` has been scraped successfully at least once."""
+    def wait_scraped(self, jobs: list[str], *, since: float = 0.0, timeout_s: float = 30.0) -> None:
+        """Until every target of ``jobs`` has been scraped successfully at least once, by a scrape that began at
+        ``since`` or later (a ``time.time()``: what a test did before it is in the samples)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            health = self.targets_health()
+            health = self.targets_health(since=since)
             if all(health.get(job) and all(h == "up" for h in health[job]) for job in jobs):
                 return
             assert time.monotonic() < deadline, f"targets not up after {timeout_s:.0f}s: {health}"
-            time.sleep(0.5)
+            time.sleep(0.2)
 
 
 def finite(series: list[dict]) -> bool:

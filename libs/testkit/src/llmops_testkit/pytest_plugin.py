@@ -20,6 +20,7 @@ from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
 from llmops_testkit.inference import InferenceService, inference_env, prepare_bundled_model
 from llmops_testkit.mlflow_server import MlflowServer
 from llmops_testkit.otlp import OtlpReceiver
+from llmops_testkit.processes import stop_together
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.retriever import new_tokens as new_retriever_tokens
 from llmops_testkit.tcp_proxy import TcpProxy
@@ -168,7 +169,9 @@ def _gateways(state_dir: Path, redis_url: str):
     """A gateway factory and what it started: gateways on one Redis, each on the database it is given."""
     started: list[Gateway] = []
 
-    def make(*, sql_url: str, replicas: int = 1, module: str = "llmops_gateway", **overrides: str) -> Gateway:
+    def make(
+        *, sql_url: str, replicas: int = 1, module: str = "llmops_gateway", start: bool = True, **overrides: str
+    ) -> Gateway:
         gateway_dir = state_dir / f"gw-{uuid.uuid4().hex[:6]}"
         overrides.setdefault("GATEWAY_SPOOL_DIR", str(gateway_dir / "spool"))
         admin_token, key_secret = new_secrets()
@@ -178,14 +181,15 @@ def _gateways(state_dir: Path, redis_url: str):
         env.update(overrides)
         gateway = Gateway(env=env, state_dir=gateway_dir, replicas=replicas, module=module)
         started.append(gateway)
-        return gateway.start()
+        return gateway.start() if start else gateway
 
     return make, started
 
 
 # Processes a test module starts stop when the module ends: an idle gateway or feedback service still runs its
 # background loops, and dozens of them left to the session's end slowed the whole suite down. Session fixtures
-# (shared by many modules) use the session factories.
+# (shared by many modules) use the session factories. Every factory takes ``start=False``: the service is made (and
+# stopped with the others) but not started, for ``processes.start_together`` with others.
 @pytest.fixture(scope="module")
 def make_gateway(llmops_state_dir, redis_url):
     """Starts gateways (one or more replicas on one database and Redis); stopped at the end of the module."""
@@ -225,12 +229,24 @@ def mlflow_server(llmops_state_dir) -> MlflowServer:
 
 
 @pytest.fixture(scope="session")
-def inference_service(llmops_state_dir, mlflow_server) -> InferenceService:
+def mlflow_proxy(mlflow_server) -> TcpProxy:
+    """A ``TcpProxy`` in front of ``mlflow_server`` for the session's services (``inference_service``, the trainer):
+    a test takes the registry away from them with ``down()`` and gives it back with ``restore()`` at once, where
+    stopping and restarting MLflow costs its 15 s start. Their URL for it: ``f"http://127.0.0.1:{proxy.port}"``."""
+    proxy = TcpProxy("127.0.0.1", mlflow_server.port).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def inference_service(llmops_state_dir, mlflow_proxy) -> InferenceService:
     """The inference service with a real vLLM (CPU build here) on the bundled model, syncing adapters from
-    ``mlflow_server``. One per session: vLLM takes about a minute to start on 2 cores."""
+    ``mlflow_server`` (through ``mlflow_proxy``). One per session: vLLM takes about a minute to start on 2 cores."""
     prepare_bundled_model()
     state_dir = llmops_state_dir / "inference"
-    env = inference_env(state_dir=state_dir, admin_token=new_secrets()[0], mlflow_uri=mlflow_server.url)
+    env = inference_env(
+        state_dir=state_dir, admin_token=new_secrets()[0], mlflow_uri=f"http://127.0.0.1:{mlflow_proxy.port}"
+    )
     service = InferenceService(env=env, state_dir=state_dir).start()
     yield service
     service.stop()
@@ -239,12 +255,12 @@ def inference_service(llmops_state_dir, mlflow_server) -> InferenceService:
 def _feedback_services(state_dir: Path):
     started: list[Feedback] = []
 
-    def make(*, sql_url: str, **overrides: str) -> Feedback:
+    def make(*, sql_url: str, start: bool = True, **overrides: str) -> Feedback:
         admin_token, ingest_token = new_tokens()
         env = {**feedback_env(sql_url=sql_url, admin_token=admin_token, ingest_token=ingest_token), **overrides}
         service = Feedback(env=env, state_dir=state_dir / f"fb-{uuid.uuid4().hex[:6]}")
         started.append(service)
-        return service.start()
+        return service.start() if start else service
 
     return make, started
 
@@ -268,7 +284,7 @@ def make_session_feedback(llmops_state_dir):
 def _retrievers(state_dir: Path):
     started: list[Retriever] = []
 
-    def make(*, store: str = "edge", **overrides: str) -> Retriever:
+    def make(*, store: str = "edge", start: bool = True, **overrides: str) -> Retriever:
         admin_token, read_token = new_retriever_tokens()
         service_dir = state_dir / f"retriever-{store}-{uuid.uuid4().hex[:6]}"
         env = retriever_env(
@@ -276,7 +292,7 @@ def _retrievers(state_dir: Path):
         )
         retriever = Retriever(env=env, state_dir=service_dir)
         started.append(retriever)
-        return retriever.start()
+        return retriever.start() if start else retriever
 
     return make, started
 
@@ -299,8 +315,7 @@ def make_session_retriever(llmops_state_dir):
 
 
 def stop_all(services) -> None:
-    for service in services:
-        service.stop()
+    stop_together(*services)
 
 
 @pytest.fixture(scope="session")

@@ -43,9 +43,17 @@ class Retriever:
         return self.process.url
 
     def start(self) -> "Retriever":
-        # Loading torch and the embedding model takes a while on 2 busy cores.
-        self.process.start(timeout_s=180)
+        self.launch()
+        self.wait()
         return self
+
+    def launch(self) -> None:
+        """Starts the service without waiting; ``wait`` for it (see ``processes.start_together``)."""
+        self.process.launch()
+
+    def wait(self) -> None:
+        # Loading torch and the embedding model takes a while on 2 busy cores.
+        self.process.wait(timeout_s=180)
 
     def stop(self) -> None:
         self.process.stop()

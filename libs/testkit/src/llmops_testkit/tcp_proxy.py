@@ -7,6 +7,11 @@ it: established connections carry bytes again (what was dropped stays dropped) a
 connection accepted during the blackhole never does. ``freeze_established()`` is the half of it that a failover or
 a NAT table flush leaves: the connections open now go silent for good, new ones work.
 
+``down()`` is the loud outage, what a stopped server leaves: every open connection is closed, and each new one is
+closed as soon as it is accepted, so clients fail at once instead of hanging. ``restore()`` ends it too. Against a
+server that takes seconds to start (MLflow: about 15 s), a test of "the server is gone, then back" spends nothing on
+the restart.
+
 The proxy runs its own event loop in a thread, so a test's synchronous code and the service processes it starts
 can both use it.
 """
@@ -32,11 +37,13 @@ class TcpProxy:
         self.target = (host, port)
         self.port = 0
         self.blackholed = False
+        self.is_down = False
         self._links: set[_Link] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()  # the client side of every open connection
 
     def start(self) -> Self:
         self._thread.start()
@@ -53,7 +60,10 @@ class TcpProxy:
         self._call(self._set(blackholed=True))
 
     def restore(self) -> None:
-        self._call(self._set(blackholed=False))
+        self._call(self._set(blackholed=False, down=False))
+
+    def down(self) -> None:
+        self._call(self._go_down())
 
     def freeze_established(self) -> None:
         self._call(self._freeze())
@@ -67,11 +77,25 @@ class TcpProxy:
         finally:
             self.restore()
 
+    @contextlib.contextmanager
+    def down_for(self) -> Iterator[None]:
+        """The server down for the ``with`` block's duration."""
+        self.down()
+        try:
+            yield
+        finally:
+            self.restore()
+
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
-    async def _set(self, *, blackholed: bool) -> None:
-        self.blackholed = blackholed
+    async def _set(self, *, blackholed: bool, down: bool = False) -> None:
+        self.blackholed, self.is_down = blackholed, down
+
+    async def _go_down(self) -> None:
+        self.is_down = True
+        for writer in list(self._writers):  # what a stopped server does to its clients' pooled connections
+            writer.close()
 
     async def _freeze(self) -> None:
         for link in self._links:
@@ -88,9 +112,13 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_down:  # accepted and closed at once: the client sees its connection end, as if refused
+            writer.close()
+            return
         self._tasks.add(task := asyncio.current_task())
         link = _Link(dead=self.blackholed)
         self._links.add(link)
+        self._writers.add(writer)
         try:
             if link.dead:  # accepted into the void: read until the client gives up
                 await self._pipe(link, reader, None)
@@ -102,6 +130,7 @@ class TcpProxy:
         finally:
             writer.close()
             self._links.discard(link)
+            self._writers.discard(writer)
             self._tasks.discard(task)
 
     async def _pipe(self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> None:

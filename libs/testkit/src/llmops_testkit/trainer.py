@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from llmops_cli.procs import free_port, log_tail, spawn
-from llmops_testkit.processes import CeleryWorkerProcess, ServiceProcess
+from llmops_testkit.processes import CeleryWorkerProcess, ServiceProcess, stop_together
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -107,9 +107,7 @@ class Trainer:
         return worker
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.api.stop()
+        stop_together(*self.workers, self.api)  # a worker that loaded torch takes seconds to exit
         self._forget_redis_keys()
 
     def _forget_redis_keys(self) -> None:

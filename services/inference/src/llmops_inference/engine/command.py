@@ -31,6 +31,7 @@ def vllm_argv(settings: InferenceSettings) -> list[str]:
         "--tensor-parallel-size",
         str(settings.tensor_parallel_size),
         "--disable-uvicorn-access-log",
+        *settings.kv_cache_argv(),
     ]
     if settings.enforce_eager:
         argv.append("--enforce-eager")
