@@ -28,6 +28,9 @@ PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
 endif
 
 PYTEST_ARGS ?=
+# make test shares the suite between this many pytest-xdist workers; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST_ARGS := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 .PHONY: help install run test bench lint audit audit-latest clean distclean
 
@@ -63,7 +66,7 @@ run: install
 
 # pytest's own exit code is make's: 5 ("no tests collected") fails the build too.
 test: install
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 # Each benchmark starts what it measures by itself; figures land in bench/results/*.json and *.png, and the
 # README's summary table is rewritten from them. A quiet machine gives steadier figures; every comparison is

@@ -19,7 +19,8 @@ from llmops_cli.services import DEFAULT_PORTS, service_url
 from llmops_testkit import console
 from llmops_testkit.inference import prepare_bundled_model
 
-pytestmark = pytest.mark.timeout(1800)  # the whole platform and a training job on a busy 2-core machine
+# The whole platform and a training job on a busy 2-core machine: minutes, so scheduled first.
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.long]
 
 
 @pytest.fixture

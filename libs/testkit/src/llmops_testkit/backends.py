@@ -5,6 +5,10 @@ for a test whose subject is the store: its queries, transactions, locks, migrati
 elsewhere (an end-to-end scenario, a fault in another part, a model on vLLM) gains nothing from a second run but
 time, so it runs on PostgreSQL, the production backend, only: ``pytestmark = postgres_only``. SQLite, what
 ``llmops up`` runs on, stays covered end to end by the demo test and by every store test.
+
+As a module's ``pytestmark`` it needs every test of the module to use ``sql_url`` (directly or through a fixture):
+pytest refuses to collect a test that is parametrized on a fixture it does not use. In a module where some tests do
+not, mark the tests one by one (``@postgres_only``).
 """
 
 import pytest

@@ -23,6 +23,11 @@ from llmops_testkit.otlp import OtlpReceiver
 from llmops_testkit.processes import stop_together
 from llmops_testkit.retriever import Retriever, retriever_env
 from llmops_testkit.retriever import new_tokens as new_retriever_tokens
+from llmops_testkit.scheduling import (  # noqa: F401 - hooks of this plugin
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_xdist_make_scheduler,
+)
 from llmops_testkit.tcp_proxy import TcpProxy
 
 
