@@ -192,6 +192,37 @@ def test_ratings_racing_their_records_attach_exactly_once(service, make_record):
         assert [r["current"] for r in history(service, record["request_id"])] == [True], record["request_id"]
 
 
+# SQLite only: the loss it catches came from SQLite giving a deleted row's id to the next insert (PostgreSQL's
+# sequences never do; the race above runs on both). Without the fix about 1 round in 20 lost a rating: 48 rounds.
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delay_ms", range(48))
+def test_ratings_held_together_while_their_batch_lands_are_all_attached(service, make_record, delay_ms):
+    """Eight clients rate at once as their records' batch lands (the demo's case: answers that end together). Each
+    rating is held or stored, then attached by its own call or by the batch's ingest: none may be lost. A deleted
+    pending row's id went to the next held rating, and a stale read then deleted that one unattached."""
+    records = [make_record(key_id="key_alice") for _ in range(8)]
+    start = threading.Barrier(len(records) + 1)
+
+    def rate(record):
+        with service.ingest() as client:
+            start.wait(timeout=30)
+            body = {"request_id": record["request_id"], "rating": "up"}
+            return client.post("/v1/feedback", json=body, headers={KEY_HEADER: "key_alice"}).status_code
+
+    def store_all():
+        with service.ingest() as client:
+            start.wait(timeout=30)
+            time.sleep(delay_ms / 1000)
+            return client.post("/v1/requests", json={"records": records}).status_code
+
+    with ThreadPoolExecutor(len(records) + 1) as pool:
+        futures = [pool.submit(rate, record) for record in records] + [pool.submit(store_all)]
+        *rated, stored = [future.result() for future in futures]
+    assert stored == 200 and set(rated) <= {201, 202}, (stored, rated)
+    for record in records:
+        assert [r["current"] for r in history(service, record["request_id"])] == [True], record["request_id"]
+
+
 def test_pending_ratings_whose_record_never_comes_expire_and_are_counted(
     make_feedback, new_database, make_record, scrape
 ):

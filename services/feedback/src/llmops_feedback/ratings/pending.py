@@ -64,7 +64,7 @@ async def attach(session: AsyncSession, *, request_ids: list[str]) -> Attached:
         if record is None:
             await session.rollback()
             continue
-        taken = await session.execute(delete(PendingRating).where(PendingRating.id == held.id))
+        taken = await session.execute(_delete(held))
         if taken.rowcount != 1:  # another replica handled it
             await session.rollback()
             continue
@@ -84,11 +84,21 @@ async def attach(session: AsyncSession, *, request_ids: list[str]) -> Attached:
                 )
             except IntegrityError:  # the same rating stored directly at this moment: drop the held copy
                 await session.rollback()
-                await session.execute(delete(PendingRating).where(PendingRating.id == held.id))
+                await session.execute(_delete(held))
             else:
                 result.ratings.append(stored)
         await session.commit()
     return result
+
+
+def _delete(held):
+    """The held row itself, by its unique (key, idempotency key), never by id alone: SQLite gives a deleted row's id
+    to the next insert, so a row read a moment ago may be another rating's by now (that deleted it unattached)."""
+    return delete(PendingRating).where(
+        PendingRating.id == held.id,
+        PendingRating.key_id == held.key_id,
+        PendingRating.idempotency_key == held.idempotency_key,
+    )
 
 
 async def expire(session: AsyncSession, *, received_before: datetime) -> int:
