@@ -28,9 +28,8 @@ PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
 endif
 
 PYTEST_ARGS ?=
-# TEST_WORKERS=2 shares the suite between two pytest-xdist workers (llmops_testkit.scheduling); 0 (the default
-# until the demo's lost-rating race below is fixed) runs it in one process. The demo test hung once on two workers:
-# one of its 20 ratings, accepted before its request's record arrived, was never stored (see the issue's notes).
+# TEST_WORKERS=2 shares the suite between two pytest-xdist workers (llmops_testkit.scheduling); 0, one process, stays
+# the default until a fresh clone passes on two workers (one hung on a lost rating, since fixed: ratings/pending.py).
 TEST_WORKERS ?= 0
 XDIST_ARGS := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
