@@ -2,7 +2,9 @@
 
 from datetime import UTC, datetime
 
-from llmops_cli.demo import report, timeline
+import pytest
+
+from llmops_cli.demo import report, run, timeline
 from llmops_cli.demo.items import demo_items, documents, facts, rate
 
 
@@ -112,3 +114,22 @@ def test_the_retraining_wait_is_broken_into_the_jobs_phases():
     assert kinds == {"job_submitted": 62.0, "job_running": 65.0, "first_step": 340.0, "last_step": 340.0,
                      "job_succeeded": 340.0}  # fmt: skip
     assert timeline.report_lines([]) == []
+
+
+class _StalledPolicy:
+    """The platform as the demo sees it when one rating never became a training example: the policy waits."""
+
+    status = "waiting: 19 new training examples of 20"
+
+    def call(self, service: str, method: str, path: str, **_) -> dict:
+        assert (service, method, path) == ("feedback", "GET", "/v1/retraining/demo-abc"), path
+        return {"job_id": None, "experiment_id": None, "dataset_examples": 0, "status": self.status}
+
+
+def test_a_stalled_loop_fails_the_demo_at_once_with_the_policys_status():
+    shown: list[str] = []
+    demo = run.Demo(_StalledPolicy(), run.FAST, sabotage=False, log=shown.append, progress=shown.append)
+    demo.route = "demo-abc"
+    with pytest.raises(RuntimeError, match="no training job within 1 s: waiting: 19 new training examples of 20"):
+        demo.wait_for_canary(timeout_s=60, job_start_s=1)
+    assert shown and set(shown) == {_StalledPolicy.status}  # what it waits for, on the progress line

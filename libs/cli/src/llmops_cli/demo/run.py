@@ -54,6 +54,10 @@ FULL = Plan(facts=24, collect_rounds=2, concurrency=4, min_ratings_per_arm=40,
             experiment_timeout_s=600.0, job=_job(6))  # fmt: skip
 # --fast asks a whole round (its 10 items) at once, which vLLM decodes as one batch: on 2 busy CPU cores a round of
 # held-out questions took 19 to 24 s so, against 20 to 32 s four at a time.
+# Every rating was accepted before the wait starts, and a rating held for its request's record is attached within
+# seconds of the record landing: a policy still short of examples after this long has stalled.
+JOB_START_S = 300.0
+
 FAST = Plan(facts=8, collect_rounds=2, concurrency=10, min_ratings_per_arm=16,
             experiment_timeout_s=300.0, job=_job(8))  # fmt: skip
 
@@ -155,15 +159,23 @@ class Demo:
 
     # --- 3. retraining ---
 
-    def wait_for_canary(self, timeout_s: float = 1800.0) -> str:
-        deadline, job_id, last = time.monotonic() + timeout_s, None, None
+    def wait_for_canary(self, timeout_s: float = 1500.0, job_start_s: float = JOB_START_S) -> str:
+        """The experiment's id once the policy's job trained an adapter and it is canaried. Fails with the policy's
+        status when no job starts within ``job_start_s`` (a stalled loop says why at once, e.g. "waiting: 19 new
+        training examples of 20") or nothing opens within ``timeout_s``."""
+        started = time.monotonic()
+        deadline, job_id, last = started + timeout_s, None, None
         watch = timeline.JobWatch(self.wall_started)
         while time.monotonic() < deadline:
             policy = self.s.call("feedback", "GET", f"/v1/retraining/{self.route}")
             if policy["job_id"] and job_id is None:
                 job_id = self.job_id = policy["job_id"]
                 self.event("job_started", job_id=job_id, examples=policy["dataset_examples"])
-            if job_id:
+            if not job_id:
+                self.progress(policy["status"])
+                if time.monotonic() - started > job_start_s:
+                    raise RuntimeError(f"no training job within {job_start_s:.0f} s: {policy['status']}")
+            else:
                 job = self.s.call("trainer", "GET", f"/jobs/{job_id}")
                 state, progress = job["state"], job["progress"]
                 if state != last:  # each state once; the steps go to the progress line
