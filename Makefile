@@ -28,9 +28,9 @@ PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
 endif
 
 PYTEST_ARGS ?=
-# TEST_WORKERS=2 shares the suite between two pytest-xdist workers (llmops_testkit.scheduling); 0, one process, stays
-# the default until a fresh clone passes on two workers (one hung on a lost rating, since fixed: ratings/pending.py).
-TEST_WORKERS ?= 0
+# make test shares the suite between this many pytest-xdist workers (llmops_testkit.scheduling says how);
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 XDIST_ARGS := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 .PHONY: help install run test bench lint audit audit-latest clean distclean

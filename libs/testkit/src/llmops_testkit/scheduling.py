@@ -1,4 +1,4 @@
-"""How the suite is shared between pytest-xdist workers (``make test TEST_WORKERS=2``: ``-n 2 --dist loadscope``).
+"""How the suite is shared between pytest-xdist workers (``make test``: ``-n 2 --dist loadscope``).
 
 Most of a test run here is waiting: for a service to import and migrate, for a loop's next pass, for a scrape. Two
 workers overlap those waits. What must not be split between them:
