@@ -39,7 +39,7 @@ help:
 	@echo "make run        set up (if needed) and start the platform locally (llmops up)"
 	@echo "make test       set up (if needed) and run the whole test suite"
 	@echo "make install    create $(VENV) and install all packages (idempotent)"
-	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats evaluation spend slowloris tracing soak\"), results in bench/results"
+	@echo "make bench      run the benchmarks (BENCHES=\"gateway http_client retriever inference trainer experiment_stats evaluation feedback_ingest spend slowloris tracing soak batch embeddings\"), results in bench/results"
 	@echo "make lint       ruff check"
 	@echo "make audit      pip-audit: known vulnerabilities in the installed (locked) dependency set"
 	@echo "make audit-latest  the part PyPI's project endpoint alone can check (latest releases only)"
@@ -72,7 +72,7 @@ test: install
 # Each benchmark starts what it measures by itself; figures land in bench/results/*.json and *.png, and the
 # README's summary table is rewritten from them. A quiet machine gives steadier figures; every comparison is
 # made side by side within one run, so a noisy one still gives fair ratios.
-BENCHES ?= gateway http_client retriever inference trainer experiment_stats evaluation spend slowloris tracing soak batch embeddings
+BENCHES ?= gateway http_client retriever inference trainer experiment_stats evaluation feedback_ingest spend slowloris tracing soak batch embeddings
 bench: install
 	@set -e; for name in $(BENCHES); do echo "== bench/$${name}_bench.py"; $(VENV_PY) bench/$${name}_bench.py; done
 	$(VENV_PY) bench/summary.py README.md

@@ -277,6 +277,19 @@ def embeddings_rows(r: dict) -> list[tuple[str, str, str]]:
     return [("gateway", what, "; ".join(parts))]
 
 
+def feedback_ingest_rows(r: dict) -> list[tuple[str, str, str]]:
+    what = (
+        f"request-log ingest, records stored/s ({r['batches']} batches of 1-500 records), this ingest against the "
+        "statement compiled per batch it replaced"
+    )
+    parts = [
+        f"{backend} {b['executemany']['records_per_s']} vs {b['values']['records_per_s']} ({b['speedup']:.1f}x), "
+        f"RSS growth {b['executemany']['rss_growth_mb']:.0f} vs {b['values']['rss_growth_mb']:.0f} MB"
+        for backend, b in r["backends"].items()
+    ]
+    return [("feedback", what, "; ".join(parts))]
+
+
 def table() -> str:
     rows = []
     for name, make in (
@@ -286,6 +299,7 @@ def table() -> str:
         ("retriever_bench", retriever_rows),
         ("trainer_bench", trainer_rows),
         ("evaluation_bench", evaluation_rows),
+        ("feedback_ingest_bench", feedback_ingest_rows),
         ("slowloris_bench", slowloris_rows),
         ("tracing_bench", tracing_rows),
         ("soak_bench", soak_rows),

@@ -113,13 +113,8 @@ async def queue(
         for r in dict.fromkeys(request_ids)
     ]  # fmt: skip
     keys = ["request_id", "rubric", "rubric_version", "scorer"]
-    statement = (
-        dialect_insert(session)(Score)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=keys)
-        .returning(Score.request_id)
-    )
-    return [row[0] for row in (await session.execute(statement)).all()]
+    statement = dialect_insert(session)(Score).on_conflict_do_nothing(index_elements=keys).returning(Score.request_id)
+    return list((await session.scalars(statement, rows)).all())  # one template, the rows as parameters (see ingest)
 
 
 async def of_request(session: AsyncSession, *, request_id: str) -> list[Score]:
