@@ -5,7 +5,8 @@ it replaced, on SQLite and PostgreSQL, in the same run.
 
 The two forms insert the same rows with the same ``ON CONFLICT DO NOTHING ... RETURNING``:
 - ``executemany`` (``llmops_feedback.records.service.ingest``): one statement, the rows as its parameters, which
-  SQLAlchemy sends as multi-row INSERTs built from one compiled template ("insertmanyvalues");
+  SQLAlchemy sends as multi-row INSERTs built from one compiled template ("insertmanyvalues"), 50 rows each
+  (``llmops_common.sql.INSERT_PAGE_ROWS``: each connection keeps every row count's statement prepared);
 - ``values`` (the reference, as ingest was until December 2026): ``insert(...).values(rows)``, a statement with a
   bind parameter per cell, compiled again for every batch (SQLAlchemy does not cache multi-row VALUES).
 

@@ -55,6 +55,14 @@ def dialect_insert(session: AsyncSession):
     return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.bind.dialect.name]
 
 
+# Rows per INSERT when many go as one statement's parameters (SQLAlchemy's "insertmanyvalues"): every row count up
+# to this is a statement of its own, which each connection keeps prepared (sqlite3 caches 128, asyncpg 100), and a
+# prepared multi-row INSERT of hundreds of rows is large. Measured on the feedback service's ingest (300,000 records
+# in batches of 1 to 500): at SQLAlchemy's default of 1000 its RSS grew 106 MB on SQLite and 42 MB on PostgreSQL;
+# at 50, 10 and 6 MB, and ingest was no slower (16% and 26% faster in one run each).
+INSERT_PAGE_ROWS = 50
+
+
 def make_engine(database_url: str | URL, timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS, **pool) -> AsyncEngine:
     """An engine on SQLite or PostgreSQL. On PostgreSQL nothing waits on the server longer than ``timeouts`` say:
     a server behind a network partition answers nothing, not even an error, and without a bound a request (or a
@@ -66,7 +74,9 @@ def make_engine(database_url: str | URL, timeouts: DatabaseTimeouts = DEFAULT_DA
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        return create_async_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, insertmanyvalues_page_size=INSERT_PAGE_ROWS
+        )
     pool = pool or {"pool_size": 10, "max_overflow": 20, "pool_timeout": timeouts.connect_s}
     engine = create_async_engine(
         url,
@@ -74,6 +84,7 @@ def make_engine(database_url: str | URL, timeouts: DatabaseTimeouts = DEFAULT_DA
         # fetch of a streamed result included. A statement past its bound is cancelled on the server as well.
         connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
         hide_parameters=True,
+        insertmanyvalues_page_size=INSERT_PAGE_ROWS,
         **pool,
     )
     _bound_by(engine, timeouts)
