@@ -81,21 +81,6 @@ def summarize(results, memory: dict, jobs: list[dict], duration_s: float, settin
         inside = [r for r in results if start <= r[0] < start + BUCKET_S]
         if inside:
             buckets.append({"from_s": start, "requests": len(inside), **latency_row(inside)})
-    half = duration_s / 2
-    spans = job_spans(jobs, duration_s)
-    trend = {
-        name: {
-            "start_mb": samples[0][1],
-            "end_mb": samples[-1][1],
-            "peak_mb": max(m for _, m in samples),
-            "slope_last_half_mb_per_min": slope_mb_per_min([s for s in samples if s[0] >= half]),
-            # The training pool's memory follows the jobs: its leak signal is its level between them.
-            "slope_last_half_between_jobs_mb_per_min": slope_mb_per_min(
-                [s for s in samples if s[0] >= half and not any(a <= s[0] <= b for a, b in spans)]
-            ),
-        }
-        for name, samples in memory.items()
-    }
     outcomes: dict[str, int] = {}
     for job in jobs:
         outcomes[job["state"]] = outcomes.get(job["state"], 0) + 1
@@ -112,8 +97,32 @@ def summarize(results, memory: dict, jobs: list[dict], duration_s: float, settin
         "training_jobs": jobs,
         "training_outcomes": outcomes,
         "memory_measure": "RSS (MB) summed over each service's process tree",
-        "memory_trend": trend,
+        "memory_trend": memory_trend(memory, jobs, duration_s),
         "memory_samples": memory,
+    }
+
+
+def memory_trend(memory: dict, jobs: list[dict], duration_s: float) -> dict:
+    """Each service's memory at the start, end and peak, and its least-squares slope over the last half."""
+    half, spans = duration_s / 2, job_spans(jobs, duration_s)
+
+    def last_half(samples, *, between_jobs: bool) -> list:
+        # 0 MB: no process at that instant (the training pool between one job's process and the next), not memory.
+        return [
+            s for s in samples
+            if s[0] >= half and s[1] > 0 and not (between_jobs and any(a <= s[0] <= b for a, b in spans))
+        ]  # fmt: skip
+
+    return {
+        name: {
+            "start_mb": samples[0][1],
+            "end_mb": samples[-1][1],
+            "peak_mb": max(m for _, m in samples),
+            "slope_last_half_mb_per_min": slope_mb_per_min(last_half(samples, between_jobs=False)),
+            # The training pool's memory follows the jobs: its leak signal is its level between them.
+            "slope_last_half_between_jobs_mb_per_min": slope_mb_per_min(last_half(samples, between_jobs=True)),
+        }
+        for name, samples in memory.items()
     }
 
 
