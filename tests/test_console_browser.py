@@ -225,6 +225,29 @@ def test_uploading_a_document_to_a_collection(platform, retriever, browser, shot
     assert hits[0]["document_id"] == "lighthouse-history"
 
 
+def test_a_key_typed_before_the_playground_script_ran_is_kept(platform, browser):
+    """On a slow load the page's script runs after the key field can be typed in (seen on a busy CI machine: the
+    key vanished, "Enter an API key first."). Here the script is held back 1.5 s on purpose; the key typed in the
+    meantime must survive it, and still reach the gateway."""
+    gateway, _ = platform
+    _, key = gateway.create_key(name="typed-early")
+
+    def slow_script(route):
+        body = route.fetch().text()
+        held = f"setTimeout(() => {{ {body}\nwindow.playgroundRan = true; }}, 1500);"
+        route.fulfill(body=held, content_type="text/javascript")
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.route("**/console/static/playground.js", slow_script)
+    sign_in(page, gateway)
+    nav(page, "Playground")
+    page.get_by_label("API key").fill(key)
+    page.wait_for_function("() => window.playgroundRan === true", timeout=30_000)
+    expect(page.get_by_label("API key")).to_have_value(key)
+    context.close()
+
+
 @pytest.mark.timeout(900)  # the first test to ask for vLLM starts it: minutes on a busy 2-core machine
 def test_playground_answers_through_the_real_stack(platform, browser, inference_service, shots):
     """The real model (vLLM on the bundled model) answers from the retrieved fact, streamed into the page; the

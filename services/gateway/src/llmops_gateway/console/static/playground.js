@@ -12,7 +12,9 @@ const statusEl = $("pg-status");
 let history = [];
 let answerCount = 0;
 
-keyInput.value = sessionStorage.getItem(KEY_STORE) || "";
+// The tab's stored key fills an empty field only: on a slow load this script can run after someone (or a test)
+// already typed a key, which must not be wiped.
+if (!keyInput.value) keyInput.value = sessionStorage.getItem(KEY_STORE) || "";
 keyInput.addEventListener("change", () => sessionStorage.setItem(KEY_STORE, keyInput.value.trim()));
 $("pg-new").addEventListener("click", () => { history = []; messagesEl.replaceChildren(); statusEl.textContent = ""; });
 $("pg-message").addEventListener("keydown", (event) => {
