@@ -1,15 +1,25 @@
-"""Fixtures of the gateway's batch tests: a gateway with a small file limit and shards, the feedback service its
-request log goes to, a stand-in retriever for lines with RAG, and batch workers per test."""
+"""Fixtures of the gateway's tests: a Redis client on the tests' Redis; for the batch tests, a gateway with a small
+file limit and shards, the feedback service its request log goes to, a stand-in retriever for lines with RAG, and
+batch workers per test."""
 
 import uuid
 
 import pytest
+import redis
 
 from llmops_testkit.batch import BatchWorker, batch_env
 from llmops_testkit.fake_retriever import FakeRetriever
 from llmops_testkit.gateway import variant
 
 MAX_FILE_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def rds(redis_url):
+    """The Redis the test gateways use, to read their counters."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")

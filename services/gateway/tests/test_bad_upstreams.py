@@ -1,11 +1,11 @@
 """Faults and bad answers from an upstream, through a real gateway process: a model server killed mid-stream,
-streams that break or stall, malformed SSE, a 200 that is not an answer, answers and events past the size limits.
+streams that break or stall, malformed SSE, a 200 that is not an answer (answers past the size limits:
+test_upstream_size_limits.py).
 
 What must hold each time: the client gets a clean OpenAI error (a status before the head, the SSE error event
 after it), what was produced is accounted (request log and quota counters), the circuit opens on an upstream
 that keeps failing, the fallback serves, and the gateway never answers 500 nor stops serving.
-The test gateway runs with breaker threshold 3, cooldown 1.0 s and upstream read timeout 2.0 s, and small size
-limits (below).
+The test gateway runs with breaker threshold 3, cooldown 1.0 s and upstream read timeout 2.0 s.
 """
 
 import signal
@@ -15,94 +15,22 @@ import time
 import httpx
 import orjson
 import pytest
-import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_cli.procs import spawn
 from llmops_gateway.proxy.schemas import ChatCompletionRequest
 from llmops_gateway.proxy.tokens import estimate_prompt_tokens
 from llmops_testkit.backends import postgres_only
-from llmops_testkit.gateway import chat_body, variant
+from llmops_testkit.gateway import chat_body, read_until, sse_events, variant
 from llmops_testkit.processes import free_port
 
 pytestmark = postgres_only  # upstream faults, not the store
-
-MAX_ANSWER_BYTES = 256 * 1024  # a whole answer
-MAX_EVENT_BYTES = 16 * 1024  # one SSE event
-MAX_STREAM_BYTES = 256 * 1024  # a whole stream
-# A hostile upstream offers far more than the limits: what it got to send must stay near the limit, or the gateway
-# read (and held) it all. Near: the limit, one read (256 KiB) and what the sockets between the two processes hold
-# on loopback (the kernel's autotuned buffers: up to a few MiB).
-FLOOD_BYTES = 64 * 1024 * 1024
-SOCKET_SLACK_BYTES = 4 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def gateway(make_gateway, sql_url):
     # Lease 0: every reservation is counted in Redis as it is made, so counters can be compared exactly. An answer
     # may take 4 s at most, start to end (the read timeout, between bytes, is 2 s).
-    return make_gateway(
-        sql_url=sql_url,
-        GATEWAY_QUOTA_LEASE_S="0",
-        GATEWAY_UPSTREAM_ANSWER_TIMEOUT_S="4",
-        GATEWAY_UPSTREAM_MAX_ANSWER_BYTES=str(MAX_ANSWER_BYTES),
-        GATEWAY_UPSTREAM_MAX_EVENT_BYTES=str(MAX_EVENT_BYTES),
-        GATEWAY_UPSTREAM_MAX_STREAM_BYTES=str(MAX_STREAM_BYTES),
-    )
-
-
-@pytest.fixture(scope="module")
-def rds(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def metric(gateway, name: str, labels: dict) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
-
-
-def sse_events(lines) -> list[dict | str]:
-    """The ``data:`` payloads of an SSE stream, JSON decoded where they are JSON."""
-    events = []
-    for line in lines:
-        if line.startswith("data:"):
-            payload = line[5:].strip()
-            try:
-                events.append(orjson.loads(payload))
-            except orjson.JSONDecodeError:
-                events.append(payload)
-    return events
-
-
-def record_of(gateway, request_id: str, timeout_s: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if gateway.request_log_path.exists():
-            for line in gateway.request_log_path.read_bytes().splitlines():
-                record = orjson.loads(line)
-                if record["request_id"] == request_id:
-                    return record
-        time.sleep(0.05)
-    raise AssertionError(f"no request-log record for {request_id}")
-
-
-def token_counter(rds, gateway, key_id: str) -> int:
-    prefix = gateway.env["GATEWAY_REDIS_KEY_PREFIX"]
-    return sum(int(rds.get(k) or 0) for k in rds.scan_iter(match=f"{prefix}{{{key_id}}}:tpm:*"))
-
-
-def wait_for(read, until, timeout_s: float = 3.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
+    return make_gateway(sql_url=sql_url, GATEWAY_QUOTA_LEASE_S="0", GATEWAY_UPSTREAM_ANSWER_TIMEOUT_S="4")
 
 
 @pytest.fixture
@@ -151,13 +79,13 @@ def test_model_server_killed_mid_stream(gateway, upstreams, rds, model_server):
     assert events[-1]["error"]["code"] == "upstream_error" and events[-1]["error"]["type"] == "server_error"
     assert "[DONE]" not in events
 
-    record = record_of(gateway, request_id)
+    record = gateway.record(request_id)
     assert record["status"] == 502 and record["variant"] == "a"
     prompt = estimate_prompt_tokens(ChatCompletionRequest.model_validate(body))
     assert record["usage"] == {"prompt_tokens": prompt, "completion_tokens": len(content)}
     # The reservation (prompt + max_tokens) is replaced by what was produced, not refunded, not kept.
     assert reserved > prompt + len(content)
-    assert wait_for(lambda: token_counter(rds, gateway, key_id), lambda v: v == prompt + len(content)) == (
+    assert read_until(lambda: gateway.tpm_counter(rds, key_id), lambda v: v == prompt + len(content)) == (
         prompt + len(content)
     )
 
@@ -165,10 +93,10 @@ def test_model_server_killed_mid_stream(gateway, upstreams, rds, model_server):
         served = [client.post("/v1/chat/completions", json=chat_body(route)) for _ in range(3)]
     assert [(r.status_code, r.headers["x-llmops-variant"]) for r in served] == [(200, "b")] * 3
     labels = {"route": route, "variant": "a"}
-    assert metric(gateway, "llmops_gateway_circuit_breaker_state", labels) == 1.0
-    assert metric(gateway, "llmops_gateway_upstream_errors_total", {**labels, "kind": "stream_broken"}) == 1.0
-    assert metric(gateway, "llmops_gateway_upstream_errors_total", {**labels, "kind": "connect"}) == 2.0
-    assert metric(gateway, "llmops_gateway_upstream_errors_total", {**labels, "kind": "circuit_open"}) == 1.0
+    assert gateway.metric("llmops_gateway_circuit_breaker_state", labels) == 1.0
+    assert gateway.metric("llmops_gateway_upstream_errors_total", {**labels, "kind": "stream_broken"}) == 1.0
+    assert gateway.metric("llmops_gateway_upstream_errors_total", {**labels, "kind": "connect"}) == 2.0
+    assert gateway.metric("llmops_gateway_upstream_errors_total", {**labels, "kind": "circuit_open"}) == 1.0
 
 
 def test_streams_that_break_halfway_open_the_circuit(gateway, upstreams):
@@ -187,7 +115,7 @@ def test_streams_that_break_halfway_open_the_circuit(gateway, upstreams):
             events = sse_events(response.iter_lines())
     assert response.headers["x-llmops-variant"] == "b" and events[-1] == "[DONE]"
     assert len(alpha.stats.requests) == 3
-    assert metric(gateway, "llmops_gateway_circuit_breaker_state", {"route": route, "variant": "a"}) == 1.0
+    assert gateway.metric("llmops_gateway_circuit_breaker_state", {"route": route, "variant": "a"}) == 1.0
 
 
 def test_a_stream_that_stalls_ends_with_a_timeout_event(gateway, upstreams):
@@ -208,7 +136,7 @@ def test_a_stream_that_stalls_ends_with_a_timeout_event(gateway, upstreams):
     events = sse_events([first, *rest])
     assert events[0]["choices"] and len(events) == 2
     assert events[-1]["error"]["code"] == "upstream_timeout" and "no data" in events[-1]["error"]["message"]
-    record = record_of(gateway, request_id)
+    record = gateway.record(request_id)
     assert record["status"] == 504 and record["usage"]["completion_tokens"] == 1
     assert alpha.stats.streams_cancelled == 1  # the gateway closed the stalled connection
 
@@ -231,7 +159,7 @@ def test_a_stream_that_never_ends_is_cut_at_the_answer_timeout(gateway, upstream
     assert (
         events[-1]["error"]["code"] == "upstream_timeout" and "did not end within 4 s" in events[-1]["error"]["message"]
     )
-    record = record_of(gateway, request_id)
+    record = gateway.record(request_id)
     assert record["status"] == 504 and record["usage"]["completion_tokens"] == len(events) - 1
     deadline = time.monotonic() + 5
     while alpha.stats.streams_cancelled < 1 and time.monotonic() < deadline:
@@ -263,7 +191,7 @@ def test_malformed_sse_events_pass_through_without_breaking_the_stream(gateway, 
         after = client.post("/v1/chat/completions", json=chat_body(route))
     assert response.status_code == 200 and after.status_code == 200
     assert all(event in raw for event in MALFORMED) and raw.endswith(b"data: [DONE]\n\n")
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.record(response.headers["x-request-id"])
     assert record["status"] == 200
     assert record["usage"] == {"prompt_tokens": 11, "completion_tokens": 5}  # the well-formed usage chunk
     assert record["answer"] == "alpha:a-model:0 tok1 tok2 tok3 tok4 "
@@ -291,7 +219,7 @@ def test_a_200_that_is_not_a_completion_is_a_502_and_counts_against_the_circuit(
         assert response.headers["x-llmops-variant"] == "a"
     assert responses[3].status_code == 503 and responses[3].json()["error"]["code"] == "circuit_open"
     assert len(alpha.stats.requests) == 3
-    record = record_of(gateway, responses[0].headers["x-request-id"])
+    record = gateway.record(responses[0].headers["x-request-id"])
     assert record["status"] == 502 and record["usage"]["prompt_tokens"] > 0 and record["answer"] is None
 
 
@@ -304,93 +232,8 @@ def test_a_malformed_usage_in_a_whole_answer_is_estimated_not_a_500(gateway, ups
     with gateway.client(key) as client:
         response = client.post("/v1/chat/completions", json=chat_body(route))
     assert response.status_code == 200 and response.json() == answer
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.record(response.headers["x-request-id"])
     assert record["usage"]["prompt_tokens"] > 0 and record["usage"]["completion_tokens"] == 0
-
-
-def flood_sent(upstream, floods: int) -> list[int]:
-    """What the upstream's floods got to send, once each has ended (the upstream sees the close a moment later)."""
-    return wait_for(lambda: list(upstream.stats.flood_sent), lambda sent: len(sent) >= floods)
-
-
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings"])
-def test_a_whole_answer_over_the_limit_is_cut_a_502_and_counts_against_the_circuit(gateway, upstreams, path):
-    """An answer that goes on and on: the gateway stops reading at the limit and closes the connection (it does not
-    hold what it would refuse anyway), answers 502 upstream_response_too_large, and the circuit opens as for any
-    answer that is not one: the fallback serves."""
-    alpha = upstreams["alpha"]
-    alpha.behaviour.flood_bytes = FLOOD_BYTES
-    route = gateway.put_route(
-        variants=[variant("a", alpha), variant("b", upstreams["beta"], weight=0)], fallbacks=["b"]
-    )
-    _, key = gateway.create_key()
-    body = chat_body(route) if "chat" in path else {"model": route, "input": "hello"}
-    with gateway.client(key) as client:
-        responses = [client.post(path, json=body) for _ in range(4)]
-    for response in responses[:3]:
-        assert response.status_code == 502, response.text[:300]
-        assert response.json()["error"]["code"] == "upstream_response_too_large"
-        assert response.headers["x-llmops-variant"] == "a"
-    assert (responses[3].status_code, responses[3].headers["x-llmops-variant"]) == (200, "b")
-    assert len(alpha.stats.requests) == 3
-    sent = flood_sent(alpha, 3)
-    assert len(sent) == 3 and max(sent) <= MAX_ANSWER_BYTES + SOCKET_SLACK_BYTES < FLOOD_BYTES
-    labels = {"route": route, "variant": "a"}
-    assert metric(gateway, "llmops_gateway_upstream_errors_total", {**labels, "kind": "too_large"}) == 3.0
-    assert metric(gateway, "llmops_gateway_circuit_breaker_state", labels) == 1.0
-    if "chat" in path:
-        record = record_of(gateway, responses[0].headers["x-request-id"])
-        assert record["status"] == 502 and record["usage"]["prompt_tokens"] > 0 and record["answer"] is None
-
-
-def test_one_sse_event_over_the_limit_ends_the_stream_with_an_error_event(gateway, upstreams, rds):
-    """A stream whose event never ends (one endless line): cut once the event passes the limit, what was relayed
-    ends with a blank line and the error event, the token streamed before it is charged with the prompt."""
-    alpha = upstreams["alpha"]
-    alpha.behaviour.raw_events = [b'data: {"choices": [{"index": 0, "delta": {"content": "hi "}}]}\n\n']
-    alpha.behaviour.flood_bytes = FLOOD_BYTES
-    route = gateway.put_route(variants=[variant("a", alpha)])
-    key_id, key = gateway.create_key(limits={"tpm": 1_000_000})
-    body = chat_body(route, stream=True)
-    with gateway.client(key) as client, client.stream("POST", "/v1/chat/completions", json=body) as response:
-        raw = response.read()
-    assert response.status_code == 200
-    events = sse_events(raw.decode().split("\n"))
-    assert events[0]["choices"][0]["delta"]["content"] == "hi "
-    assert isinstance(events[1], str) and events[1].startswith("xxx")  # the start of the endless event, as relayed
-    assert events[-1]["error"]["code"] == "upstream_response_too_large" and len(events) == 3
-    assert raw.endswith(b"x\n\ndata: " + orjson.dumps(events[-1]) + b"\n\n")  # the cut event ended first
-    assert len(raw) <= MAX_EVENT_BYTES + 2 * 256 * 1024 + 1024  # the limit and what was read with it (at most 2 reads)
-    sent = flood_sent(alpha, 1)
-    assert sent[0] <= MAX_EVENT_BYTES + SOCKET_SLACK_BYTES < FLOOD_BYTES
-    prompt = estimate_prompt_tokens(ChatCompletionRequest.model_validate(body))
-    record = record_of(gateway, response.headers["x-request-id"])
-    assert record["status"] == 502 and record["usage"] == {"prompt_tokens": prompt, "completion_tokens": 1}
-    assert wait_for(lambda: token_counter(rds, gateway, key_id), lambda v: v == prompt + 1) == prompt + 1
-    assert alpha.stats.streams_cancelled == 1
-
-
-def test_a_stream_over_the_total_limit_is_cut_with_an_error_event_and_charged(gateway, upstreams, rds):
-    """A stream of well-formed chunks that would go on for 100,000 tokens: cut at the stream limit, its tokens so
-    far accounted, the upstream connection closed."""
-    alpha = upstreams["alpha"]
-    alpha.behaviour.chunks = 100_000
-    route = gateway.put_route(variants=[variant("a", alpha)])
-    key_id, key = gateway.create_key(limits={"tpm": 10_000_000})
-    body = chat_body(route, stream=True, max_tokens=100_000)
-    with gateway.client(key) as client, client.stream("POST", "/v1/chat/completions", json=body) as response:
-        raw = response.read()
-    events = sse_events(raw.decode().split("\n"))
-    content = [e for e in events if isinstance(e, dict) and e.get("choices")]
-    assert events[-1]["error"]["code"] == "upstream_response_too_large" and "[DONE]" not in events
-    assert len(raw) - len(orjson.dumps(events[-1])) <= MAX_STREAM_BYTES + 10  # not a byte of the upstream's past it
-    assert 1000 < len(content) < 100_000
-    prompt = estimate_prompt_tokens(ChatCompletionRequest.model_validate(body))
-    record = record_of(gateway, response.headers["x-request-id"])
-    assert record["status"] == 502 and record["usage"] == {"prompt_tokens": prompt, "completion_tokens": len(content)}
-    used = prompt + len(content)
-    assert wait_for(lambda: token_counter(rds, gateway, key_id), lambda v: v == used) == used
-    assert wait_for(lambda: alpha.stats.streams_cancelled, lambda n: n == 1) == 1
 
 
 def test_the_gateway_keeps_serving_after_bad_upstreams(gateway, upstreams):

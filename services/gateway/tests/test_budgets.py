@@ -21,7 +21,6 @@ from typing import ClassVar
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_testkit.backends import postgres_only
@@ -43,13 +42,6 @@ def pair(make_gateway, sql_url):
         GATEWAY_SPEND_FLUSH_INTERVAL_S="0.05",
         GATEWAY_ROUTE_CACHE_TTL_S=str(PRICE_TTL_S),
     )
-
-
-@pytest.fixture(scope="module")
-def rds(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def priced_route(gw, upstream, *, input: str = "0", output: str = "1") -> str:

@@ -10,8 +10,6 @@ import time
 
 import httpx
 import pytest
-import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_gateway.proxy.schemas import ChatCompletionRequest
 from llmops_gateway.proxy.tokens import estimate_prompt_tokens
@@ -22,13 +20,6 @@ from llmops_testkit.processes import free_port, start_together
 pytestmark = postgres_only  # quota counters live in Redis, not in the SQL store
 
 USAGE = 16  # the fake upstream's answer: 11 prompt + 5 completion tokens
-
-
-@pytest.fixture(scope="module")
-def rds(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -61,14 +52,6 @@ def wait_counter(rds, gateway, key_id: str, kind: str, until, timeout_s: float =
 
 def estimate(body: dict) -> int:
     return estimate_prompt_tokens(ChatCompletionRequest.model_validate(body))
-
-
-def metric(gateway, name: str, labels: dict) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 def assert_refused(response: httpx.Response, code: str) -> dict:
@@ -267,7 +250,7 @@ def test_redis_down_fails_closed_by_default(redisless, upstreams):
     _, limited = gateway.create_key(limits={"rpm": 100})
     _, unlimited = gateway.create_key()
     errors = {"mode": "closed"}
-    before = metric(gateway, "llmops_gateway_quota_store_errors_total", errors)
+    before = gateway.metric("llmops_gateway_quota_store_errors_total", errors)
     with gateway.client(limited) as client:
         refused = client.post("/v1/chat/completions", json=chat_body(route))
     assert refused.status_code == 503, refused.text
@@ -275,7 +258,7 @@ def test_redis_down_fails_closed_by_default(redisless, upstreams):
     with gateway.client(unlimited) as client:
         assert client.post("/v1/chat/completions", json=chat_body(route)).status_code == 200
     assert len(upstreams["alpha"].stats.requests) == 1
-    assert metric(gateway, "llmops_gateway_quota_store_errors_total", errors) == before + 1
+    assert gateway.metric("llmops_gateway_quota_store_errors_total", errors) == before + 1
     ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["database"] == "ok" and ready.json()["checks"]["redis"] != "ok"
@@ -286,8 +269,8 @@ def test_redis_down_fail_open_serves_unmetered(redisless, upstreams):
     route = gateway.put_route(variants=[variant("a", upstreams["alpha"])])
     _, limited = gateway.create_key(limits={"rpm": 1})
     errors = {"mode": "open"}
-    before = metric(gateway, "llmops_gateway_quota_store_errors_total", errors)
+    before = gateway.metric("llmops_gateway_quota_store_errors_total", errors)
     with gateway.client(limited) as client:
         statuses = [client.post("/v1/chat/completions", json=chat_body(route)).status_code for _ in range(2)]
     assert statuses == [200, 200]  # unmetered: rpm 1 cannot be enforced without Redis
-    assert metric(gateway, "llmops_gateway_quota_store_errors_total", errors) == before + 2
+    assert gateway.metric("llmops_gateway_quota_store_errors_total", errors) == before + 2

@@ -13,7 +13,6 @@ from typing import Self
 import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_testkit.backends import postgres_only
 from llmops_testkit.gateway import chat_body, variant
@@ -27,14 +26,6 @@ def private_redis(tmp_path):
     server = PrivateRedis(tmp_path / "redis").start()
     yield server
     server.stop()
-
-
-def metric(gateway, name: str, labels: dict) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 class CounterWatch:
@@ -133,7 +124,7 @@ def test_redis_restarted_under_load(make_gateway, sql_url, upstreams, private_re
                 error = response.json().get("error") if response.status_code != 200 else {}
                 results.append((phase[0], response.status_code, error))
 
-    errors_before = metric(gateway, "llmops_gateway_quota_store_errors_total", {"mode": mode})
+    errors_before = gateway.metric("llmops_gateway_quota_store_errors_total", {"mode": mode})
     with CounterWatch(private_redis.url, gateway.env["GATEWAY_REDIS_KEY_PREFIX"]) as watch:
         workers = [threading.Thread(target=load) for _ in range(4)]
         for worker in workers:
@@ -166,7 +157,7 @@ def test_redis_restarted_under_load(make_gateway, sql_url, upstreams, private_re
         assert ("down", 503) in statuses  # limits cannot be checked: refused
     else:
         assert not refusals  # served unmetered
-    assert metric(gateway, "llmops_gateway_quota_store_errors_total", {"mode": mode}) > errors_before
+    assert gateway.metric("llmops_gateway_quota_store_errors_total", {"mode": mode}) > errors_before
     # Recovered by itself: the last requests of the run were all served and metered again.
     assert [status for _, status, _ in results[-20:]] == [200] * 20
     assert watch.lowest is not None and watch.lowest >= 0

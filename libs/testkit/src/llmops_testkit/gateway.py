@@ -1,10 +1,13 @@
 """A gateway under test: a real process, and a client for its admin API and OpenAI surface."""
 
 import secrets
+import time
 import uuid
 from pathlib import Path
 
 import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_testkit.processes import ServiceProcess
 
@@ -81,6 +84,31 @@ class Gateway:
     def logs(self) -> str:
         return "\n".join(r.log_path.read_text(errors="replace") for r in self.replicas if r.log_path.exists())
 
+    def metric(self, name: str, labels: dict) -> float:
+        """A sample's value on the first replica's /metrics (0 when it has none yet)."""
+        for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics").text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
+    def record(self, request_id: str, timeout_s: float = 5.0) -> dict:
+        """The request's record in the JSONL request log, once it is written."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.request_log_path.exists():
+                for line in self.request_log_path.read_bytes().splitlines():
+                    record = orjson.loads(line)
+                    if record["request_id"] == request_id:
+                        return record
+            time.sleep(0.05)
+        raise AssertionError(f"no request-log record for {request_id}")
+
+    def tpm_counter(self, rds, key_id: str) -> int:
+        """The key's tokens counted in Redis in the current minute windows."""
+        prefix = self.env["GATEWAY_REDIS_KEY_PREFIX"]
+        return sum(int(rds.get(k) or 0) for k in rds.scan_iter(match=f"{prefix}{{{key_id}}}:tpm:*"))
+
     # --- admin API ---
 
     def admin(self, replica: int = 0) -> httpx.Client:
@@ -119,3 +147,26 @@ def variant(name: str, upstream, *, model: str | None = None, weight: float = 1.
 
 def chat_body(route: str, content: str = "hello", **extra) -> dict:
     return {"model": route, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def sse_events(lines) -> list[dict | str]:
+    """The ``data:`` payloads of an SSE stream, JSON decoded where they are JSON."""
+    events = []
+    for line in lines:
+        if line.startswith("data:"):
+            payload = line[5:].strip()
+            try:
+                events.append(orjson.loads(payload))
+            except orjson.JSONDecodeError:
+                events.append(payload)
+    return events
+
+
+def read_until(read, until, timeout_s: float = 3.0):
+    """``read()`` again until ``until(value)`` holds or the time is up; the last value (for the caller to assert)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
