@@ -106,21 +106,6 @@ def _run_child(form: str, url: str, batches: int, seed: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-async def _database(server_url: str, name: str | None) -> None:
-    """Creates (name given) or drops (None: drops every database this bench made) a database on the server."""
-    import asyncpg
-
-    conn = await asyncpg.connect(server_url)
-    try:
-        if name:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            for (made,) in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'ingest_bench_%'"):
-                await conn.execute(f'DROP DATABASE "{made}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def _plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -169,23 +154,24 @@ def main() -> None:
         return
 
     from llmops_cli.infra import find_or_start_postgres
+    from llmops_testkit.backends import create_database, drop_database
 
     result = {"batches": args.batches, "rounds": args.rounds, "cpus": os.cpu_count(), "backends": {}}
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         postgres = find_or_start_postgres(Path(tmp) / "pg")
         server, base = postgres.url, postgres.async_url.rsplit("/", 1)[0]
+        made: list[str] = []
         try:
             for backend in ("sqlite", "postgresql"):
                 runs = {form: [] for form in FORMS}
                 for round_ in range(args.rounds):
                     order = FORMS if round_ % 2 == 0 else FORMS[::-1]
                     for form in order:
-                        name = f"ingest_bench_{uuid.uuid4().hex[:8]}"
                         if backend == "sqlite":
-                            url = f"sqlite+aiosqlite:///{tmp}/{name}.db"
+                            url = f"sqlite+aiosqlite:///{tmp}/{form}-{round_}.db"
                         else:
-                            asyncio.run(_database(server, name))
-                            url = f"{base}/{name}"
+                            made.append(asyncio.run(create_database(server, prefix="ingest_bench")))
+                            url = f"{base}/{made[-1]}"
                         run = _run_child(form, url, args.batches, seed=round_)
                         runs[form].append(run)
                         print(f"{backend:10} round {round_ + 1}/{args.rounds} {form:11} "
@@ -197,7 +183,8 @@ def main() -> None:
                 )
                 result["backends"][backend] = summary
         finally:
-            asyncio.run(_database(server, None))
+            for name in made:
+                asyncio.run(drop_database(server, name))
             postgres.stop()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "feedback_ingest_bench.json").write_text(json.dumps(result, indent=2))

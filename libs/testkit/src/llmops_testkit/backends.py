@@ -11,8 +11,30 @@ pytest refuses to collect a test that is parametrized on a fixture it does not u
 not, mark the tests one by one (``@postgres_only``).
 """
 
+import uuid
+
+import asyncpg
 import pytest
 
 # Overrides the fixture's own params; pytest reuses the session's PostgreSQL instances (same param value), so this
 # starts nothing new.
 postgres_only = pytest.mark.parametrize("sql_url", ["postgres"], indirect=True)
+
+
+async def create_database(server_url: str, prefix: str = "llmops_test") -> str:
+    """A fresh database on the PostgreSQL server at ``server_url`` (``postgresql://...``); its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

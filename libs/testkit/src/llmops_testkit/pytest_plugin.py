@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from llmops_cli.infra import find_or_start_postgres, find_or_start_redis, start_private_postgres
+from llmops_testkit.backends import create_database, drop_database
 from llmops_testkit.fake_upstream import FakeUpstream
 from llmops_testkit.feedback import Feedback, feedback_env, new_tokens
 from llmops_testkit.gateway import Gateway, gateway_env, new_secrets
@@ -50,31 +51,13 @@ def postgres_server(llmops_state_dir):
     handle.stop()
 
 
-async def _create_database(server_url: str) -> str:
-    name = f"llmops_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def _drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_database_url(postgres_server):
     """A fresh database on the PostgreSQL server, as a SQLAlchemy asyncpg URL; dropped at the end."""
-    name = asyncio.run(_create_database(postgres_server.url))
+    name = asyncio.run(create_database(postgres_server.url))
     base = postgres_server.async_url.rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    asyncio.run(_drop_database(postgres_server.url, name))
+    asyncio.run(drop_database(postgres_server.url, name))
 
 
 PRIVATE_POSTGRES_START_S = 20.0  # a private cluster slower than this to start is not worth the suite's time
@@ -102,10 +85,10 @@ def private_postgres(llmops_state_dir):
 @pytest.fixture
 def private_postgres_url(private_postgres):
     """A fresh database on ``private_postgres``, as a SQLAlchemy asyncpg URL; dropped at the end."""
-    name = asyncio.run(_create_database(private_postgres.url))
+    name = asyncio.run(create_database(private_postgres.url))
     yield f"{private_postgres.async_url.rsplit('/', 1)[0]}/{name}"
     try:
-        asyncio.run(_drop_database(private_postgres.url, name))
+        asyncio.run(drop_database(private_postgres.url, name))
     except (OSError, asyncpg.PostgresError):
         pass  # a test that failed with the server down: the cluster goes at the session's end anyway
 
@@ -126,11 +109,11 @@ def postgres_proxy(postgres_server):
 def proxied_postgres_url(postgres_server, postgres_proxy):
     """A fresh database on the shared server (dropped at the end), as a SQLAlchemy asyncpg URL through
     ``postgres_proxy``."""
-    name = asyncio.run(_create_database(postgres_server.url))
+    name = asyncio.run(create_database(postgres_server.url))
     server = urlsplit(postgres_server.async_url)
     credentials, at, _ = server.netloc.rpartition("@")
     yield server._replace(netloc=f"{credentials}{at}127.0.0.1:{postgres_proxy.port}", path=f"/{name}").geturl()
-    asyncio.run(_drop_database(postgres_server.url, name))
+    asyncio.run(drop_database(postgres_server.url, name))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -141,9 +124,9 @@ def empty_sql_url(request, llmops_state_dir):
         yield f"sqlite+aiosqlite:///{llmops_state_dir / f'empty-{uuid.uuid4().hex[:6]}.db'}"
         return
     server = request.getfixturevalue("postgres_server")
-    name = asyncio.run(_create_database(server.url))
+    name = asyncio.run(create_database(server.url))
     yield f"{server.async_url.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_drop_database(server.url, name))
+    asyncio.run(drop_database(server.url, name))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -329,8 +312,8 @@ def feedback_sql_url(request, llmops_state_dir, sql_url):
     if sql_url.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{llmops_state_dir / f'feedback-{uuid.uuid4().hex[:6]}.db'}"
     server = request.getfixturevalue("postgres_server")
-    name = asyncio.run(_create_database(server.url))
-    request.addfinalizer(lambda: asyncio.run(_drop_database(server.url, name)))
+    name = asyncio.run(create_database(server.url))
+    request.addfinalizer(lambda: asyncio.run(drop_database(server.url, name)))
     return f"{server.async_url.rsplit('/', 1)[0]}/{name}"
 
 
